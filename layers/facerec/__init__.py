@@ -1,0 +1,1 @@
+"""Face recognition with FaceNet and Amazon Rekognition, in AWS or fully offline."""

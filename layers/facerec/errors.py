@@ -1,0 +1,69 @@
+"""Every error the package raises on purpose. ``code`` is a stable machine-readable reason."""
+
+from __future__ import annotations
+
+
+class FaceRecError(Exception):
+    """Base class; the CLI turns these into one-line messages and a non-zero exit code."""
+
+    code = "error"
+
+
+class AssetError(FaceRecError):
+    """Weights or sample set missing or corrupt; the message names the command that fixes it."""
+
+    code = "asset"
+
+
+class ImageError(FaceRecError):
+    """A photo that cannot be used; subclasses say why."""
+
+    code = "bad_image"
+
+
+class EmptyImage(ImageError):
+    code = "empty_file"
+
+
+class NotAnImage(ImageError):
+    code = "not_an_image"
+
+
+class UnsupportedFormat(ImageError):
+    code = "unsupported_format"
+
+
+class CorruptImage(ImageError):
+    code = "corrupt_image"
+
+
+class ImageTooSmall(ImageError):
+    code = "image_too_small"
+
+
+class ImageTooLarge(ImageError):
+    code = "image_too_large"
+
+
+class NoFaceFound(ImageError):
+    code = "no_face"
+
+
+class TooManyFaces(ImageError):
+    code = "too_many_faces"
+
+
+class InvalidLabel(FaceRecError):
+    """A person name that cannot be stored safely (empty, path traversal, control characters)."""
+
+    code = "invalid_label"
+
+
+class NotEnoughData(FaceRecError):
+    """Too few people or photos to split, cross-validate or train."""
+
+    code = "not_enough_data"
+
+
+class ModelNotFound(FaceRecError):
+    code = "model_not_found"

@@ -1,0 +1,539 @@
+"""Enrol, train, evaluate and identify, composed from the steps and the storage ports.
+
+The only module that knows the order of the steps; the CLI, the local server and the
+Lambda handlers call it with their own storage adapters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from facerec.alignment import crop
+from facerec.classifier import FaceClassifier, cross_validate, holdout_split, select_c
+from facerec.detection import DetectorSettings, Face, FaceDetector, select_labelled_face
+from facerec.embedding import FaceNetEmbedder
+from facerec.errors import (
+    FaceRecError,
+    ImageError,
+    ModelNotFound,
+    NoFaceFound,
+    NotEnoughData,
+    TooManyFaces,
+)
+from facerec.evaluation import evaluate_predictions
+from facerec.images import DEFAULT_LIMITS, ImageLimits, decode_image, encode_png
+from facerec.models import TrainedModel, library_versions
+from facerec.naming import crop_key, ingest_key, validate_person_name
+from facerec.storage.ports import BlobStore, Catalog, FaceRecord, ModelRecord, PhotoRecord
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Defaults are the thesis's figures; ``crop_method`` is the measured better one."""
+
+    crop_method: str = "aligned"
+    margin: int = 32
+    crop_size: int = 160
+    max_faces: int = 100
+    chunk_photos: int = 64
+    min_reference_similarity: float = 0.5
+    image_limits: ImageLimits = DEFAULT_LIMITS
+    detector: DetectorSettings = DetectorSettings()
+
+
+@dataclass(frozen=True)
+class AnalysedFace:
+    """A detected face with its crop, uint8 (160, 160, 3), and embedding, float32 (128,)."""
+
+    face: Face
+    crop: np.ndarray = field(repr=False)
+    embedding: np.ndarray = field(repr=False)
+
+
+class FaceAnalyser:
+    """Detector and embedder, loaded once; photos in, analysed faces out (batched)."""
+
+    def __init__(
+        self, detector: FaceDetector, embedder: FaceNetEmbedder, settings: PipelineSettings
+    ):
+        self.detector, self.embedder, self.settings = detector, embedder, settings
+
+    def analyse(self, images: Sequence[np.ndarray]) -> list[list[AnalysedFace]]:
+        """uint8 RGB photos -> per photo, its faces (most confident first)."""
+        detections = self.detector.detect_batch(images)
+        crops = [
+            crop(
+                image,
+                face,
+                self.settings.crop_method,
+                self.settings.margin,
+                self.settings.crop_size,
+            )
+            for image, faces in zip(images, detections, strict=True)
+            for face in faces
+        ]
+        size = self.settings.crop_size
+        embeddings = self.embedder.embed(
+            np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+        )
+        results, position = [], 0
+        for faces in detections:
+            results.append(
+                [
+                    AnalysedFace(face, crops[position + i], embeddings[position + i])
+                    for i, face in enumerate(faces)
+                ]
+            )
+            position += len(faces)
+        return results
+
+    def describe(self) -> dict:
+        """What a model's metadata records about how faces were found, cropped and embedded."""
+        return {
+            "embedding": self.embedder.describe(),
+            "crop": {
+                "method": self.settings.crop_method,
+                "margin": self.settings.margin,
+                "size": self.settings.crop_size,
+            },
+            "detector": {"name": "mtcnn", **asdict(self.settings.detector)},
+        }
+
+
+@dataclass(frozen=True)
+class PhotoInput:
+    """A labelled photo to enrol: the person, the photo's file name and its bytes."""
+
+    person: str
+    name: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PhotoOutcome:
+    """What happened to one photo. ``status``: enrolled | no_face | rejected | unchanged |
+    duplicate. ``code`` is the error code for no_face/rejected; ``rule`` how the labelled face
+    was chosen (single | reference | central)."""
+
+    key: str
+    person: str
+    status: str
+    faces: int = 0
+    code: str = ""
+    reason: str = ""
+    labelled_face: int | None = None
+    rule: str = ""
+
+
+@dataclass
+class _Pending:
+    item: PhotoInput
+    key: str
+    sha256: str
+    image_shape: tuple[int, ...]
+    faces: list[AnalysedFace]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """``test_size`` 0 trains on everything (no held-out evaluation)."""
+
+    C: float = 10.0
+    select_c: bool = False
+    test_size: float = 0.25
+    seed: int = 42
+
+
+class Pipeline:
+    """The product's flows over one set of storage ports."""
+
+    def __init__(
+        self,
+        analyser: FaceAnalyser,
+        catalog: Catalog,
+        ingest: BlobStore,
+        faces: BlobStore,
+        quarantine: BlobStore,
+        models: BlobStore,
+        reports: BlobStore,
+    ):
+        self.analyser, self.catalog = analyser, catalog
+        self.ingest, self.faces, self.quarantine = ingest, faces, quarantine
+        self.models, self.reports = models, reports
+        self.settings = analyser.settings
+        self._model: TrainedModel | None = None
+
+    # ---- enrolment -------------------------------------------------------------------------
+
+    def enrol(
+        self,
+        items: Iterable[PhotoInput],
+        on_outcome: Callable[[PhotoOutcome], None] = lambda outcome: None,
+    ) -> list[PhotoOutcome]:
+        """Enrol labelled photos in chunks; photos with several faces are resolved last, once
+        every single-face photo of the run can serve as a reference. Never raises for a bad
+        photo: each gets an outcome (also passed to ``on_outcome`` as it is decided)."""
+        outcomes: list[PhotoOutcome] = []
+
+        def record(outcome: PhotoOutcome) -> None:
+            outcomes.append(outcome)
+            on_outcome(outcome)
+
+        deferred: list[_Pending] = []
+        chunk: list[PhotoInput] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == self.settings.chunk_photos:
+                deferred += self._enrol_chunk(chunk, record)
+                chunk = []
+        deferred += self._enrol_chunk(chunk, record)
+        for pending in deferred:
+            record(self._commit(pending))
+        return outcomes
+
+    def _enrol_chunk(self, chunk: list[PhotoInput], record) -> list[_Pending]:
+        decoded: list[tuple[PhotoInput, str, str, np.ndarray]] = []
+        for item in chunk:
+            sha256 = hashlib.sha256(item.data).hexdigest()
+            try:
+                key = ingest_key(item.person, item.name)
+            except FaceRecError as error:
+                record(self._reject(item, None, sha256, error))
+                continue
+            known = self.catalog.get_photo(key)
+            if known and known.sha256 == sha256:
+                record(
+                    PhotoOutcome(
+                        key,
+                        known.person,
+                        "unchanged",
+                        known.face_count,
+                        reason=f"already ingested ({known.status})",
+                    )
+                )
+                continue
+            twin = self.catalog.photo_with_sha256(sha256)
+            if twin and twin.key != key:
+                record(
+                    PhotoOutcome(
+                        key,
+                        item.person,
+                        "duplicate",
+                        twin.face_count,
+                        reason=f"same bytes as {twin.key}",
+                    )
+                )
+                continue
+            try:
+                decoded.append(
+                    (item, key, sha256, decode_image(item.data, self.settings.image_limits))
+                )
+            except ImageError as error:
+                record(self._reject(item, key, sha256, error))
+        if not decoded:
+            return []
+        analysed = self.analyser.analyse([image for *_, image in decoded])
+        deferred = []
+        for (item, key, sha256, image), faces in zip(decoded, analysed, strict=True):
+            pending = _Pending(item, key, sha256, image.shape, faces)
+            if not faces:
+                record(
+                    self._reject(
+                        item, key, sha256, NoFaceFound("no face found in the photo"), image.shape
+                    )
+                )
+            elif len(faces) > self.settings.max_faces:
+                error = TooManyFaces(f"{len(faces)} faces; at most {self.settings.max_faces}")
+                record(self._reject(item, key, sha256, error, image.shape))
+            elif len(faces) == 1:
+                record(self._commit(pending))
+            else:
+                deferred.append(pending)
+        return deferred
+
+    def _reject(
+        self,
+        item: PhotoInput,
+        key: str | None,
+        sha256: str,
+        error: FaceRecError,
+        shape: tuple[int, ...] = (0, 0),
+    ) -> PhotoOutcome:
+        """Quarantine the bytes with their reason, stored under their hash (the names may be
+        hostile), and record the photo's status when its key is valid."""
+        status = "no_face" if isinstance(error, NoFaceFound) else "rejected"
+        shown = key or f"{item.person}/{item.name}"
+        self.quarantine.put(f"{sha256}.bin", item.data)
+        self.quarantine.put(
+            f"{sha256}.json",
+            json.dumps(
+                {"key": shown, "code": error.code, "reason": str(error)}, ensure_ascii=False
+            ).encode(),
+        )
+        if key is not None:
+            self.catalog.put_photo(
+                PhotoRecord(
+                    key,
+                    validate_person_name(item.person),
+                    sha256,
+                    status,
+                    str(error),
+                    0,
+                    shape[1],
+                    shape[0],
+                ),
+                [],
+            )
+        return PhotoOutcome(shown, item.person, status, code=error.code, reason=str(error))
+
+    def _commit(self, pending: _Pending) -> PhotoOutcome:
+        person = validate_person_name(pending.item.person)
+        references = np.array(
+            [
+                face.embedding
+                for face in self.catalog.faces(person)
+                if face.crop_method == self.settings.crop_method
+            ]
+        )
+        chosen, rule = select_labelled_face(
+            [analysed.face for analysed in pending.faces],
+            np.array([analysed.embedding for analysed in pending.faces]),
+            references.reshape(-1, pending.faces[0].embedding.shape[0]),
+            pending.image_shape,
+            self.settings.min_reference_similarity,
+        )
+        records = []
+        for index, analysed in enumerate(pending.faces):
+            key = crop_key(pending.key, index)
+            self.faces.put(key, encode_png(analysed.crop))
+            records.append(
+                FaceRecord(
+                    f"{pending.key}#{index}",
+                    pending.key,
+                    index,
+                    person if index == chosen else None,
+                    analysed.face.box,
+                    analysed.face.confidence,
+                    key,
+                    self.settings.crop_method,
+                    analysed.embedding,
+                )
+            )
+        self.ingest.put(pending.key, pending.item.data)
+        height, width = pending.image_shape[:2]
+        self.catalog.put_photo(
+            PhotoRecord(
+                pending.key, person, pending.sha256, "enrolled", "", len(records), width, height
+            ),
+            records,
+        )
+        return PhotoOutcome(
+            pending.key, person, "enrolled", len(records), labelled_face=chosen, rule=rule
+        )
+
+    # ---- training and evaluation --------------------------------------------------------------
+
+    def labelled_faces(self) -> list[FaceRecord]:
+        faces = self.catalog.faces()
+        stale = [face for face in faces if face.crop_method != self.settings.crop_method]
+        if stale:
+            raise NotEnoughData(
+                f"{len(stale)} enrolled faces were cropped with another method than "
+                f"{self.settings.crop_method!r}; re-ingest them or use that method"
+            )
+        return faces
+
+    def train(self, options: TrainOptions = TrainOptions()) -> tuple[TrainedModel, dict | None]:
+        """Split, (select C,) cross-validate, fit, evaluate the held-out part, publish.
+        Returns the model and its held-out evaluation (None when test_size is 0)."""
+        faces = self.labelled_faces()
+        if not faces:
+            raise NotEnoughData("no labelled faces enrolled yet; run `facerec ingest DIR` first")
+        X = np.stack([face.embedding for face in faces])
+        y = np.array([face.person for face in faces])
+        train_index, test_index = holdout_split(y, options.test_size, options.seed)
+        started = time.perf_counter()
+        C, c_table = (
+            select_c(X[train_index], y[train_index], options.seed)
+            if options.select_c
+            else (options.C, None)
+        )
+        cv = cross_validate(X[train_index], y[train_index], C, options.seed)
+        classifier = FaceClassifier(C=C, random_state=options.seed).fit(
+            X[train_index], y[train_index]
+        )
+        created = datetime.now(UTC)
+        metadata = {
+            "model_id": created.strftime("%Y%m%dT%H%M%SZ")
+            + "-"
+            + hashlib.sha256(X[train_index].tobytes()).hexdigest()[:8],
+            "created_at": created.isoformat(timespec="seconds"),
+            "engine": "facenet-svc",
+            "labels": classifier.classes_.tolist(),
+            "classifier": {
+                "kind": "SVC",
+                "kernel": "linear",
+                "C": C,
+                "c_selection": c_table,
+                "probabilities": "sigmoid calibration, reported only",
+            },
+            "cv": cv,
+            **self.analyser.describe(),
+            "split": {
+                "test_size": options.test_size,
+                "seed": options.seed,
+                "train_faces": len(train_index),
+                "test_faces": len(test_index),
+                "test_face_ids": [faces[i].face_id for i in test_index],
+            },
+            "training_seconds": round(time.perf_counter() - started, 3),
+            "libraries": library_versions(),
+        }
+        evaluation = None
+        if len(test_index):
+            labels, scores = classifier.predict_with_probability(X[test_index])
+            evaluation = evaluate_predictions(y[test_index], labels, scores, classifier.classes_)
+            metadata["evaluation"] = {
+                "accuracy": evaluation["accuracy"],
+                "faces": evaluation["faces"],
+            }
+        model = TrainedModel(classifier, metadata)
+        self._publish(model, evaluation)
+        return model, evaluation
+
+    def _publish(self, model: TrainedModel, evaluation: dict | None) -> None:
+        artifact = f"{model.model_id}/model.joblib"
+        self.models.put(artifact, model.to_bytes())
+        self.models.put(
+            f"{model.model_id}/metadata.json", json.dumps(model.metadata, indent=2).encode()
+        )
+        if evaluation is not None:
+            self.reports.put(
+                f"{model.model_id}/holdout-evaluation.json",
+                json.dumps(evaluation, indent=2).encode(),
+            )
+        self.catalog.put_model(
+            ModelRecord(model.model_id, artifact, model.metadata["created_at"], model.metadata)
+        )
+        self._model = model
+
+    def current_model(self) -> TrainedModel:
+        """The published model, loaded once per process (reloaded when a newer one appears)."""
+        record = self.catalog.current_model()
+        if record is None:
+            raise ModelNotFound("no trained model yet; run `facerec train` first")
+        if self._model is None or self._model.model_id != record.model_id:
+            self._model = TrainedModel.from_bytes(self.models.get(record.artifact_key))
+        return self._model
+
+    def evaluate_holdout(self) -> dict:
+        """Re-evaluate the current model on the faces it held out when it was trained."""
+        model = self.current_model()
+        held_out = set(model.metadata["split"]["test_face_ids"])
+        if not held_out:
+            raise NotEnoughData("the current model was trained without a held-out part")
+        faces = [face for face in self.labelled_faces() if face.face_id in held_out]
+        labels, scores = model.classifier.predict_with_probability(
+            np.stack([face.embedding for face in faces])
+        )
+        return evaluate_predictions(
+            [face.person for face in faces], labels, scores, model.classifier.classes_
+        )
+
+    def evaluate_photos(self, items: Iterable[PhotoInput]) -> dict:
+        """Evaluate the current model on labelled photos that are not enrolled. In photos with
+        several faces the labelled one is chosen as at enrolment; photos that cannot be used
+        count as misses and are listed with their reason."""
+        model = self.current_model()
+        truth, predicted, scores, refused = [], [], [], []
+        items = list(items)
+        decoded = []
+        for item in items:
+            try:
+                decoded.append((item, decode_image(item.data, self.settings.image_limits)))
+            except ImageError as error:
+                refused.append(
+                    {
+                        "photo": f"{item.person}/{item.name}",
+                        "code": error.code,
+                        "reason": str(error),
+                    }
+                )
+        analysed = self.analyser.analyse([image for _, image in decoded]) if decoded else []
+        for (item, image), faces in zip(decoded, analysed, strict=True):
+            if not faces:
+                refused.append(
+                    {
+                        "photo": f"{item.person}/{item.name}",
+                        "code": NoFaceFound.code,
+                        "reason": "no face found in the photo",
+                    }
+                )
+                continue
+            person = validate_person_name(item.person)
+            references = np.array([face.embedding for face in self.catalog.faces(person)])
+            chosen, _ = select_labelled_face(
+                [face.face for face in faces],
+                np.array([face.embedding for face in faces]),
+                references.reshape(-1, faces[0].embedding.shape[0]),
+                image.shape,
+                self.settings.min_reference_similarity,
+            )
+            label, score = model.classifier.predict_with_probability(faces[chosen].embedding[None])
+            truth.append(person)
+            predicted.append(str(label[0]))
+            scores.append(float(score[0]))
+        evaluation = evaluate_predictions(truth, predicted, scores, model.classifier.classes_)
+        evaluation["photos"] = len(items)
+        evaluation["refused"] = refused
+        evaluation["photo_accuracy"] = evaluation["correct"] / len(items) if items else None
+        evaluation["model_id"] = model.model_id
+        return evaluation
+
+    # ---- identification -------------------------------------------------------------------
+
+    def identify(self, data: bytes) -> dict:
+        """Photo bytes -> every face with its box, person and probability (JSON-ready).
+        Raises ImageError (bad photo), NoFaceFound, TooManyFaces or ModelNotFound."""
+        model = self.current_model()
+        image = decode_image(data, self.settings.image_limits)
+        faces = self.analyser.analyse([image])[0]
+        if not faces:
+            raise NoFaceFound("no face found in the photo")
+        if len(faces) > self.settings.max_faces:
+            raise TooManyFaces(f"{len(faces)} faces; at most {self.settings.max_faces}")
+        labels, scores = model.classifier.predict_with_probability(
+            np.stack([face.embedding for face in faces])
+        )
+        return {
+            "model_id": model.model_id,
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "faces": [
+                {**analysed.face.to_dict(), "person": str(label), "probability": round(float(p), 4)}
+                for analysed, label, p in zip(faces, labels, scores, strict=True)
+            ],
+        }
+
+
+def read_labelled_folder(root, on_skip: Callable[[str, str], None]) -> Iterator[PhotoInput]:
+    """Yield every file of an LFW-layout folder ``root/<Person>/<file>``. Anything else (files
+    directly in root, deeper folders) is reported through ``on_skip(path, reason)``."""
+    from pathlib import Path
+
+    root = Path(root)
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_dir():
+            continue
+        if len(relative.parts) != 2:
+            on_skip(str(relative), "not inside a person folder: expected DIR/<Person>/<photo>")
+            continue
+        yield PhotoInput(relative.parts[0], relative.parts[1], path.read_bytes())

@@ -1,0 +1,218 @@
+"""The embedded default: buckets as folders and the catalog in SQLite, under one workspace."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+
+from facerec.errors import InvalidLabel
+from facerec.storage.ports import FaceRecord, ModelRecord, PhotoRecord
+
+BUCKETS = ("ingest", "faces", "models", "reports", "quarantine")
+
+
+class FolderBlobStore:
+    """A bucket as a folder; keys are relative POSIX paths that must stay inside it."""
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not key or not path.is_relative_to(self.root) or path == self.root:
+            raise InvalidLabel(f"the key {key!r} points outside its bucket")
+        return path
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(data)
+        partial.replace(path)
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not key.endswith(".partial"):
+                yield key
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS photos (
+    key TEXT PRIMARY KEY, person TEXT NOT NULL, sha256 TEXT NOT NULL, status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '', face_count INTEGER NOT NULL DEFAULT 0,
+    width INTEGER NOT NULL DEFAULT 0, height INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS photos_sha256 ON photos (sha256);
+CREATE TABLE IF NOT EXISTS faces (
+    face_id TEXT PRIMARY KEY, photo_key TEXT NOT NULL REFERENCES photos (key) ON DELETE CASCADE,
+    face_index INTEGER NOT NULL, person TEXT, box TEXT NOT NULL, confidence REAL NOT NULL,
+    crop_key TEXT NOT NULL, crop_method TEXT NOT NULL, embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_person ON faces (person);
+CREATE TABLE IF NOT EXISTS models (
+    model_id TEXT PRIMARY KEY, artifact_key TEXT NOT NULL, created_at TEXT NOT NULL,
+    metadata TEXT NOT NULL, is_current INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class SqliteCatalog:
+    """The Catalog port in one SQLite file (WAL, foreign keys on)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def get_photo(self, key: str) -> PhotoRecord | None:
+        row = self._db.execute(
+            "SELECT key, person, sha256, status, reason, face_count, width, height "
+            "FROM photos WHERE key = ?",
+            (key,),
+        ).fetchone()
+        return PhotoRecord(*row) if row else None
+
+    def photo_with_sha256(self, sha256: str) -> PhotoRecord | None:
+        row = self._db.execute(
+            "SELECT key FROM photos WHERE sha256 = ? ORDER BY key LIMIT 1", (sha256,)
+        ).fetchone()
+        return self.get_photo(row[0]) if row else None
+
+    def put_photo(self, photo: PhotoRecord, faces: list[FaceRecord]) -> None:
+        """Insert or replace the photo and all of its faces in one transaction."""
+        with self._db:
+            self._db.execute("DELETE FROM faces WHERE photo_key = ?", (photo.key,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO photos (key, person, sha256, status, reason, face_count,"
+                " width, height) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    photo.key,
+                    photo.person,
+                    photo.sha256,
+                    photo.status,
+                    photo.reason,
+                    photo.face_count,
+                    photo.width,
+                    photo.height,
+                ),
+            )
+            self._db.executemany(
+                "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        face.face_id,
+                        face.photo_key,
+                        face.index,
+                        face.person,
+                        json.dumps(face.box),
+                        face.confidence,
+                        face.crop_key,
+                        face.crop_method,
+                        np.asarray(face.embedding, dtype=np.float32).tobytes(),
+                    )
+                    for face in faces
+                ],
+            )
+
+    def faces(self, person: str | None = None, labelled_only: bool = True) -> list[FaceRecord]:
+        """Faces ordered by face_id; ``person`` filters on the label."""
+        query = (
+            "SELECT face_id, photo_key, face_index, person, box, confidence, crop_key,"
+            " crop_method, embedding FROM faces"
+        )
+        clauses, arguments = [], []
+        if person is not None:
+            clauses.append("person = ?")
+            arguments.append(person)
+        elif labelled_only:
+            clauses.append("person IS NOT NULL")
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        with closing(self._db.execute(query + " ORDER BY face_id", arguments)) as cursor:
+            return [
+                FaceRecord(
+                    face_id,
+                    photo_key,
+                    index,
+                    label,
+                    tuple(json.loads(box)),
+                    confidence,
+                    crop_key,
+                    method,
+                    np.frombuffer(blob, dtype=np.float32).copy(),
+                )
+                for (
+                    face_id,
+                    photo_key,
+                    index,
+                    label,
+                    box,
+                    confidence,
+                    crop_key,
+                    method,
+                    blob,
+                ) in cursor
+            ]
+
+    def put_model(self, model: ModelRecord) -> None:
+        """Store a model and make it the current one."""
+        with self._db:
+            self._db.execute("UPDATE models SET is_current = 0")
+            self._db.execute(
+                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, 1)",
+                (model.model_id, model.artifact_key, model.created_at, json.dumps(model.metadata)),
+            )
+
+    def current_model(self) -> ModelRecord | None:
+        row = self._db.execute(
+            "SELECT model_id, artifact_key, created_at, metadata FROM models WHERE is_current = 1"
+        ).fetchone()
+        return ModelRecord(row[0], row[1], row[2], json.loads(row[3])) if row else None
+
+    def counts(self) -> dict[str, int]:
+        """people (labelled), photos by status, faces, labelled faces, models."""
+        query = {
+            "people": "SELECT COUNT(DISTINCT person) FROM faces WHERE person IS NOT NULL",
+            "photos": "SELECT COUNT(*) FROM photos",
+            "photos_enrolled": "SELECT COUNT(*) FROM photos WHERE status = 'enrolled'",
+            "photos_no_face": "SELECT COUNT(*) FROM photos WHERE status = 'no_face'",
+            "photos_rejected": "SELECT COUNT(*) FROM photos WHERE status = 'rejected'",
+            "faces": "SELECT COUNT(*) FROM faces",
+            "faces_labelled": "SELECT COUNT(*) FROM faces WHERE person IS NOT NULL",
+            "models": "SELECT COUNT(*) FROM models",
+        }
+        return {name: self._db.execute(sql).fetchone()[0] for name, sql in query.items()}
+
+
+class LocalWorkspace:
+    """The embedded default: ``root/<bucket>/`` folders and ``root/catalog.sqlite``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.ingest, self.faces, self.models, self.reports, self.quarantine = (
+            FolderBlobStore(root / bucket) for bucket in BUCKETS
+        )
+        self.catalog = SqliteCatalog(root / "catalog.sqlite")
