@@ -165,9 +165,11 @@ def cmd_evaluate(app: App, args) -> int:
 
 def cmd_identify(app: App, args) -> int:
     results, failed = {}, 0
+    pipeline = app.pipeline
+    pipeline.current_model()  # missing weights or model stop here, before any photo
     for photo in args.photos:
         try:
-            results[str(photo)] = app.pipeline.identify(photo.read_bytes())
+            results[str(photo)] = pipeline.identify(photo.read_bytes())
         except (FaceRecError, OSError) as error:
             failed += 1
             code = getattr(error, "code", "unreadable")

@@ -57,6 +57,8 @@ def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
         raise NotAnImage("the file is not an image Pillow can identify") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageTooLarge(f"decompression bomb refused: {error}") from None
+    except (OSError, SyntaxError, ValueError) as error:  # a header cut short or malformed
+        raise CorruptImage(f"the image header is corrupt or truncated ({error})") from None
     if image.format not in limits.formats:
         raise UnsupportedFormat(
             f"{image.format} images are not supported; use one of {', '.join(limits.formats)}"

@@ -1,0 +1,74 @@
+"""Shared fixtures. The real weights and sample set come from `make setup` (never skipped:
+a missing asset fails with the command that fixes it). Nothing here reads ../shared."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from facerec.assets import AssetPaths, verify_weights
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run-aws", action="store_true", help="run tests marked `aws` against a real AWS account"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-aws"):
+        return
+    skip = pytest.mark.skip(reason="needs a real AWS account: pass --run-aws with credentials")
+    for item in items:
+        if "aws" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def assets() -> AssetPaths:
+    paths = AssetPaths(Path(os.environ.get("FACEREC_CACHE_DIR", REPO_ROOT / ".cache")))
+    verify_weights(paths.weights)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def sample_set(assets) -> Path:
+    """The 5-person sample set: ``train/`` (93 photos) and ``val/`` (25) in LFW layout."""
+    return assets.sample_set
+
+
+@pytest.fixture(scope="session")
+def analyser(assets):
+    """MTCNN + FaceNet with the default settings, loaded once for the whole run."""
+    from facerec.runtime import build_analyser
+
+    return build_analyser(assets.weights)
+
+
+@pytest.fixture
+def pipeline(tmp_path, assets, analyser):
+    """A pipeline over an empty local workspace in tmp_path (models loaded once)."""
+    from facerec.runtime import local_pipeline
+
+    return local_pipeline(tmp_path / "workspace", assets.cache_dir, analyser=analyser)
+
+
+@pytest.fixture(scope="session")
+def enrolled(tmp_path_factory, assets, analyser, sample_set):
+    """A pipeline with the sample set's train part enrolled and a model trained on all of it.
+    Shared by the whole session: tests must not change it."""
+    from facerec.pipeline import TrainOptions, read_labelled_folder
+    from facerec.runtime import local_pipeline
+
+    pipeline = local_pipeline(
+        tmp_path_factory.mktemp("enrolled"), assets.cache_dir, analyser=analyser
+    )
+    outcomes = pipeline.enrol(read_labelled_folder(sample_set / "train", lambda *_: None))
+    model, _ = pipeline.train(TrainOptions(test_size=0.0))
+    return pipeline, outcomes, model

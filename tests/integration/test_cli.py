@@ -1,0 +1,100 @@
+"""The CLI end to end: commands, output a shell user reads, and exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from facerec.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, assets):
+    """Run `facerec demo` once in a fresh workspace; return (workspace, exit code, stdout)."""
+    workspace = tmp_path_factory.mktemp("cli") / "workspace"
+    capture = pytest.MonkeyPatch()
+    import io
+
+    stdout = io.StringIO()
+    capture.setattr(sys, "stdout", stdout)
+    try:
+        code = main(["--workspace", str(workspace), "--cache-dir", str(assets.cache_dir), "demo"])
+    finally:
+        capture.undo()
+    return workspace, code, stdout.getvalue()
+
+
+def run(workspace, assets, *args) -> list[str]:
+    return ["--workspace", str(workspace), "--cache-dir", str(assets.cache_dir), *args]
+
+
+def test_demo_ingests_trains_evaluates_and_identifies(demo_run):
+    workspace, code, out = demo_run
+    assert code == EXIT_OK
+    assert "93 files: 92 enrolled" in out and "1 with no face" in out
+    accuracy = float(re.search(r"Accuracy: \*\*([0-9.]+)\*\*", out).group(1))
+    assert accuracy >= 0.96
+    assert "10-fold CV accuracy" in out
+    for person in ("ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"):
+        assert re.search(rf"/{person}/[^:]+: {person} \(probability", out), person
+    saved = json.loads((workspace / "demo-evaluation.json").read_text())
+    assert saved["photos"] == 25 and saved["accuracy"] == accuracy
+
+
+def test_identify_reports_bad_files_and_exits_3(demo_run, assets, tmp_path, capsys, sample_set):
+    workspace, _, _ = demo_run
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    good = sorted((sample_set / "val" / "madonna").glob("*.jpg"))[0]
+    code = main(run(workspace, assets, "identify", "--json", str(good), str(bad)))
+    answers = json.loads(capsys.readouterr().out)
+    assert code == EXIT_PARTIAL
+    assert answers[str(bad)]["error"] == "not_an_image"
+    assert any(face["person"] == "madonna" for face in answers[str(good)]["faces"])
+
+
+def test_ingest_summary_counts_problems(demo_run, assets, tmp_path, capsys, sample_set):
+    workspace, _, _ = demo_run
+    folder = tmp_path / "photos"
+    (folder / "madonna").mkdir(parents=True)
+    shutil.copy(sorted((sample_set / "val" / "madonna").glob("*.jpg"))[1], folder / "madonna")
+    (folder / "madonna" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (folder / "loose.jpg").write_bytes(b"x")
+    code = main(run(workspace, assets, "ingest", str(folder)))
+    out = capsys.readouterr().out
+    assert code == EXIT_PARTIAL
+    assert "3 files: 1 enrolled" in out and "1 rejected, 1 not in a person folder" in out
+    assert re.search(r"rejected\s+madonna/broken.jpg", out)
+
+
+def test_errors_exit_1_with_one_line_message(demo_run, assets, tmp_path, capsys):
+    workspace, _, _ = demo_run
+    assert main(run(workspace, assets, "ingest", str(tmp_path / "absent"))) == EXIT_ERROR
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(run(workspace, assets, "evaluate")) == EXIT_ERROR
+    assert "trained without a held-out part" in capsys.readouterr().err
+    assert main(run(tmp_path / "empty", assets, "train")) == EXIT_ERROR
+    assert "no labelled faces enrolled yet" in capsys.readouterr().err
+
+
+def test_status_prints_counts(demo_run, assets, capsys):
+    workspace, _, _ = demo_run
+    assert main(run(workspace, assets, "status")) == EXIT_OK
+    counts = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert counts["people"] == 5 and counts["photos_no_face"] == 1
+
+
+def test_fresh_process_missing_weights_and_bad_usage(tmp_path):
+    command = [sys.executable, "-m", "facerec", "--cache-dir", str(tmp_path), "identify", "x.jpg"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == EXIT_ERROR
+    assert "FaceNet weights not found" in result.stderr and "make setup" in result.stderr
+    usage = subprocess.run([sys.executable, "-m", "facerec"], capture_output=True, text=True)
+    assert usage.returncode == EXIT_USAGE and "usage: facerec" in usage.stderr
