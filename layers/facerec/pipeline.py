@@ -27,7 +27,7 @@ from facerec.errors import (
     NotEnoughData,
     TooManyFaces,
 )
-from facerec.evaluation import evaluate_predictions
+from facerec.evaluation import evaluate_predictions, render_markdown
 from facerec.images import DEFAULT_LIMITS, ImageLimits, decode_image, encode_png
 from facerec.models import TrainedModel, library_versions
 from facerec.naming import crop_key, ingest_key, validate_person_name
@@ -293,22 +293,29 @@ class Pipeline:
             )
         return PhotoOutcome(shown, item.person, status, code=error.code, reason=str(error))
 
-    def _commit(self, pending: _Pending) -> PhotoOutcome:
-        person = validate_person_name(pending.item.person)
-        references = np.array(
-            [
-                face.embedding
-                for face in self.catalog.faces(person)
-                if face.crop_method == self.settings.crop_method
-            ]
-        )
-        chosen, rule = select_labelled_face(
-            [analysed.face for analysed in pending.faces],
-            np.array([analysed.embedding for analysed in pending.faces]),
-            references.reshape(-1, pending.faces[0].embedding.shape[0]),
-            pending.image_shape,
+    def _labelled_face(
+        self, person: str, faces: list[AnalysedFace], image_shape: tuple[int, ...]
+    ) -> tuple[int, str]:
+        """Which face of a photo labelled ``person`` is that person (select_labelled_face);
+        the person's enrolled faces are read only when the photo has several faces."""
+        if len(faces) == 1:
+            return 0, "single"
+        references = [
+            face.embedding
+            for face in self.catalog.faces(person)
+            if face.crop_method == self.settings.crop_method
+        ]
+        return select_labelled_face(
+            [analysed.face for analysed in faces],
+            np.array([analysed.embedding for analysed in faces]),
+            np.array(references).reshape(-1, faces[0].embedding.shape[0]),
+            image_shape,
             self.settings.min_reference_similarity,
         )
+
+    def _commit(self, pending: _Pending) -> PhotoOutcome:
+        person = validate_person_name(pending.item.person)
+        chosen, rule = self._labelled_face(person, pending.faces, pending.image_shape)
         records = []
         for index, analysed in enumerate(pending.faces):
             key = crop_key(pending.key, index)
@@ -417,7 +424,12 @@ class Pipeline:
         if evaluation is not None:
             self.reports.put(
                 f"{model.model_id}/holdout-evaluation.json",
-                json.dumps(evaluation, indent=2).encode(),
+                json.dumps(evaluation, indent=2, ensure_ascii=False).encode(),
+            )
+            title = f"Model {model.model_id}: held-out evaluation"
+            self.reports.put(
+                f"{model.model_id}/holdout-evaluation.md",
+                render_markdown(evaluation, title).encode(),
             )
         self.catalog.put_model(
             ModelRecord(model.model_id, artifact, model.metadata["created_at"], model.metadata)
@@ -478,14 +490,7 @@ class Pipeline:
                 )
                 continue
             person = validate_person_name(item.person)
-            references = np.array([face.embedding for face in self.catalog.faces(person)])
-            chosen, _ = select_labelled_face(
-                [face.face for face in faces],
-                np.array([face.embedding for face in faces]),
-                references.reshape(-1, faces[0].embedding.shape[0]),
-                image.shape,
-                self.settings.min_reference_similarity,
-            )
+            chosen, _ = self._labelled_face(person, faces, image.shape)
             label, score = model.classifier.predict_with_probability(faces[chosen].embedding[None])
             truth.append(person)
             predicted.append(str(label[0]))

@@ -82,6 +82,8 @@ class SqliteCatalog:
         self._db = sqlite3.connect(path, check_same_thread=False)
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA journal_mode = WAL")
+        # WAL + NORMAL: never corrupt; a power cut may lose the last commits, not the file.
+        self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
