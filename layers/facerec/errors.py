@@ -59,6 +59,12 @@ class InvalidLabel(FaceRecError):
     code = "invalid_label"
 
 
+class NameCollision(FaceRecError):
+    """Another photo of the person has the same name stem, so their crops would collide."""
+
+    code = "name_collision"
+
+
 class NotEnoughData(FaceRecError):
     """Too few people or photos to split, cross-validate or train."""
 

@@ -7,11 +7,12 @@ at most 15 MB, at least 80 px on each side.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from facerec.errors import (
     CorruptImage,
@@ -59,21 +60,22 @@ def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
         raise ImageTooLarge(f"decompression bomb refused: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:  # a header cut short or malformed
         raise CorruptImage(f"the image header is corrupt or truncated ({error})") from None
-    if image.format not in limits.formats:
+    fmt = "JPEG" if image.format == "MPO" else image.format  # MPO: a JPEG with extra frames
+    if fmt not in limits.formats:
         raise UnsupportedFormat(
-            f"{image.format} images are not supported; use one of {', '.join(limits.formats)}"
+            f"{fmt} images are not supported; use one of {', '.join(limits.formats)}"
         )
     width, height = image.size
     if width * height > limits.max_pixels:
         raise ImageTooLarge(
-            f"the image has {width}x{height} = {width * height / 1e6:.0f} MP; "
-            f"the limit is {limits.max_pixels / 1e6:.0f} MP"
+            f"the image has {width}x{height} = {width * height / 1e6:.1f} MP; "
+            f"the limit is {limits.max_pixels / 1e6:g} MP"
         )
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError) as error:
-        raise CorruptImage(f"the {image.format} data is corrupt or truncated ({error})") from None
+        image = _upright(image)
+    except (OSError, SyntaxError, ValueError, struct.error) as error:
+        raise CorruptImage(f"the {fmt} data is corrupt or truncated ({error})") from None
     if min(image.size) < limits.min_side:
         raise ImageTooSmall(
             f"the image is {image.size[0]}x{image.size[1]} px; "
@@ -82,8 +84,28 @@ def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
     return np.asarray(_to_rgb(image), dtype=np.uint8)
 
 
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation. Unlike ImageOps.exif_transpose this does not rewrite the
+    EXIF block, which raises struct.error on odd tags in otherwise good photos."""
+    method = _ORIENTATION.get(image.getexif().get(0x0112))
+    return image if method is None else image.transpose(method)
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    ):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")

@@ -18,9 +18,9 @@ _ALLOWED_PUNCTUATION = set(" _-.',")
 def validate_person_name(raw: str) -> str:
     """Return the NFC-normalised name, or raise InvalidLabel saying what is wrong.
 
-    Letters of any script, digits, spaces and ``_ - . ' ,`` are allowed ("Iñaki_Diaz",
-    "Jean-Claude Van Damme"); a leading dot, underscore or space, slashes, ``..`` and
-    control characters are not.
+    Surrounding spaces are stripped. Letters of any script, digits, spaces and ``_ - . ' ,``
+    are allowed ("Iñaki_Diaz", "Jean-Claude Van Damme"); a leading dot or underscore,
+    slashes, ``..`` and control characters are not.
     """
     name = unicodedata.normalize("NFC", raw).strip()
     if not name:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from facerec.errors import (
     FaceRecError,
     ImageError,
     ModelNotFound,
+    NameCollision,
     NoFaceFound,
     NotEnoughData,
     TooManyFaces,
@@ -188,17 +190,21 @@ class Pipeline:
 
         deferred: list[_Pending] = []
         chunk: list[PhotoInput] = []
+        # The first key of this run to claim some bytes (by sha256) or a crop name (by key).
+        claimed: dict[str, str] = {}
         for item in items:
             chunk.append(item)
             if len(chunk) == self.settings.chunk_photos:
-                deferred += self._enrol_chunk(chunk, record)
+                deferred += self._enrol_chunk(chunk, record, claimed)
                 chunk = []
-        deferred += self._enrol_chunk(chunk, record)
+        deferred += self._enrol_chunk(chunk, record, claimed)
         for pending in deferred:
             record(self._commit(pending))
         return outcomes
 
-    def _enrol_chunk(self, chunk: list[PhotoInput], record) -> list[_Pending]:
+    def _enrol_chunk(
+        self, chunk: list[PhotoInput], record, claimed: dict[str, str]
+    ) -> list[_Pending]:
         decoded: list[tuple[PhotoInput, str, str, np.ndarray]] = []
         for item in chunk:
             sha256 = hashlib.sha256(item.data).hexdigest()
@@ -231,6 +237,10 @@ class Pipeline:
                     )
                 )
                 continue
+            first = claimed.setdefault(sha256, key)
+            if first != key:
+                record(PhotoOutcome(key, item.person, "duplicate", reason=f"same bytes as {first}"))
+                continue
             try:
                 decoded.append(
                     (item, key, sha256, decode_image(item.data, self.settings.image_limits))
@@ -243,6 +253,14 @@ class Pipeline:
         deferred = []
         for (item, key, sha256, image), faces in zip(decoded, analysed, strict=True):
             pending = _Pending(item, key, sha256, image.shape, faces)
+            if faces and (other := self._crop_owner(key, claimed)):
+                error = NameCollision(
+                    f"{other} has the same name without its extension, so this photo's face "
+                    f"crops ({crop_key(key, 0).removesuffix('-0.png')}-N.png) would overwrite "
+                    "its crops; rename one of them"
+                )
+                record(self._reject(item, key, sha256, error, image.shape))
+                continue
             if not faces:
                 record(
                     self._reject(
@@ -257,6 +275,22 @@ class Pipeline:
             else:
                 deferred.append(pending)
         return deferred
+
+    def _crop_owner(self, key: str, claimed: dict[str, str]) -> str | None:
+        """The other photo whose crops ``<Person>/<stem>-N.png`` this photo's would overwrite
+        (same person and stem, other extension), or None. Claims the crop names for ``key``."""
+        first_crop = crop_key(key, 0)
+        owner = claimed.setdefault(first_crop, key)
+        if owner != key:
+            return owner
+        if self.catalog.get_photo(key) is not None or not self.faces.exists(first_crop):
+            return None
+        stem = PurePosixPath(key).stem
+        prefix = str(PurePosixPath(key).with_name(stem))
+        return next(
+            (other for other in self.ingest.keys(prefix) if PurePosixPath(other).stem == stem),
+            f"another photo named {stem}.*",
+        )
 
     def _reject(
         self,
@@ -278,20 +312,22 @@ class Pipeline:
             ).encode(),
         )
         if key is not None:
-            self.catalog.put_photo(
-                PhotoRecord(
-                    key,
-                    validate_person_name(item.person),
-                    sha256,
-                    status,
-                    str(error),
-                    0,
-                    shape[1],
-                    shape[0],
-                ),
-                [],
-            )
+            person = validate_person_name(item.person)
+            record = PhotoRecord(key, person, sha256, status, str(error), 0, shape[1], shape[0])
+            self._replace_photo(record, [])
         return PhotoOutcome(shown, item.person, status, code=error.code, reason=str(error))
+
+    def _replace_photo(self, photo: PhotoRecord, faces: list[FaceRecord]) -> None:
+        """Record a photo's new state; when it replaces other bytes under the same key, remove
+        the crops the new version no longer has (and the stored photo if it is not enrolled)."""
+        previous = self.catalog.get_photo(photo.key)
+        self.catalog.put_photo(photo, faces)
+        if previous is None:
+            return
+        for index in range(len(faces), previous.face_count):
+            self.faces.delete(crop_key(photo.key, index))
+        if photo.status != "enrolled":
+            self.ingest.delete(photo.key)
 
     def _labelled_face(
         self, person: str, faces: list[AnalysedFace], image_shape: tuple[int, ...]
@@ -335,7 +371,7 @@ class Pipeline:
             )
         self.ingest.put(pending.key, pending.item.data)
         height, width = pending.image_shape[:2]
-        self.catalog.put_photo(
+        self._replace_photo(
             PhotoRecord(
                 pending.key, person, pending.sha256, "enrolled", "", len(records), width, height
             ),

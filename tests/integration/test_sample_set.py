@@ -136,3 +136,22 @@ def test_select_c_picks_from_the_thesis_grid(pipeline, sample_set):
     table = model.metadata["classifier"]["c_selection"]
     assert [row["C"] for row in table] == [0.01, 0.25, 0.5, 1.0, 2.0, 10.0, 100.0]
     assert model.metadata["classifier"]["C"] == max(table, key=lambda row: row["mean"])["C"]
+
+
+def test_new_bytes_under_a_known_key_replace_the_old_crops(pipeline, sample_set):
+    from facerec.pipeline import PhotoInput
+
+    train = sample_set / "train"
+    two_faces = train / "elton_john" / "httpssmediacacheakpinimgcomxfcfcbaeaeddabbjpg.jpg"
+    one_face = sorted((train / "elton_john").glob("*.jpg"))[0]
+    [first] = pipeline.enrol([PhotoInput("elton_john", "x.jpg", two_faces.read_bytes())])
+    assert first.faces == 2 and pipeline.faces.exists("elton_john/x-1.png")
+    [second] = pipeline.enrol([PhotoInput("elton_john", "x.jpg", one_face.read_bytes())])
+    assert second.status == "enrolled" and second.faces == 1
+    assert pipeline.faces.exists("elton_john/x-0.png")
+    assert not pipeline.faces.exists("elton_john/x-1.png")
+    [third] = pipeline.enrol([PhotoInput("elton_john", "x.jpg", b"garbage")])
+    assert third.code == "not_an_image"
+    assert not pipeline.ingest.exists("elton_john/x.jpg")
+    assert not pipeline.faces.exists("elton_john/x-0.png")
+    assert pipeline.catalog.faces("elton_john") == []

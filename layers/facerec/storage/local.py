@@ -31,7 +31,7 @@ class FolderBlobStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
+        partial = path.with_name(f".{path.name}.partial")  # keys never start with a dot
         partial.write_bytes(data)
         partial.replace(path)
 
@@ -49,7 +49,7 @@ class FolderBlobStore:
             return
         for path in sorted(self.root.rglob("*")):
             key = path.relative_to(self.root).as_posix()
-            if path.is_file() and key.startswith(prefix) and not key.endswith(".partial"):
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
                 yield key
 
 
