@@ -218,6 +218,12 @@ def cmd_status(app: App, args) -> int:
     return EXIT_OK
 
 
+def cmd_serve(app: App, args) -> int:
+    from facerec.server import serve
+
+    return serve(app.pipeline, args.host, args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facerec", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -282,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="what the workspace holds")
     status.set_defaults(run=cmd_status)
+
+    serve = commands.add_parser("serve", help="POST /identify on localhost (docs/openapi.yaml)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=cmd_serve)
     return parser
 
 

@@ -1,0 +1,89 @@
+"""The event shapes the functions receive, parsed into small typed objects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+
+class EventError(ValueError):
+    """An event of a shape this function does not handle (a wiring error)."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One S3 object version: bucket, key (decoded), ETag (unquoted), size in bytes."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int | None
+
+
+def object_created(event: dict) -> ObjectRef:
+    """An EventBridge "Object Created" event from S3 (its key is NOT URL-encoded: a ``+`` or
+    ``%`` in it is literal). An S3 notification record (``Records``) is accepted too; its key
+    IS URL-encoded and is decoded here."""
+    if "Records" in event:
+        records = event["Records"]
+        if len(records) != 1 or "s3" not in records[0]:
+            raise EventError("expected exactly one S3 notification record")
+        s3 = records[0]["s3"]
+        key = unquote_plus(s3["object"]["key"])
+        bucket, obj = s3["bucket"]["name"], s3["object"]
+    else:
+        if event.get("source") != "aws.s3" or event.get("detail-type") != "Object Created":
+            raise EventError(
+                f"expected an aws.s3 'Object Created' event, got {event.get('source')!r} "
+                f"{event.get('detail-type')!r}"
+            )
+        detail = event["detail"]
+        bucket, obj = detail["bucket"]["name"], detail["object"]
+        key = obj["key"]
+    etag = str(obj.get("etag") or obj.get("eTag") or "").strip('"')
+    size = obj.get("size")
+    return ObjectRef(bucket, key, etag, int(size) if size is not None else None)
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    body: str | None
+    is_base64: bool
+    request_id: str
+
+
+def api_gateway(event: dict) -> HttpRequest:
+    """An API Gateway REST proxy event (payload format 1.0)."""
+    context = event.get("requestContext") or {}
+    return HttpRequest(
+        event.get("httpMethod", ""),
+        event.get("resource") or event.get("path", ""),
+        event.get("body"),
+        bool(event.get("isBase64Encoded")),
+        context.get("requestId", ""),
+    )
+
+
+def http_response(status: int, body: dict, request_id: str = "") -> dict:
+    headers = {"Content-Type": "application/json"}
+    if request_id:
+        headers["X-Request-Id"] = request_id
+    return {
+        "statusCode": status,
+        "headers": headers,
+        "body": json.dumps(body, ensure_ascii=False),
+        "isBase64Encoded": False,
+    }
+
+
+def batch_items(event: dict) -> list[dict]:
+    """A Distributed Map batch (``{"Items": [...], "BatchInput": {...}}``) or a single item
+    (``{"Key": ..., "ETag": ..., "Size": ...}``) -> the items."""
+    if "Items" in event:
+        return list(event["Items"])
+    if "Key" in event:
+        return [event]
+    raise EventError("expected {'Items': [...]} from a Distributed Map or one {'Key': ...} item")

@@ -1,0 +1,28 @@
+"""API Gateway (REST, proxy) POST /identify -> every face with its box and, per engine, the
+person (or "unknown") and its score. The contract is docs/openapi.yaml; facerec.api shapes
+it for this handler and the local server alike. Bad input gets 4xx, never 500."""
+
+from __future__ import annotations
+
+from facerec.api import ApiError, handle_identify, parse_body
+from functions.events import api_gateway, http_response
+from functions.services import get_logger, log, services
+
+logger = get_logger(__name__)
+
+
+def handler(event: dict, context=None) -> dict:
+    request = api_gateway(event)
+    try:
+        body = parse_body(request.body, request.is_base64)
+    except ApiError as error:
+        status, answer = error.status, error.body()
+    else:
+        try:
+            status, answer = handle_identify(body, services().identify_services)
+        except Exception:  # a fault of ours or of a service, never of the input
+            logger.exception("identify failed", extra={"fields": {"id": request.request_id}})
+            status, answer = 500, {"code": "internal_error", "message": "internal error"}
+    fields = {"request_id": request.request_id, "status": status, "code": answer.get("code")}
+    log(logger, "identify", **fields, faces=len(answer.get("faces", [])))
+    return http_response(status, answer, request.request_id)

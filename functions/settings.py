@@ -1,0 +1,67 @@
+"""The environment every function gets, read once into a typed, frozen settings object (the
+facerec package itself never reads the environment)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REQUIRED = (
+    "INGEST_BUCKET",
+    "FACES_BUCKET",
+    "MODELS_BUCKET",
+    "REPORTS_BUCKET",
+    "QUARANTINE_BUCKET",
+    "CATALOG_TABLE",
+    "FACE_INDEX_TABLE",
+    "COLLECTION_ID",
+)
+
+
+class SettingsError(RuntimeError):
+    """The function's environment is incomplete or wrong (a deployment error, not input)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    ingest_bucket: str
+    faces_bucket: str
+    models_bucket: str
+    reports_bucket: str
+    quarantine_bucket: str
+    catalog_table: str
+    face_index_table: str
+    collection_id: str
+    weights_path: Path = Path("/opt/facerec/facenet_keras.h5")
+    crop_method: str = "aligned"
+    rekognition_min_similarity: float = 90.0
+    facenet_min_probability: float = 0.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        missing = [name for name in REQUIRED if not environ.get(name)]
+        if missing:
+            raise SettingsError(f"missing environment variables: {', '.join(missing)}")
+        try:
+            similarity = float(environ.get("REKOGNITION_MIN_SIMILARITY", "90"))
+            probability = float(environ.get("FACENET_MIN_PROBABILITY", "0"))
+        except ValueError as error:
+            raise SettingsError(f"a threshold is not a number: {error}") from None
+        if not 0 <= similarity <= 100:
+            raise SettingsError(f"REKOGNITION_MIN_SIMILARITY is 0-100; got {similarity}")
+        if not 0 <= probability <= 1:
+            raise SettingsError(f"FACENET_MIN_PROBABILITY is 0-1; got {probability}")
+        crop_method = environ.get("CROP_METHOD", "aligned")
+        if crop_method not in ("aligned", "margin"):
+            raise SettingsError(f"CROP_METHOD is aligned or margin; got {crop_method!r}")
+        return cls(
+            *(environ[name] for name in REQUIRED),
+            weights_path=Path(environ.get("WEIGHTS_PATH", "/opt/facerec/facenet_keras.h5")),
+            crop_method=crop_method,
+            rekognition_min_similarity=similarity,
+            facenet_min_probability=probability,
+            log_level=environ.get("LOG_LEVEL", "INFO").upper(),
+        )

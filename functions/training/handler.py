@@ -1,0 +1,116 @@
+"""The training workflow's steps (Step Functions tasks, in this order):
+
+    gather_embeddings -> train_classifier -> evaluate_facenet -> evaluate_rekognition
+    -> publish_model
+
+Each receives the whole state and returns it plus its own keys; embeddings, models and
+evaluations go to S3 and only their keys travel in the state. First input:
+``{"seed": 42, "test_size": 0.25}`` (both optional; also ``C`` and ``select_c``)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+from facerec import workflow
+from facerec.chain import indexed_crops
+from facerec.errors import NotEnoughData
+from facerec.models import TrainedModel
+from facerec.pipeline import TrainOptions
+from functions.services import get_logger, log, services
+
+logger = get_logger(__name__)
+
+
+def _options(state: dict) -> TrainOptions:
+    options = TrainOptions(
+        C=float(state.get("C", 10.0)),
+        select_c=bool(state.get("select_c", False)),
+        test_size=float(state.get("test_size", 0.25)),
+        seed=int(state.get("seed", 42)),
+    )
+    if not 0 < options.test_size < 1:
+        raise NotEnoughData(
+            f"test_size must be between 0 and 1 (exclusive); got {options.test_size}"
+        )
+    return options
+
+
+def _load(state: dict) -> tuple[workflow.TrainingSet, TrainedModel]:
+    app = services()
+    training_set = workflow.TrainingSet.from_bytes(app.models.get(state["embeddings_key"]))
+    return training_set, TrainedModel.from_bytes(app.models.get(state["model_key"]))
+
+
+def _save_json(key: str, payload: dict) -> None:
+    services().reports.put(key, json.dumps(payload, indent=2, ensure_ascii=False).encode())
+
+
+def gather_embeddings(state: dict, context=None) -> dict:
+    app = services()
+    _options(state)
+    run_id = state.get("run_id") or (
+        datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    )
+    training_set = workflow.gather(app.catalog, app.settings.crop_method)
+    key = f"training/{run_id}/embeddings.npz"
+    app.models.put(key, training_set.to_bytes())
+    found = {"faces": len(training_set), "people": len(set(training_set.labels.tolist()))}
+    log(logger, "embeddings gathered", run_id=run_id, **found)
+    return {**state, "run_id": run_id, "embeddings_key": key, **found}
+
+
+def train_classifier(state: dict, context=None) -> dict:
+    app = services()
+    training_set = workflow.TrainingSet.from_bytes(app.models.get(state["embeddings_key"]))
+    analysis = workflow.describe_analysis(app.pipeline_settings, app.weights_sha256)
+    model, test_index = workflow.fit(training_set, _options(state), analysis)
+    keys = workflow.save_model(app.models, model)
+    cv = model.metadata["cv"]
+    log(logger, "classifier trained", model_id=model.model_id, cv_accuracy=cv["mean"])
+    return {
+        **state,
+        "model_id": model.model_id,
+        "model_key": keys["artifact"],
+        "test_faces": len(test_index),
+        "cv_accuracy": cv["mean"],
+    }
+
+
+def evaluate_facenet(state: dict, context=None) -> dict:
+    training_set, model = _load(state)
+    evaluation = workflow.evaluate_facenet(model, training_set)
+    key = f"{model.model_id}/facenet-evaluation.json"
+    _save_json(key, evaluation)
+    summary = {"accuracy": evaluation["accuracy"], "faces": evaluation["faces"], "key": key}
+    log(logger, "facenet evaluated", model_id=model.model_id, **summary)
+    return {**state, "facenet": summary}
+
+
+def evaluate_rekognition(state: dict, context=None) -> dict:
+    app = services()
+    training_set, model = _load(state)
+    engine = app.rekognition_engine(min_similarity=0.0)  # closed set, as FaceNet is evaluated
+    indexed = indexed_crops(app.face_index, app.settings.collection_id)
+    evaluation = workflow.evaluate_rekognition(engine, app.faces.get, model, training_set, indexed)
+    evaluation["face_model_version"] = app.collection.face_model_version()
+    evaluation["configured_min_similarity"] = app.settings.rekognition_min_similarity
+    key = f"{model.model_id}/rekognition-evaluation.json"
+    _save_json(key, evaluation)
+    summary = {"accuracy": evaluation["accuracy"], "faces": evaluation["faces"], "key": key}
+    log(logger, "rekognition evaluated", model_id=model.model_id, **summary)
+    return {**state, "rekognition": summary}
+
+
+def publish_model(state: dict, context=None) -> dict:
+    app = services()
+    _, model = _load(state)
+    evaluations = {
+        engine: json.loads(app.reports.get(state[engine]["key"]))
+        for engine in ("facenet", "rekognition")
+        if engine in state
+    }
+    result = workflow.publish(app.models, app.reports, app.catalog, model, evaluations)
+    log(logger, "model published", **result)
+    return {**state, **result}

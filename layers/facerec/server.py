@@ -1,0 +1,96 @@
+"""``facerec serve``: the /identify API on localhost with the same request and response as
+API Gateway's (docs/openapi.yaml), over the embedded default. Rekognition is absent here and
+the answer says so plainly; it is never faked.
+
+One request at a time (the models and the SQLite catalog are not shared across threads).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+from facerec.api import MAX_BODY_BYTES, ApiError, IdentifyServices, handle_identify, parse_body
+from facerec.rekognition import UnavailableEngine
+
+LOCAL_REKOGNITION_REASON = (
+    "Amazon Rekognition needs an AWS account; the local server runs FaceNet only "
+    "(deploy the stack to compare both engines)"
+)
+OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+log = logging.getLogger("facerec.server")
+
+
+def local_services(pipeline, facenet_min_probability: float = 0.0) -> IdentifyServices:
+    return IdentifyServices(
+        pipeline,
+        UnavailableEngine("rekognition", LOCAL_REKOGNITION_REASON),
+        facenet_min_probability,
+    )
+
+
+class IdentifyHandler(BaseHTTPRequestHandler):
+    server_version = "facerec"
+    services: IdentifyServices  # set on the subclass that make_server builds
+
+    def do_POST(self) -> None:
+        if self.path.split("?")[0].rstrip("/") != "/identify":
+            self._send(404, {"code": "not_found", "message": "POST /identify is the only route"})
+            return
+        length = self.headers.get("Content-Length")
+        try:
+            if length is None or not length.isdigit():
+                raise ApiError(411, "length_required", "send a Content-Length header")
+            if int(length) > MAX_BODY_BYTES:
+                raise ApiError(413, "image_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+            body = parse_body(self.rfile.read(int(length)))
+        except ApiError as error:
+            self.close_connection = True
+            self._send(error.status, error.body())
+            return
+        status, answer = handle_identify(body, self.services)
+        self._send(status, answer)
+
+    def do_GET(self) -> None:
+        if self.path == "/openapi.yaml" and OPENAPI.is_file():
+            data = OPENAPI.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/yaml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self._send(405, {"code": "method_not_allowed", "message": "use POST /identify"})
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args) -> None:
+        log.info("%s %s", self.command, format % args)
+
+
+def make_server(services: IdentifyServices, host: str = "127.0.0.1", port: int = 8080):
+    """An HTTPServer bound to ``host:port`` (port 0 picks a free one); not yet serving."""
+    handler = type("BoundIdentifyHandler", (IdentifyHandler,), {"services": services})
+    return HTTPServer((host, port), handler)
+
+
+def serve(pipeline, host: str = "127.0.0.1", port: int = 8080) -> int:
+    """Serve until interrupted; returns the CLI's exit code."""
+    server = make_server(local_services(pipeline), host, port)
+    address, bound = server.server_address[:2]
+    print(f"POST http://{address}:{bound}/identify  (contract: GET /openapi.yaml; Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

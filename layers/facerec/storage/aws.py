@@ -1,0 +1,440 @@
+"""The AWS adapters of the storage ports: a bucket as a BlobStore (S3) and the Catalog on one
+DynamoDB table (single-table design). Clients, resources and names come in as arguments.
+
+Catalog table items (partition ``pk``, sort ``sk``; overloaded GSI ``gsi1`` on ``gsi1pk`` /
+``gsi1sk``)::
+
+    pk                              sk            gsi1pk            gsi1sk        what
+    PHOTO#<ingest key>              META          SHA#<sha256>      PHOTO#<key>   a photo
+    PHOTO#<ingest key>              FACE#<nnnn>   PERSON#<name>     FACE#<id>     a face (gsi1
+                                                                                  only if labelled)
+    CROP#<crop key>                 META          -                 -             crop -> face
+    MODEL#<model id>                META          -                 -             a model
+    MODEL                           CURRENT       -                 -             current model
+    OBJECT#<bucket>#<key>           ETAG#<etag>   -                 -             event handled
+    REKOGNITION#<collection id>     CROP#<key>    -                 -             index claim
+
+Faces carry their embedding as float32 bytes and ``embedding_model`` (which weights made it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Iterator
+from decimal import Decimal
+
+import numpy as np
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from facerec.storage.ports import BlobStore, FaceRecord, ModelRecord, PhotoRecord
+
+MISSING_OBJECT_CODES = ("404", "NoSuchKey", "NotFound")
+
+
+class S3BlobStore:
+    """One S3 bucket as a BlobStore. ``get`` raises FileNotFoundError for a missing key, as the
+    folder adapter does."""
+
+    def __init__(self, client, bucket: str):
+        self.client, self.bucket = client, bucket
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response["Error"]["Code"] in MISSING_OBJECT_CODES:
+                raise FileNotFoundError(f"no object {key!r} in bucket {self.bucket}") from None
+            raise
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when it does not exist."""
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] in MISSING_OBJECT_CODES:
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+
+class KeepExisting:
+    """A BlobStore whose ``put`` leaves an existing object alone.
+
+    The pipeline writes each enrolled photo to the ingest store; in the cloud the photo came
+    from that very bucket, so rewriting it would only fire another event (and could overwrite
+    a newer upload with older bytes)."""
+
+    def __init__(self, store: BlobStore):
+        self.store = store
+
+    def put(self, key: str, data: bytes) -> None:
+        if not self.store.exists(key):
+            self.store.put(key, data)
+
+    def get(self, key: str) -> bytes:
+        return self.store.get(key)
+
+    def exists(self, key: str) -> bool:
+        return self.store.exists(key)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        return self.store.keys(prefix)
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(str(round(float(value), 6)))
+
+
+def _face_sk(index: int) -> str:
+    return f"FACE#{index:04d}"
+
+
+class DynamoCatalog:
+    """The Catalog port on one DynamoDB table (see the module docstring for the items).
+
+    ``embedding_model`` is stamped on every face written (e.g. the weights' model id and hash),
+    so a change of weights shows which embeddings are stale."""
+
+    def __init__(self, resource, table_name: str, embedding_model: str = ""):
+        self.table = resource.Table(table_name)
+        self.embedding_model = embedding_model
+
+    # ---- photos and faces -------------------------------------------------------------------
+
+    def get_photo(self, key: str) -> PhotoRecord | None:
+        item = self.table.get_item(Key={"pk": f"PHOTO#{key}", "sk": "META"}).get("Item")
+        return _photo(item) if item else None
+
+    def photo_with_sha256(self, sha256: str) -> PhotoRecord | None:
+        items = self.table.query(
+            IndexName="gsi1",
+            KeyConditionExpression=Key("gsi1pk").eq(f"SHA#{sha256}"),
+            Limit=1,
+        )["Items"]
+        return self.get_photo(items[0]["key"]) if items else None
+
+    def put_photo(self, photo: PhotoRecord, faces: list[FaceRecord]) -> None:
+        """Replace the photo and all of its faces. Faces first, the photo item last: a photo
+        item is only ever visible with its faces in place (a retry rewrites the same items)."""
+        existing = self._photo_items(photo.key)
+        new_sks = {_face_sk(face.index) for face in faces}
+        with self.table.batch_writer() as batch:
+            for face in faces:
+                batch.put_item(Item=self._face_item(face))
+                batch.put_item(
+                    Item={
+                        "pk": f"CROP#{face.crop_key}",
+                        "sk": "META",
+                        "photo_key": face.photo_key,
+                        "index": face.index,
+                    }
+                )
+            for item in existing:
+                if item["sk"].startswith("FACE#") and item["sk"] not in new_sks:
+                    batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+                    batch.delete_item(Key={"pk": f"CROP#{item['crop_key']}", "sk": "META"})
+        self.table.put_item(
+            Item={
+                "pk": f"PHOTO#{photo.key}",
+                "sk": "META",
+                "gsi1pk": f"SHA#{photo.sha256}",
+                "gsi1sk": f"PHOTO#{photo.key}",
+                "key": photo.key,
+                "person": photo.person,
+                "sha256": photo.sha256,
+                "status": photo.status,
+                "reason": photo.reason,
+                "face_count": photo.face_count,
+                "width": photo.width,
+                "height": photo.height,
+                "updated_at": _now(),
+            }
+        )
+
+    def _photo_items(self, key: str) -> list[dict]:
+        return _query_all(self.table, KeyConditionExpression=Key("pk").eq(f"PHOTO#{key}"))
+
+    def _face_item(self, face: FaceRecord) -> dict:
+        item = {
+            "pk": f"PHOTO#{face.photo_key}",
+            "sk": _face_sk(face.index),
+            "face_id": face.face_id,
+            "photo_key": face.photo_key,
+            "index": face.index,
+            "box": list(face.box),
+            "confidence": _decimal(face.confidence),
+            "crop_key": face.crop_key,
+            "crop_method": face.crop_method,
+            "embedding": np.asarray(face.embedding, dtype=np.float32).tobytes(),
+            "embedding_model": self.embedding_model,
+        }
+        if face.person is not None:
+            item.update(person=face.person, gsi1pk=f"PERSON#{face.person}")
+            item["gsi1sk"] = f"FACE#{face.face_id}"
+        return item
+
+    def faces(self, person: str | None = None, labelled_only: bool = True) -> list[FaceRecord]:
+        """Faces ordered by face_id; ``person`` filters on the label (a GSI query), otherwise
+        a scan of the face items."""
+        if person is not None:
+            items = _query_all(
+                self.table,
+                IndexName="gsi1",
+                KeyConditionExpression=Key("gsi1pk").eq(f"PERSON#{person}"),
+            )
+        else:
+            condition = Attr("sk").begins_with("FACE#")
+            if labelled_only:
+                condition &= Attr("person").exists()
+            items = _scan_all(self.table, FilterExpression=condition)
+        return sorted((_face(item) for item in items), key=lambda face: face.face_id)
+
+    def face_by_crop(self, crop_key: str) -> FaceRecord | None:
+        """The face a crop belongs to, or None if no enrolled photo holds it."""
+        pointer = self.table.get_item(Key={"pk": f"CROP#{crop_key}", "sk": "META"}).get("Item")
+        if pointer is None:
+            return None
+        item = self.table.get_item(
+            Key={"pk": f"PHOTO#{pointer['photo_key']}", "sk": _face_sk(int(pointer["index"]))}
+        ).get("Item")
+        return _face(item) if item else None
+
+    def embedding_model_of(self, face: FaceRecord) -> str:
+        item = self.table.get_item(
+            Key={"pk": f"PHOTO#{face.photo_key}", "sk": _face_sk(face.index)},
+            ProjectionExpression="embedding_model",
+        ).get("Item")
+        return (item or {}).get("embedding_model", "")
+
+    def set_embedding(self, face: FaceRecord, embedding: np.ndarray) -> None:
+        """Replace one face's embedding (stamped with this catalog's embedding model)."""
+        self.table.update_item(
+            Key={"pk": f"PHOTO#{face.photo_key}", "sk": _face_sk(face.index)},
+            UpdateExpression="SET embedding = :embedding, embedding_model = :model",
+            ConditionExpression=Attr("pk").exists(),
+            ExpressionAttributeValues={
+                ":embedding": np.asarray(embedding, dtype=np.float32).tobytes(),
+                ":model": self.embedding_model,
+            },
+        )
+
+    # ---- models ------------------------------------------------------------------------------
+
+    def put_model(self, model: ModelRecord, make_current: bool = True) -> None:
+        """Store a model and (by default, as the port says) make it the current one."""
+        self.table.put_item(Item=_model_item(model, f"MODEL#{model.model_id}", "META"))
+        if make_current:
+            self.table.put_item(Item=_model_item(model, "MODEL", "CURRENT"))
+
+    def get_model(self, model_id: str) -> ModelRecord | None:
+        item = self.table.get_item(Key={"pk": f"MODEL#{model_id}", "sk": "META"}).get("Item")
+        return _model(item) if item else None
+
+    def current_model(self) -> ModelRecord | None:
+        item = self.table.get_item(Key={"pk": "MODEL", "sk": "CURRENT"}).get("Item")
+        return _model(item) if item else None
+
+    # ---- idempotency ----------------------------------------------------------------------
+
+    def object_handled(self, bucket: str, key: str, etag: str) -> bool:
+        """Whether an event for this object version (key + ETag) was already handled."""
+        item = self.table.get_item(Key={"pk": f"OBJECT#{bucket}#{key}", "sk": f"ETAG#{etag}"}).get(
+            "Item"
+        )
+        return item is not None
+
+    def mark_object_handled(self, bucket: str, key: str, etag: str, outcome: str) -> None:
+        self.table.put_item(
+            Item={
+                "pk": f"OBJECT#{bucket}#{key}",
+                "sk": f"ETAG#{etag}",
+                "outcome": outcome,
+                "handled_at": _now(),
+            }
+        )
+
+    def claim_indexing(
+        self, collection_id: str, crop_key: str, etag: str, stale_after: float = 900.0
+    ) -> dict | None:
+        """Claim the right to index one crop version into a collection (a conditional write).
+
+        Returns the claim, or None when another invocation holds a fresh claim or the same
+        crop version is already indexed (or refused). A claim older than ``stale_after``
+        seconds that never finished can be taken over; so can one for an older crop version
+        (its ``face_id``, if any, is returned in ``replaces`` for the caller to delete)."""
+        key = {"pk": f"REKOGNITION#{collection_id}", "sk": f"CROP#{crop_key}"}
+        now = time.time()
+        previous = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        claim = {**key, "crop_key": crop_key, "etag": etag, "state": "pending"}
+        claim["claimed_at"] = _decimal(now)
+        if previous is None:
+            condition = Attr("pk").not_exists()
+        elif previous["etag"] == etag and (
+            previous["state"] != "pending" or now - float(previous["claimed_at"]) < stale_after
+        ):
+            return None
+        else:
+            condition = Attr("claimed_at").eq(previous["claimed_at"])
+            if previous.get("face_id"):
+                claim["replaces"] = previous["face_id"]
+        try:
+            self.table.put_item(Item=claim, ConditionExpression=condition)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return claim
+
+    def finish_indexing(self, claim: dict, state: str, face_id: str = "", reason: str = "") -> bool:
+        """``state``: indexed (with ``face_id``) or refused (with ``reason``). False when the
+        claim was taken over meanwhile (the caller then undoes its own work)."""
+        item = {key: value for key, value in claim.items() if key != "replaces"}
+        item.update(state=state, reason=reason, finished_at=_now())
+        if face_id:
+            item["face_id"] = face_id
+        try:
+            self.table.put_item(
+                Item=item, ConditionExpression=Attr("claimed_at").eq(claim["claimed_at"])
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def indexing_state(self, collection_id: str, crop_key: str) -> dict | None:
+        return self.table.get_item(
+            Key={"pk": f"REKOGNITION#{collection_id}", "sk": f"CROP#{crop_key}"}
+        ).get("Item")
+
+    # ---- counts ----------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """people (labelled), photos by status, faces, labelled faces, models (one scan)."""
+        counts = dict.fromkeys(
+            (
+                "people",
+                "photos",
+                "photos_enrolled",
+                "photos_no_face",
+                "photos_rejected",
+                "faces",
+                "faces_labelled",
+                "models",
+            ),
+            0,
+        )
+        people = set()
+        projection = "pk, sk, #status, person"
+        for item in _scan_all(
+            self.table,
+            ProjectionExpression=projection,
+            ExpressionAttributeNames={"#status": "status"},
+        ):
+            pk, sk = item["pk"], item["sk"]
+            if pk.startswith("PHOTO#") and sk == "META":
+                counts["photos"] += 1
+                status_key = f"photos_{item['status']}"
+                if status_key in counts:
+                    counts[status_key] += 1
+            elif pk.startswith("PHOTO#") and sk.startswith("FACE#"):
+                counts["faces"] += 1
+                if "person" in item:
+                    counts["faces_labelled"] += 1
+                    people.add(item["person"])
+            elif pk.startswith("MODEL#"):
+                counts["models"] += 1
+        counts["people"] = len(people)
+        return counts
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _query_all(table, **arguments) -> list[dict]:
+    items, page = [], table.query(**arguments)
+    items += page["Items"]
+    while "LastEvaluatedKey" in page:
+        page = table.query(ExclusiveStartKey=page["LastEvaluatedKey"], **arguments)
+        items += page["Items"]
+    return items
+
+
+def _scan_all(table, **arguments) -> list[dict]:
+    items, page = [], table.scan(**arguments)
+    items += page["Items"]
+    while "LastEvaluatedKey" in page:
+        page = table.scan(ExclusiveStartKey=page["LastEvaluatedKey"], **arguments)
+        items += page["Items"]
+    return items
+
+
+def _photo(item: dict) -> PhotoRecord:
+    return PhotoRecord(
+        item["key"],
+        item["person"],
+        item["sha256"],
+        item["status"],
+        item.get("reason", ""),
+        int(item.get("face_count", 0)),
+        int(item.get("width", 0)),
+        int(item.get("height", 0)),
+    )
+
+
+def _face(item: dict) -> FaceRecord:
+    return FaceRecord(
+        item["face_id"],
+        item["photo_key"],
+        int(item["index"]),
+        item.get("person"),
+        tuple(int(value) for value in item["box"]),
+        float(item["confidence"]),
+        item["crop_key"],
+        item["crop_method"],
+        np.frombuffer(bytes(item["embedding"]), dtype=np.float32).copy(),
+    )
+
+
+def _model_item(model: ModelRecord, pk: str, sk: str) -> dict:
+    """Metadata is stored compressed: it lists the held-out face ids, which can grow large."""
+    return {
+        "pk": pk,
+        "sk": sk,
+        "model_id": model.model_id,
+        "artifact_key": model.artifact_key,
+        "created_at": model.created_at,
+        "metadata": zlib.compress(json.dumps(model.metadata).encode()),
+    }
+
+
+def _model(item: dict) -> ModelRecord:
+    return ModelRecord(
+        item["model_id"],
+        item["artifact_key"],
+        item["created_at"],
+        json.loads(zlib.decompress(bytes(item["metadata"]))),
+    )

@@ -1,0 +1,278 @@
+"""The training workflow as separate steps, so each can run in its own process (a Step
+Functions task) with only keys passed between them:
+
+    gather -> fit (seeded stratified split, CV, SVC) -> evaluate FaceNet on the held-out part
+    -> evaluate Rekognition on the same held-out part -> publish (promote only if not worse)
+
+The steps mirror ``Pipeline.train`` (same split, same CV, same metadata) and work through the
+storage ports; ``Pipeline.train`` could be rebuilt from them (see the runtime notes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from facerec.classifier import FaceClassifier, cross_validate, holdout_split, select_c
+from facerec.embedding import EMBEDDING_SIZE, MODEL_ID
+from facerec.errors import NotEnoughData
+from facerec.evaluation import evaluate_predictions
+from facerec.models import TrainedModel, library_versions
+from facerec.pipeline import PipelineSettings, TrainOptions
+from facerec.storage.ports import BlobStore, Catalog, ModelRecord
+
+# Rekognition similarities are 0-100; its threshold table uses this scale.
+SIMILARITY_THRESHOLDS = (50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0, 97.5, 99.0, 99.5)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The labelled faces, in catalog order: ``embeddings`` float32 (N, D) unit vectors and
+    (N,) string arrays ``face_ids``, ``crop_keys``, ``labels``."""
+
+    face_ids: np.ndarray
+    crop_keys: np.ndarray
+    labels: np.ndarray
+    embeddings: np.ndarray = field(repr=False)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{name: getattr(self, name) for name in _SET_FIELDS})
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainingSet:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return cls(**{name: arrays[name] for name in _SET_FIELDS})
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+_SET_FIELDS = ("face_ids", "crop_keys", "labels", "embeddings")
+
+
+def gather(catalog: Catalog, crop_method: str) -> TrainingSet:
+    """Every labelled face; NotEnoughData when there are none or some were cropped otherwise."""
+    faces = catalog.faces()
+    stale = [face for face in faces if face.crop_method != crop_method]
+    if stale:
+        raise NotEnoughData(
+            f"{len(stale)} enrolled faces were cropped with another method than "
+            f"{crop_method!r}; re-ingest them or use that method"
+        )
+    if not faces:
+        raise NotEnoughData("no labelled faces enrolled yet; upload photos to the ingest bucket")
+    return TrainingSet(
+        np.array([face.face_id for face in faces]),
+        np.array([face.crop_key for face in faces]),
+        np.array([face.person for face in faces]),
+        np.stack([face.embedding for face in faces]).astype(np.float32),
+    )
+
+
+def describe_analysis(settings: PipelineSettings, weights_sha256: str) -> dict:
+    """What ``FaceAnalyser.describe`` records, without loading the models (the training steps
+    need no TensorFlow): how faces were found, cropped and embedded."""
+    return {
+        "embedding": {
+            "model_id": MODEL_ID,
+            "weights_sha256": weights_sha256,
+            "preprocessing": "prewhiten",
+            "dimensions": EMBEDDING_SIZE,
+        },
+        "crop": {
+            "method": settings.crop_method,
+            "margin": settings.margin,
+            "size": settings.crop_size,
+        },
+        "detector": {"name": "mtcnn", **asdict(settings.detector)},
+    }
+
+
+def fit(
+    training_set: TrainingSet, options: TrainOptions, analysis: dict
+) -> tuple[TrainedModel, np.ndarray]:
+    """Split, (select C,) cross-validate and fit as ``Pipeline.train`` does.
+    Returns the model and the held-out indices into ``training_set``."""
+    X, y = training_set.embeddings, training_set.labels
+    train_index, test_index = holdout_split(y, options.test_size, options.seed)
+    started = time.perf_counter()
+    C, c_table = (
+        select_c(X[train_index], y[train_index], options.seed)
+        if options.select_c
+        else (options.C, None)
+    )
+    cv = cross_validate(X[train_index], y[train_index], C, options.seed)
+    classifier = FaceClassifier(C=C, random_state=options.seed).fit(X[train_index], y[train_index])
+    created = datetime.now(UTC)
+    metadata = {
+        "model_id": created.strftime("%Y%m%dT%H%M%SZ")
+        + "-"
+        + hashlib.sha256(X[train_index].tobytes()).hexdigest()[:8],
+        "created_at": created.isoformat(timespec="seconds"),
+        "engine": "facenet-svc",
+        "labels": classifier.classes_.tolist(),
+        "classifier": {
+            "kind": "SVC",
+            "kernel": "linear",
+            "C": C,
+            "c_selection": c_table,
+            "probabilities": "sigmoid calibration, reported only",
+        },
+        "cv": cv,
+        **analysis,
+        "split": {
+            "test_size": options.test_size,
+            "seed": options.seed,
+            "train_faces": len(train_index),
+            "test_faces": len(test_index),
+            "test_face_ids": [str(face_id) for face_id in training_set.face_ids[test_index]],
+        },
+        "training_seconds": round(time.perf_counter() - started, 3),
+        "libraries": library_versions(),
+    }
+    return TrainedModel(classifier, metadata), test_index
+
+
+def held_out_index(model: TrainedModel, training_set: TrainingSet) -> np.ndarray:
+    """Indices into ``training_set`` of the faces ``model`` held out (by face id)."""
+    held_out = set(model.metadata["split"]["test_face_ids"])
+    return np.array(
+        [i for i, face_id in enumerate(training_set.face_ids) if face_id in held_out], dtype=int
+    )
+
+
+def evaluate_facenet(model: TrainedModel, training_set: TrainingSet) -> dict:
+    """The model's answers on the faces it held out."""
+    test_index = held_out_index(model, training_set)
+    if not len(test_index):
+        raise NotEnoughData("the model was trained without a held-out part (test_size 0)")
+    labels, scores = model.classifier.predict_with_probability(training_set.embeddings[test_index])
+    evaluation = evaluate_predictions(
+        training_set.labels[test_index], labels, scores, model.classifier.classes_
+    )
+    evaluation.update(engine="facenet", score="probability", model_id=model.model_id)
+    return evaluation
+
+
+def evaluate_rekognition(
+    engine,
+    read_crop: Callable[[str], bytes],
+    model: TrainedModel,
+    training_set: TrainingSet,
+    indexed: dict[str, str],
+) -> dict:
+    """Rekognition on the same held-out faces: SearchFacesByImage per held-out crop.
+
+    ``engine`` is a RekognitionEngine (threshold 0: closed set, as FaceNet is evaluated; the
+    threshold table shows what a threshold would discard). ``indexed`` maps the FaceIds of
+    the collection to their crop keys. Every held-out crop was indexed at enrolment too, so
+    the FaceIds of all held-out crops are excluded from matching: the gallery is the training
+    part only, as for the classifier. Crops in which Rekognition finds no face count as
+    misses ("unknown")."""
+    test_index = held_out_index(model, training_set)
+    held_out = {str(key) for key in training_set.crop_keys[test_index]}
+    exclude = frozenset(face_id for face_id, crop in indexed.items() if crop in held_out)
+    truth, predicted, scores, no_face = [], [], [], 0
+    for i in test_index:
+        answer = engine.identify([read_crop(str(training_set.crop_keys[i]))], exclude)[0]
+        truth.append(str(training_set.labels[i]))
+        predicted.append(answer["person"])
+        scores.append(answer["similarity"] or 0.0)
+        no_face += answer["similarity"] is None
+    evaluation = evaluate_predictions(
+        truth, predicted, scores, model.classifier.classes_, SIMILARITY_THRESHOLDS
+    )
+    training_crops = {str(key) for key in np.delete(training_set.crop_keys, test_index)}
+    evaluation.update(
+        engine="rekognition",
+        score="similarity (0-100)",
+        model_id=model.model_id,
+        excluded_face_ids=len(exclude),
+        no_face_in_crop=no_face,
+        training_crops_not_indexed=len(training_crops - set(indexed.values())),
+    )
+    return evaluation
+
+
+def should_promote(candidate: dict, current: ModelRecord | None) -> tuple[bool, str]:
+    """Promote when there is no current model, or the candidate's held-out accuracy is at
+    least the current model's (a model without a held-out accuracy is always replaced)."""
+    if current is None:
+        return True, "no current model"
+    current_accuracy = (current.metadata.get("evaluation") or {}).get("accuracy")
+    if current_accuracy is None:
+        return True, f"current model {current.model_id} has no held-out accuracy"
+    accuracy = candidate["accuracy"]
+    if accuracy >= current_accuracy:
+        return True, f"held-out accuracy {accuracy:.4f} >= {current_accuracy:.4f} (current)"
+    return False, f"held-out accuracy {accuracy:.4f} < {current_accuracy:.4f} (current)"
+
+
+def model_keys(model_id: str) -> dict[str, str]:
+    """Where a model's artifact and metadata live in the models bucket."""
+    return {"artifact": f"{model_id}/model.joblib", "metadata": f"{model_id}/metadata.json"}
+
+
+def save_model(models: BlobStore, model: TrainedModel) -> dict[str, str]:
+    keys = model_keys(model.model_id)
+    models.put(keys["artifact"], model.to_bytes())
+    models.put(keys["metadata"], json.dumps(model.metadata, indent=2).encode())
+    return keys
+
+
+def publish(
+    models: BlobStore,
+    reports: BlobStore,
+    catalog: Catalog,
+    model: TrainedModel,
+    evaluations: dict[str, dict],
+) -> dict:
+    """Write the evaluation report, then make the model current if it is not worse.
+
+    The artifact stays in the models bucket either way (versioned there); only a promoted
+    model is registered in the catalog. Returns ``{"promoted", "model_id", "reason",
+    "report_key"}``."""
+    facenet = evaluations["facenet"]
+    metadata = {
+        **model.metadata,
+        "evaluation": {"accuracy": facenet["accuracy"], "faces": facenet["faces"]},
+    }
+    if "rekognition" in evaluations:
+        metadata["rekognition_evaluation"] = {
+            "accuracy": evaluations["rekognition"]["accuracy"],
+            "faces": evaluations["rekognition"]["faces"],
+        }
+    model = TrainedModel(model.classifier, metadata)
+    keys = save_model(models, model)
+    current = catalog.current_model()
+    promoted, reason = should_promote(facenet, current)
+    report = {
+        "model_id": model.model_id,
+        "created_at": metadata["created_at"],
+        "promoted": promoted,
+        "promotion_reason": reason,
+        "previous_model_id": current.model_id if current else None,
+        "engines": evaluations,
+    }
+    report_key = f"{model.model_id}/evaluation.json"
+    reports.put(report_key, json.dumps(report, indent=2, ensure_ascii=False).encode())
+    reports.put(f"{model.model_id}/holdout-evaluation.json", json.dumps(facenet, indent=2).encode())
+    if promoted:
+        catalog.put_model(
+            ModelRecord(model.model_id, keys["artifact"], metadata["created_at"], metadata)
+        )
+    return {
+        "promoted": promoted,
+        "model_id": model.model_id,
+        "reason": reason,
+        "report_key": report_key,
+    }

@@ -1,0 +1,333 @@
+"""What the handler and chain tests share: the functions' environment, the AWS resources as the
+stateful stack declares them (created in moto), real-shaped events, and a view of what the
+handlers left behind."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import boto3
+from botocore.stub import Stubber
+from moto import mock_aws
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ENV = {
+    "INGEST_BUCKET": "facerec-test-ingest",
+    "FACES_BUCKET": "facerec-test-faces",
+    "MODELS_BUCKET": "facerec-test-models",
+    "REPORTS_BUCKET": "facerec-test-reports",
+    "QUARANTINE_BUCKET": "facerec-test-quarantine",
+    "CATALOG_TABLE": "facerec-test-catalog",
+    "FACE_INDEX_TABLE": "facerec-test-face-index",
+    "COLLECTION_ID": "facerec-test",
+    "CROP_METHOD": "aligned",
+    "REKOGNITION_MIN_SIMILARITY": "90",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def create_resources(session: boto3.session.Session) -> None:
+    """Buckets and tables with the keys and indexes the stateful stack gives them."""
+    s3 = session.client("s3")
+    for name in ("INGEST", "FACES", "MODELS", "REPORTS", "QUARANTINE"):
+        s3.create_bucket(Bucket=ENV[f"{name}_BUCKET"])
+    s3.put_bucket_versioning(
+        Bucket=ENV["MODELS_BUCKET"], VersioningConfiguration={"Status": "Enabled"}
+    )
+    dynamodb = session.client("dynamodb")
+    dynamodb.create_table(
+        TableName=ENV["CATALOG_TABLE"],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "gsi1",
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    dynamodb.create_table(
+        TableName=ENV["FACE_INDEX_TABLE"],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "face_id", "AttributeType": "S"},
+            {"AttributeName": "person", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "face_id", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "person-index",
+                "KeySchema": [{"AttributeName": "person", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+
+
+@contextmanager
+def cloud_environment(analyser, weights: Path) -> Iterator[Cloud]:
+    """The functions' environment variables, moto with the stack's resources, the container's
+    Services installed with the shared analyser, and a Stubber on its Rekognition client."""
+    from functions import services as services_module
+    from functions.settings import Settings
+
+    environment = {
+        **ENV,
+        "WEIGHTS_PATH": str(weights),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    with mock.patch.dict(os.environ, environment), mock_aws():
+        os.environ.pop("AWS_PROFILE", None)
+        session = boto3.session.Session(region_name=REGION)
+        create_resources(session)
+        app = services_module.Services(Settings.from_env(), session=session, analyser=analyser)
+        stubber = Stubber(app.rekognition)
+        stubber.activate()
+        services_module.install(app)
+        try:
+            yield Cloud(app, session, stubber)
+        finally:
+            services_module.install(None)
+            stubber.deactivate()
+
+
+class Cloud:
+    """The installed Services plus helpers to inspect what the handlers left behind."""
+
+    def __init__(self, app, session, stubber):
+        self.app, self.session, self.stubber = app, session, stubber
+        self.s3 = session.client("s3")
+        self.dynamodb = session.client("dynamodb")
+
+    def put(self, bucket: str, key: str, data: bytes) -> dict:
+        """Upload an object and return the EventBridge event S3 sends for it."""
+        self.s3.put_object(Bucket=bucket, Key=key, Body=data)
+        head = self.s3.head_object(Bucket=bucket, Key=key)
+        return object_created_event(bucket, key, head["ETag"], head["ContentLength"])
+
+    def keys(self, bucket: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def get(self, bucket: str, key: str) -> bytes:
+        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def items(self, table: str) -> list[dict]:
+        pages = self.dynamodb.get_paginator("scan").paginate(TableName=table)
+        return [item for page in pages for item in page["Items"]]
+
+    def catalog_items(self, prefix: str = "") -> list[dict]:
+        return sorted(
+            (
+                item
+                for item in self.items(ENV["CATALOG_TABLE"])
+                if item["pk"]["S"].startswith(prefix)
+            ),
+            key=lambda item: (item["pk"]["S"], item["sk"]["S"]),
+        )
+
+    def created_events(self, bucket: str, prefix: str = "") -> list[dict]:
+        """The "Object Created" events for every object now in ``bucket`` (as S3 sends)."""
+        events = []
+        for key in self.keys(bucket):
+            if key.startswith(prefix):
+                head = self.s3.head_object(Bucket=bucket, Key=key)
+                events.append(
+                    object_created_event(bucket, key, head["ETag"], head["ContentLength"])
+                )
+        return events
+
+
+def object_created_event(bucket: str, key: str, etag: str, size: int) -> dict:
+    """An EventBridge event as S3 sends it (keys are not URL-encoded here)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": ACCOUNT,
+        "time": "2026-11-28T12:00:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": key,
+                "size": size,
+                "etag": etag.strip('"'),
+                "sequencer": "0062E99A88DC407460",
+            },
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": ACCOUNT,
+            "source-ip-address": "198.51.100.7",
+            "reason": "PutObject",
+        },
+    }
+
+
+def api_event(body: str | None, is_base64: bool = False) -> dict:
+    """An API Gateway REST proxy event (IAM-authorised) for POST /identify."""
+    return {
+        "resource": "/identify",
+        "path": "/identify",
+        "httpMethod": "POST",
+        "headers": {
+            "Content-Type": "application/json",
+            "Host": "abc123.execute-api.us-east-1.amazonaws.com",
+        },
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/identify",
+            "httpMethod": "POST",
+            "stage": "dev",
+            "requestId": str(uuid.uuid4()),
+            "identity": {"userArn": f"arn:aws:iam::{ACCOUNT}:user/tester", "caller": "AIDATESTER"},
+            "accountId": ACCOUNT,
+            "apiId": "abc123",
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    }
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def sample_photos(sample_set: Path, split: str, per_person: int | None = None) -> list[Path]:
+    """Photos of the sample set's ``split``, sorted; at most ``per_person`` per person."""
+    photos = []
+    for folder in sorted((sample_set / split).iterdir()):
+        photos += sorted(folder.glob("*.jpg"))[:per_person]
+    return photos
+
+
+def indexed_response(face_id: str, external_id: str) -> dict:
+    """An IndexFaces answer that indexed the crop's one face."""
+    return {
+        "FaceRecords": [
+            {
+                "Face": {
+                    "FaceId": face_id,
+                    "BoundingBox": {"Width": 0.6, "Height": 0.7, "Left": 0.2, "Top": 0.15},
+                    "ImageId": str(uuid.uuid4()),
+                    "ExternalImageId": external_id,
+                    "Confidence": 99.99,
+                },
+                "FaceDetail": {"Confidence": 99.99},
+            }
+        ],
+        "FaceModelVersion": "7.0",
+        "UnindexedFaces": [],
+    }
+
+
+def refused_response() -> dict:
+    """An IndexFaces answer whose quality filter refused the face."""
+    return {
+        "FaceRecords": [],
+        "FaceModelVersion": "7.0",
+        "UnindexedFaces": [{"Reasons": ["LOW_SHARPNESS", "SMALL_BOUNDING_BOX"]}],
+    }
+
+
+def search_response(matches: list[tuple[str, float]]) -> dict:
+    """A SearchFacesByImage answer: (FaceId, similarity 0-100) pairs, best first."""
+    return {
+        "SearchedFaceBoundingBox": {"Width": 0.6, "Height": 0.7, "Left": 0.2, "Top": 0.15},
+        "SearchedFaceConfidence": 99.9,
+        "FaceMatches": [
+            {"Similarity": similarity, "Face": {"FaceId": face_id, "Confidence": 99.9}}
+            for face_id, similarity in matches
+        ],
+        "FaceModelVersion": "7.0",
+    }
+
+
+def index_params(external_id: str, collection_id: str = ENV["COLLECTION_ID"]) -> dict:
+    from botocore.stub import ANY
+
+    return {
+        "CollectionId": collection_id,
+        "Image": {"Bytes": ANY},
+        "ExternalImageId": external_id,
+        "MaxFaces": 1,
+        "QualityFilter": "AUTO",
+        "DetectionAttributes": ["DEFAULT"],
+    }
+
+
+def search_params(max_faces: int = 1, collection_id: str = ENV["COLLECTION_ID"]) -> dict:
+    from botocore.stub import ANY
+
+    return {
+        "CollectionId": collection_id,
+        "Image": {"Bytes": ANY},
+        "MaxFaces": max_faces,
+        "FaceMatchThreshold": 0.0,
+    }
+
+
+def install_model(cloud: Cloud, model) -> None:
+    """Publish a trained model (e.g. the session's ``enrolled`` one) into the cloud stores."""
+    from facerec.storage.ports import ModelRecord
+    from facerec.workflow import save_model
+
+    keys = save_model(cloud.app.models, model)
+    cloud.app.catalog.put_model(
+        ModelRecord(model.model_id, keys["artifact"], model.metadata["created_at"], model.metadata)
+    )
+
+
+def copy_gallery(cloud: Cloud, pipeline) -> dict[str, str]:
+    """Put a local pipeline's enrolled photos, faces and crops into the cloud stores, and a
+    face index row per labelled crop (as index_faces leaves them). Returns crop key -> FaceId."""
+    from facerec.rekognition import IndexRow, external_image_id
+
+    faces = pipeline.catalog.faces(labelled_only=False)
+    face_ids = {}
+    for photo_key in sorted({face.photo_key for face in faces}):
+        own = [face for face in faces if face.photo_key == photo_key]
+        cloud.app.catalog.put_photo(pipeline.catalog.get_photo(photo_key), own)
+        for face in own:
+            cloud.app.faces.put(face.crop_key, pipeline.faces.get(face.crop_key))
+            if face.person is not None:
+                face_id = f"face-{len(face_ids):04d}"
+                face_ids[face.crop_key] = face_id
+                cloud.app.face_index.put(
+                    IndexRow(
+                        face_id,
+                        face.person,
+                        photo_key,
+                        face.crop_key,
+                        external_image_id(face.crop_key),
+                        ENV["COLLECTION_ID"],
+                    )
+                )
+    return face_ids

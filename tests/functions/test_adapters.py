@@ -1,0 +1,179 @@
+"""The pieces under the handlers, without the models: ExternalImageId encoding, event and
+settings parsing, and the DynamoDB catalog's items and claims (moto)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from facerec.rekognition import crop_key_from_external_image_id, external_image_id
+from facerec.storage.aws import DynamoCatalog, S3BlobStore
+from facerec.storage.ports import FaceRecord, ModelRecord, PhotoRecord
+from functions.events import EventError, batch_items, object_created
+from functions.settings import Settings, SettingsError
+from tests.functions.support import ENV, REGION, create_resources, object_created_event
+
+ALLOWED = re.compile(r"[a-zA-Z0-9_.\-:]+")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "Ben_Afflek/photo-0.png",
+        "Iñaki Díaz/la foto (1)-0.png",
+        "Jean-Claude Van Damme/50% off + more-3.png",
+        "O'Brien, Conan/x:y-0.png",
+        "李小龍/照片-0.png",
+    ],
+)
+def test_external_image_ids_are_safe_and_reversible(key):
+    encoded = external_image_id(key)
+    assert ALLOWED.fullmatch(encoded) and len(encoded) <= 255
+    assert crop_key_from_external_image_id(encoded) == key
+
+
+def test_long_keys_are_shortened_uniquely():
+    first = external_image_id("é" * 200 + "/a-0.png")
+    second = external_image_id("é" * 200 + "/b-0.png")
+    assert ALLOWED.fullmatch(first) and len(first) <= 255 and first != second
+    assert crop_key_from_external_image_id(first) is None
+
+
+def test_eventbridge_keys_are_literal_and_notification_keys_decoded():
+    event = object_created_event("bucket", "A B/50%+c.jpg", '"abc"', 12)
+    assert object_created(event).key == "A B/50%+c.jpg"
+    assert object_created(event).etag == "abc"
+    notification = {
+        "Records": [
+            {
+                "s3": {
+                    "bucket": {"name": "bucket"},
+                    "object": {"key": "A+B/50%25%2Bc.jpg", "eTag": "abc", "size": 12},
+                }
+            }
+        ]
+    }
+    assert object_created(notification).key == "A B/50%+c.jpg"
+    with pytest.raises(EventError):
+        object_created({"source": "aws.ec2", "detail-type": "Object Created"})
+
+
+def test_batches_and_single_items():
+    items = [{"Key": "a", "ETag": '"1"', "Size": 1}]
+    assert batch_items({"Items": items, "BatchInput": {}}) == items
+    assert batch_items(items[0]) == items
+    with pytest.raises(EventError):
+        batch_items({})
+
+
+def test_settings_name_what_is_missing_or_wrong():
+    with pytest.raises(SettingsError, match="INGEST_BUCKET"):
+        Settings.from_env({})
+    with pytest.raises(SettingsError, match="not a number"):
+        Settings.from_env({**ENV, "REKOGNITION_MIN_SIMILARITY": "0.9x"})
+    with pytest.raises(SettingsError, match="0-100"):
+        Settings.from_env({**ENV, "REKOGNITION_MIN_SIMILARITY": "900"})
+    settings = Settings.from_env(ENV)
+    assert settings.rekognition_min_similarity == 90.0 and settings.crop_method == "aligned"
+
+
+@pytest.fixture
+def dynamo(monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    with mock_aws():
+        session = boto3.session.Session(region_name=REGION)
+        create_resources(session)
+        yield session
+
+
+def face(photo: str, index: int, person: str | None) -> FaceRecord:
+    vector = np.zeros(128, np.float32)
+    vector[index] = 1
+    return FaceRecord(
+        f"{photo}#{index}",
+        photo,
+        index,
+        person,
+        (1, 2, 30, 40),
+        0.99,
+        f"{photo[:-4]}-{index}.png",
+        "aligned",
+        vector,
+    )
+
+
+def test_the_catalog_port_on_dynamodb(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"], "facenet@abc")
+    photo = PhotoRecord("ann/a.jpg", "ann", "sha-a", "enrolled", "", 2, 640, 480)
+    catalog.put_photo(photo, [face("ann/a.jpg", 0, "ann"), face("ann/a.jpg", 1, None)])
+    catalog.put_photo(
+        PhotoRecord("bob/b.jpg", "bob", "sha-b", "enrolled", "", 1, 300, 300),
+        [face("bob/b.jpg", 0, "bob")],
+    )
+
+    assert catalog.get_photo("ann/a.jpg") == photo
+    assert catalog.photo_with_sha256("sha-b").key == "bob/b.jpg"
+    assert [f.face_id for f in catalog.faces()] == ["ann/a.jpg#0", "bob/b.jpg#0"]
+    assert len(catalog.faces(labelled_only=False)) == 3
+    (ann,) = catalog.faces("ann")
+    assert ann.box == (1, 2, 30, 40) and ann.embedding[0] == 1.0
+    assert catalog.face_by_crop("ann/a-1.png").person is None
+
+    # re-enrolling a photo with fewer faces removes the others and their crop pointers
+    catalog.put_photo(photo, [face("ann/a.jpg", 0, "ann")])
+    assert catalog.face_by_crop("ann/a-1.png") is None
+    assert catalog.counts() == {
+        "people": 2,
+        "photos": 2,
+        "photos_enrolled": 2,
+        "photos_no_face": 0,
+        "photos_rejected": 0,
+        "faces": 2,
+        "faces_labelled": 2,
+        "models": 0,
+    }
+
+    assert catalog.current_model() is None
+    metadata = {"evaluation": {"accuracy": 0.9}, "split": {"test_face_ids": ["x"] * 5000}}
+    catalog.put_model(ModelRecord("m1", "m1/model.joblib", "2026-01-01", metadata))
+    catalog.put_model(ModelRecord("m2", "m2/model.joblib", "2026-01-02", {}), make_current=False)
+    assert catalog.current_model().model_id == "m1"
+    assert catalog.current_model().metadata == metadata
+    assert catalog.get_model("m2").artifact_key == "m2/model.joblib"
+
+
+def test_indexing_claims(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"])
+    claim = catalog.claim_indexing("c1", "ann/a-0.png", "e1")
+    assert claim is not None
+    assert catalog.claim_indexing("c1", "ann/a-0.png", "e1") is None  # a fresh claim is held
+    assert catalog.claim_indexing("c2", "ann/a-0.png", "e1") is not None  # other collection
+    assert catalog.finish_indexing(claim, "indexed", "face-1")
+    assert catalog.claim_indexing("c1", "ann/a-0.png", "e1") is None  # done
+    newer = catalog.claim_indexing("c1", "ann/a-0.png", "e2")
+    assert newer["replaces"] == "face-1"
+    assert not catalog.finish_indexing(claim, "indexed", "face-9")  # superseded
+
+    stale = catalog.claim_indexing("c1", "bob/b-0.png", "e1")
+    assert catalog.claim_indexing("c1", "bob/b-0.png", "e1", stale_after=3600) is None
+    time.sleep(0.01)
+    assert catalog.claim_indexing("c1", "bob/b-0.png", "e1", stale_after=0.001) is not None
+    assert not catalog.finish_indexing(stale, "indexed", "face-2")
+
+
+def test_blob_store_on_s3(dynamo):
+    s3 = dynamo.client("s3")
+    store = S3BlobStore(s3, ENV["FACES_BUCKET"])
+    store.put("a/b.png", b"1")
+    assert store.get("a/b.png") == b"1" and store.exists("a/b.png")
+    assert list(store.keys("a/")) == ["a/b.png"] and list(store.keys("z")) == []
+    with pytest.raises(FileNotFoundError):
+        store.get("a/missing.png")
+    store.delete("a/b.png")
+    assert not store.exists("a/b.png")

@@ -1,0 +1,181 @@
+"""identify_faces: API Gateway REST proxy events for POST /identify. Real photos, the real
+models, the FaceNet model in moto's S3 and DynamoDB, Rekognition through the Stubber. Bad
+input gets a 4xx with a specific code, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from functions.identify_faces.handler import handler
+from tests.functions.support import (
+    ENV,
+    api_event,
+    b64,
+    install_model,
+    sample_photos,
+    search_params,
+    search_response,
+)
+
+pytestmark = pytest.mark.model
+
+
+def call(body) -> tuple[int, dict]:
+    raw = body if isinstance(body, str) or body is None else json.dumps(body)
+    response = handler(api_event(raw))
+    assert response["headers"]["Content-Type"] == "application/json"
+    return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.fixture
+def deployed(cloud, enrolled):
+    """The cloud with the session's trained model published."""
+    _, _, model = enrolled
+    install_model(cloud, model)
+    return cloud
+
+
+def test_facenet_names_every_val_person_as_the_pipeline_does(deployed, enrolled, sample_set):
+    pipeline, _, model = enrolled
+    for photo in sample_photos(sample_set, "val", 1):
+        status, body = call({"image": b64(photo.read_bytes())})
+
+        assert status == 200
+        local = pipeline.identify(photo.read_bytes())
+        assert body["model_id"] == local["model_id"] == model.model_id
+        assert (body["width"], body["height"]) == (local["width"], local["height"])
+        assert [face["box"] for face in body["faces"]] == [face["box"] for face in local["faces"]]
+        assert [face["facenet"] for face in body["faces"]] == [
+            {"person": face["person"], "probability": face["probability"]}
+            for face in local["faces"]
+        ]
+        assert body["faces"][0]["facenet"]["person"] == photo.parent.name
+        assert "rekognition" not in body["faces"][0]
+
+
+def test_both_engines_answer_per_face_crop(deployed, sample_set):
+    photo = sample_photos(sample_set, "val", 1)[0]
+    deployed.dynamodb.put_item(
+        TableName=ENV["FACE_INDEX_TABLE"],
+        Item={
+            name: {"S": value}
+            for name, value in {
+                "face_id": "face-ben",
+                "person": "ben_afflek",
+                "photo_key": "ben_afflek/a.jpg",
+                "crop_key": "ben_afflek/a-0.png",
+                "external_image_id": "ben_afflek:2Fa-0.png",
+                "collection_id": ENV["COLLECTION_ID"],
+            }.items()
+        },
+    )
+    deployed.stubber.add_response(
+        "search_faces_by_image", search_response([("face-ben", 99.25)]), search_params()
+    )
+
+    status, body = call({"image": b64(photo.read_bytes()), "engines": "both"})
+
+    deployed.stubber.assert_no_pending_responses()
+    assert status == 200
+    (face,) = body["faces"]
+    assert face["facenet"]["person"] == "ben_afflek"
+    assert face["rekognition"] == {"person": "ben_afflek", "similarity": 99.25}
+    assert body["engines"]["rekognition"] == {
+        "available": True,
+        "collection_id": ENV["COLLECTION_ID"],
+        "min_similarity": 90.0,
+    }
+
+
+def test_rekognition_under_the_threshold_or_without_a_face_is_unknown(deployed, sample_set):
+    photo = sample_photos(sample_set, "val", 1)[1]
+    deployed.stubber.add_response(
+        "search_faces_by_image", search_response([("face-nobody", 71.5)]), search_params()
+    )
+    status, body = call({"image": b64(photo.read_bytes()), "engines": "rekognition"})
+    assert status == 200
+    assert body["faces"][0]["rekognition"]["person"] == "unknown"
+    assert body["faces"][0]["rekognition"]["similarity"] == 71.5
+    assert "facenet" not in body["faces"][0] and "model_id" not in body
+
+    deployed.stubber.add_client_error(
+        "search_faces_by_image",
+        "InvalidParameterException",
+        "There are no faces in the image. Should be at least 1.",
+    )
+    status, body = call({"image": b64(photo.read_bytes()), "engines": "rekognition"})
+    assert status == 200
+    answer = body["faces"][0]["rekognition"]
+    assert answer["person"] == "unknown" and answer["similarity"] is None and answer["reason"]
+    deployed.stubber.assert_no_pending_responses()
+
+
+def test_an_ingest_key_is_identified_too(deployed, sample_set):
+    photo = sample_photos(sample_set, "val", 1)[2]
+    deployed.s3.put_object(Bucket=ENV["INGEST_BUCKET"], Key="x/probe.jpg", Body=photo.read_bytes())
+    status, body = call({"s3_key": "x/probe.jpg"})
+    assert status == 200 and body["faces"][0]["facenet"]["person"] == photo.parent.name
+    assert call({"s3_key": "x/missing.jpg"}) == (
+        404,
+        {"code": "photo_not_found", "message": "no photo with that s3_key in the ingest bucket"},
+    )
+
+
+def test_a_base64_encoded_body_is_accepted(deployed, sample_set):
+    photo = sample_photos(sample_set, "val", 1)[3]
+    raw = json.dumps({"image": b64(photo.read_bytes())}).encode()
+    response = handler(api_event(base64.b64encode(raw).decode(), is_base64=True))
+    assert response["statusCode"] == 200
+
+
+def blank_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (None, 400, "invalid_request"),
+        ("{not json", 400, "invalid_json"),
+        ("[1, 2]", 400, "invalid_request"),
+        ({}, 400, "invalid_request"),
+        ({"image": "aGk=", "s3_key": "a/b.jpg"}, 400, "invalid_request"),
+        ({"image": "aGk=", "colour": "red"}, 400, "invalid_request"),
+        ({"image": "aGk=", "engines": "all"}, 400, "invalid_engines"),
+        ({"image": "aGk=", "engines": ["facenet", "dlib"]}, 400, "invalid_engines"),
+        ({"image": "aGk=", "engines": []}, 400, "invalid_engines"),
+        ({"image": "aGk=", "engines": ["facenet"]}, 400, "not_an_image"),
+        ({"image": 12}, 400, "invalid_image"),
+        ({"image": "not base64!"}, 400, "invalid_base64"),
+        ({"s3_key": ""}, 400, "invalid_s3_key"),
+        ({"image": b64(b"GIF89a not really")}, 400, "not_an_image"),
+        ({"image": b64(b"")}, 400, "empty_file"),
+        ({"image": b64(blank_png())}, 400, "no_face"),
+        ({"image": "A" * (5 * 2**20 + 4)}, 413, "image_too_large"),
+    ],
+)
+def test_bad_input_gets_a_specific_4xx(deployed, body, status, code):
+    answer_status, answer = call(body)
+    assert (answer_status, answer["code"]) == (status, code)
+    assert answer["message"]
+
+
+def test_a_decompression_bomb_is_too_large(deployed):
+    buffer = io.BytesIO()
+    Image.new("L", (9000, 9000)).save(buffer, format="PNG")
+    status, body = call({"image": b64(buffer.getvalue())})
+    assert (status, body["code"]) == (413, "image_too_large")
+
+
+def test_without_a_model_facenet_is_unavailable_not_broken(cloud, sample_set):
+    photo = sample_photos(sample_set, "val", 1)[0]
+    status, body = call({"image": b64(photo.read_bytes())})
+    assert (status, body["code"]) == (503, "model_not_found")

@@ -1,0 +1,89 @@
+"""`facerec serve`: the same /identify contract on localhost, over the embedded default.
+Rekognition is absent locally and the answer says so; it is never faked."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+
+import pytest
+
+from facerec.api import handle_identify
+from facerec.server import local_services, make_server
+from tests.functions.support import b64, sample_photos
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def server(enrolled):
+    pipeline, _, _ = enrolled
+    httpd = make_server(local_services(pipeline), "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def request(server, method: str, path: str, body: bytes | None = None, headers=None):
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response.status, data
+
+
+def post(server, body: dict) -> tuple[int, dict]:
+    status, data = request(
+        server, "POST", "/identify", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    return status, json.loads(data)
+
+
+def test_same_answer_as_the_shared_contract(server, enrolled, sample_set):
+    pipeline, _, model = enrolled
+    photo = sample_photos(sample_set, "val", 1)[4]
+    body = {"image": b64(photo.read_bytes())}
+
+    status, answer = post(server, body)
+
+    assert (status, answer) == handle_identify(body, local_services(pipeline))
+    assert answer["model_id"] == model.model_id
+    assert answer["faces"][0]["facenet"]["person"] == photo.parent.name
+
+
+def test_rekognition_is_plainly_unavailable(server, sample_set):
+    photo = sample_photos(sample_set, "val", 1)[0]
+    status, answer = post(server, {"image": b64(photo.read_bytes()), "engines": "both"})
+    assert status == 200
+    assert answer["engines"]["rekognition"]["available"] is False
+    assert "AWS account" in answer["engines"]["rekognition"]["reason"]
+    assert all("rekognition" not in face for face in answer["faces"])
+
+    status, answer = post(server, {"image": b64(photo.read_bytes()), "engines": "rekognition"})
+    assert (status, answer["code"]) == (501, "engine_unavailable")
+
+
+def test_bad_requests_get_4xx(server):
+    status, data = request(
+        server, "POST", "/identify", b"{oops", {"Content-Type": "application/json"}
+    )
+    assert (status, json.loads(data)["code"]) == (400, "invalid_json")
+    status, data = request(server, "POST", "/identify", b"x", {"Content-Length": str(50 * 2**20)})
+    assert (status, json.loads(data)["code"]) == (413, "image_too_large")
+    status, data = request(server, "POST", "/elsewhere", b"{}")
+    assert status == 404
+    status, data = request(server, "GET", "/identify")
+    assert status == 405
+
+
+def test_the_contract_is_served(server):
+    status, data = request(server, "GET", "/openapi.yaml")
+    assert status == 200 and b"/identify" in data
