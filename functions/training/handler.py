@@ -17,14 +17,13 @@ from facerec import workflow
 from facerec.chain import indexed_crops
 from facerec.errors import NotEnoughData
 from facerec.models import TrainedModel
-from facerec.pipeline import TrainOptions
 from functions.services import get_logger, log, services
 
 logger = get_logger(__name__)
 
 
-def _options(state: dict) -> TrainOptions:
-    options = TrainOptions(
+def _options(state: dict) -> workflow.TrainOptions:
+    options = workflow.TrainOptions(
         C=float(state.get("C", 10.0)),
         select_c=bool(state.get("select_c", False)),
         test_size=float(state.get("test_size", 0.25)),
@@ -111,6 +110,6 @@ def publish_model(state: dict, context=None) -> dict:
         for engine in ("facenet", "rekognition")
         if engine in state
     }
-    result = workflow.publish(app.models, app.reports, app.catalog, model, evaluations)
+    _, result = workflow.publish(app.models, app.reports, app.catalog, model, evaluations)
     log(logger, "model published", **result)
     return {**state, **result}

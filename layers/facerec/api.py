@@ -20,10 +20,8 @@ from facerec.errors import (
     ImageTooLarge,
     InvalidLabel,
     ModelNotFound,
-    NoFaceFound,
-    TooManyFaces,
 )
-from facerec.images import decode_image, encode_png
+from facerec.images import encode_png
 from facerec.rekognition import UNKNOWN, EngineUnavailable
 
 ENGINE_CHOICES = {
@@ -179,12 +177,7 @@ def identify(services: IdentifyServices, data: bytes, engines: tuple[str, ...]) 
     pipeline = services.pipeline
     if engines == ("rekognition",) and not services.rekognition.available:
         services.rekognition.identify([])  # raises EngineUnavailable, before any work
-    image = decode_image(data, pipeline.settings.image_limits)
-    analysed = pipeline.analyser.analyse([image])[0]
-    if not analysed:
-        raise NoFaceFound("no face found in the photo")
-    if len(analysed) > pipeline.settings.max_faces:
-        raise TooManyFaces(f"{len(analysed)} faces; at most {pipeline.settings.max_faces}")
+    image, analysed = pipeline.analyse_photo(data)
     faces = [item.face.to_dict() for item in analysed]
     result = {"width": image.shape[1], "height": image.shape[0], "engines": {}, "faces": faces}
     if "facenet" in engines:

@@ -93,12 +93,3 @@ class FaceNetEmbedder:
             for start in range(0, len(crops), self.batch_size)
         ]
         return l2_normalise(np.concatenate(outputs)).astype(np.float32)
-
-    def describe(self) -> dict:
-        """What the model metadata records about the embedding."""
-        return {
-            "model_id": self.model_id,
-            "weights_sha256": self.weights_sha256,
-            "preprocessing": self.preprocessing,
-            "dimensions": EMBEDDING_SIZE,
-        }

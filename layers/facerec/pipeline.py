@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import numpy as np
 
 from facerec.alignment import crop
-from facerec.classifier import FaceClassifier, cross_validate, holdout_split, select_c
 from facerec.detection import DetectorSettings, Face, FaceDetector, select_labelled_face
 from facerec.embedding import FaceNetEmbedder
 from facerec.errors import (
@@ -26,14 +23,22 @@ from facerec.errors import (
     ModelNotFound,
     NameCollision,
     NoFaceFound,
-    NotEnoughData,
     TooManyFaces,
 )
-from facerec.evaluation import evaluate_predictions, render_markdown
+from facerec.evaluation import evaluate_predictions
 from facerec.images import DEFAULT_LIMITS, ImageLimits, decode_image, encode_png
-from facerec.models import TrainedModel, library_versions
+from facerec.models import TrainedModel
 from facerec.naming import crop_key, ingest_key, validate_person_name
-from facerec.storage.ports import BlobStore, Catalog, FaceRecord, ModelRecord, PhotoRecord
+from facerec.storage.ports import BlobStore, Catalog, FaceRecord, PhotoRecord
+from facerec.workflow import (
+    TrainOptions,
+    describe_analysis,
+    evaluate_facenet,
+    fit,
+    gather,
+    labelled_faces,
+    publish,
+)
 
 
 @dataclass(frozen=True)
@@ -98,15 +103,7 @@ class FaceAnalyser:
 
     def describe(self) -> dict:
         """What a model's metadata records about how faces were found, cropped and embedded."""
-        return {
-            "embedding": self.embedder.describe(),
-            "crop": {
-                "method": self.settings.crop_method,
-                "margin": self.settings.margin,
-                "size": self.settings.crop_size,
-            },
-            "detector": {"name": "mtcnn", **asdict(self.settings.detector)},
-        }
+        return describe_analysis(self.settings, self.embedder.weights_sha256)
 
 
 @dataclass(frozen=True)
@@ -141,16 +138,6 @@ class _Pending:
     sha256: str
     image_shape: tuple[int, ...]
     faces: list[AnalysedFace]
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """``test_size`` 0 trains on everything (no held-out evaluation)."""
-
-    C: float = 10.0
-    select_c: bool = False
-    test_size: float = 0.25
-    seed: int = 42
 
 
 class Pipeline:
@@ -384,93 +371,17 @@ class Pipeline:
     # ---- training and evaluation --------------------------------------------------------------
 
     def labelled_faces(self) -> list[FaceRecord]:
-        faces = self.catalog.faces()
-        stale = [face for face in faces if face.crop_method != self.settings.crop_method]
-        if stale:
-            raise NotEnoughData(
-                f"{len(stale)} enrolled faces were cropped with another method than "
-                f"{self.settings.crop_method!r}; re-ingest them or use that method"
-            )
-        return faces
+        return labelled_faces(self.catalog, self.settings.crop_method)
 
     def train(self, options: TrainOptions = TrainOptions()) -> tuple[TrainedModel, dict | None]:
-        """Split, (select C,) cross-validate, fit, evaluate the held-out part, publish.
+        """The training workflow's steps in-process: gather, split, (select C,) cross-validate,
+        fit, evaluate the held-out part, publish (promoted unless worse than the current one).
         Returns the model and its held-out evaluation (None when test_size is 0)."""
-        faces = self.labelled_faces()
-        if not faces:
-            raise NotEnoughData("no labelled faces enrolled yet; run `facerec ingest DIR` first")
-        X = np.stack([face.embedding for face in faces])
-        y = np.array([face.person for face in faces])
-        train_index, test_index = holdout_split(y, options.test_size, options.seed)
-        started = time.perf_counter()
-        C, c_table = (
-            select_c(X[train_index], y[train_index], options.seed)
-            if options.select_c
-            else (options.C, None)
-        )
-        cv = cross_validate(X[train_index], y[train_index], C, options.seed)
-        classifier = FaceClassifier(C=C, random_state=options.seed).fit(
-            X[train_index], y[train_index]
-        )
-        created = datetime.now(UTC)
-        metadata = {
-            "model_id": created.strftime("%Y%m%dT%H%M%SZ")
-            + "-"
-            + hashlib.sha256(X[train_index].tobytes()).hexdigest()[:8],
-            "created_at": created.isoformat(timespec="seconds"),
-            "engine": "facenet-svc",
-            "labels": classifier.classes_.tolist(),
-            "classifier": {
-                "kind": "SVC",
-                "kernel": "linear",
-                "C": C,
-                "c_selection": c_table,
-                "probabilities": "sigmoid calibration, reported only",
-            },
-            "cv": cv,
-            **self.analyser.describe(),
-            "split": {
-                "test_size": options.test_size,
-                "seed": options.seed,
-                "train_faces": len(train_index),
-                "test_faces": len(test_index),
-                "test_face_ids": [faces[i].face_id for i in test_index],
-            },
-            "training_seconds": round(time.perf_counter() - started, 3),
-            "libraries": library_versions(),
-        }
-        evaluation = None
-        if len(test_index):
-            labels, scores = classifier.predict_with_probability(X[test_index])
-            evaluation = evaluate_predictions(y[test_index], labels, scores, classifier.classes_)
-            metadata["evaluation"] = {
-                "accuracy": evaluation["accuracy"],
-                "faces": evaluation["faces"],
-            }
-        model = TrainedModel(classifier, metadata)
-        self._publish(model, evaluation)
-        return model, evaluation
-
-    def _publish(self, model: TrainedModel, evaluation: dict | None) -> None:
-        artifact = f"{model.model_id}/model.joblib"
-        self.models.put(artifact, model.to_bytes())
-        self.models.put(
-            f"{model.model_id}/metadata.json", json.dumps(model.metadata, indent=2).encode()
-        )
-        if evaluation is not None:
-            self.reports.put(
-                f"{model.model_id}/holdout-evaluation.json",
-                json.dumps(evaluation, indent=2, ensure_ascii=False).encode(),
-            )
-            title = f"Model {model.model_id}: held-out evaluation"
-            self.reports.put(
-                f"{model.model_id}/holdout-evaluation.md",
-                render_markdown(evaluation, title).encode(),
-            )
-        self.catalog.put_model(
-            ModelRecord(model.model_id, artifact, model.metadata["created_at"], model.metadata)
-        )
-        self._model = model
+        training_set = gather(self.catalog, self.settings.crop_method)
+        model, test_index = fit(training_set, options, self.analyser.describe())
+        evaluations = {"facenet": evaluate_facenet(model, training_set)} if len(test_index) else {}
+        model, _ = publish(self.models, self.reports, self.catalog, model, evaluations)
+        return model, evaluations.get("facenet")
 
     def current_model(self) -> TrainedModel:
         """The published model, loaded once per process (reloaded when a newer one appears)."""
@@ -483,16 +394,8 @@ class Pipeline:
 
     def evaluate_holdout(self) -> dict:
         """Re-evaluate the current model on the faces it held out when it was trained."""
-        model = self.current_model()
-        held_out = set(model.metadata["split"]["test_face_ids"])
-        if not held_out:
-            raise NotEnoughData("the current model was trained without a held-out part")
-        faces = [face for face in self.labelled_faces() if face.face_id in held_out]
-        labels, scores = model.classifier.predict_with_probability(
-            np.stack([face.embedding for face in faces])
-        )
-        return evaluate_predictions(
-            [face.person for face in faces], labels, scores, model.classifier.classes_
+        return evaluate_facenet(
+            self.current_model(), gather(self.catalog, self.settings.crop_method)
         )
 
     def evaluate_photos(self, items: Iterable[PhotoInput]) -> dict:
@@ -540,16 +443,22 @@ class Pipeline:
 
     # ---- identification -------------------------------------------------------------------
 
-    def identify(self, data: bytes) -> dict:
-        """Photo bytes -> every face with its box, person and probability (JSON-ready).
-        Raises ImageError (bad photo), NoFaceFound, TooManyFaces or ModelNotFound."""
-        model = self.current_model()
+    def analyse_photo(self, data: bytes) -> tuple[np.ndarray, list[AnalysedFace]]:
+        """Photo bytes -> (uint8 RGB image, its faces). Raises ImageError (bad photo),
+        NoFaceFound or TooManyFaces."""
         image = decode_image(data, self.settings.image_limits)
         faces = self.analyser.analyse([image])[0]
         if not faces:
             raise NoFaceFound("no face found in the photo")
         if len(faces) > self.settings.max_faces:
             raise TooManyFaces(f"{len(faces)} faces; at most {self.settings.max_faces}")
+        return image, faces
+
+    def identify(self, data: bytes) -> dict:
+        """Photo bytes -> every face with its box, person and probability (JSON-ready).
+        Raises what analyse_photo raises, or ModelNotFound."""
+        model = self.current_model()
+        image, faces = self.analyse_photo(data)
         labels, scores = model.classifier.predict_with_probability(
             np.stack([face.embedding for face in faces])
         )

@@ -4,8 +4,7 @@ Functions task) with only keys passed between them:
     gather -> fit (seeded stratified split, CV, SVC) -> evaluate FaceNet on the held-out part
     -> evaluate Rekognition on the same held-out part -> publish (promote only if not worse)
 
-The steps mirror ``Pipeline.train`` (same split, same CV, same metadata) and work through the
-storage ports; ``Pipeline.train`` could be rebuilt from them (see the runtime notes).
+``Pipeline.train`` runs the same steps in one process; they work through the storage ports.
 """
 
 from __future__ import annotations
@@ -17,16 +16,30 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facerec.classifier import FaceClassifier, cross_validate, holdout_split, select_c
 from facerec.embedding import EMBEDDING_SIZE, MODEL_ID
 from facerec.errors import NotEnoughData
-from facerec.evaluation import evaluate_predictions
+from facerec.evaluation import evaluate_predictions, render_markdown
 from facerec.models import TrainedModel, library_versions
-from facerec.pipeline import PipelineSettings, TrainOptions
-from facerec.storage.ports import BlobStore, Catalog, ModelRecord
+from facerec.storage.ports import BlobStore, Catalog, FaceRecord, ModelRecord
+
+if TYPE_CHECKING:
+    from facerec.pipeline import PipelineSettings
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """``test_size`` 0 trains on everything (no held-out evaluation)."""
+
+    C: float = 10.0
+    select_c: bool = False
+    test_size: float = 0.25
+    seed: int = 42
+
 
 # Rekognition similarities are 0-100; its threshold table uses this scale.
 SIMILARITY_THRESHOLDS = (50.0, 60.0, 70.0, 80.0, 85.0, 90.0, 95.0, 97.5, 99.0, 99.5)
@@ -59,7 +72,7 @@ class TrainingSet:
 _SET_FIELDS = ("face_ids", "crop_keys", "labels", "embeddings")
 
 
-def gather(catalog: Catalog, crop_method: str) -> TrainingSet:
+def labelled_faces(catalog: Catalog, crop_method: str) -> list[FaceRecord]:
     """Every labelled face; NotEnoughData when there are none or some were cropped otherwise."""
     faces = catalog.faces()
     stale = [face for face in faces if face.crop_method != crop_method]
@@ -69,7 +82,16 @@ def gather(catalog: Catalog, crop_method: str) -> TrainingSet:
             f"{crop_method!r}; re-ingest them or use that method"
         )
     if not faces:
-        raise NotEnoughData("no labelled faces enrolled yet; upload photos to the ingest bucket")
+        raise NotEnoughData(
+            "no labelled faces enrolled yet; enrol photos first (`facerec ingest DIR`, "
+            "or upload them to the ingest bucket)"
+        )
+    return faces
+
+
+def gather(catalog: Catalog, crop_method: str) -> TrainingSet:
+    """Every labelled face as arrays (see labelled_faces for the errors)."""
+    faces = labelled_faces(catalog, crop_method)
     return TrainingSet(
         np.array([face.face_id for face in faces]),
         np.array([face.crop_key for face in faces]),
@@ -79,8 +101,8 @@ def gather(catalog: Catalog, crop_method: str) -> TrainingSet:
 
 
 def describe_analysis(settings: PipelineSettings, weights_sha256: str) -> dict:
-    """What ``FaceAnalyser.describe`` records, without loading the models (the training steps
-    need no TensorFlow): how faces were found, cropped and embedded."""
+    """How faces were found, cropped and embedded, for a model's metadata; needs no loaded
+    model, so the training steps run without TensorFlow."""
     return {
         "embedding": {
             "model_id": MODEL_ID,
@@ -235,17 +257,18 @@ def publish(
     catalog: Catalog,
     model: TrainedModel,
     evaluations: dict[str, dict],
-) -> dict:
+) -> tuple[TrainedModel, dict]:
     """Write the evaluation report, then make the model current if it is not worse.
 
-    The artifact stays in the models bucket either way (versioned there); only a promoted
-    model is registered in the catalog. Returns ``{"promoted", "model_id", "reason",
-    "report_key"}``."""
-    facenet = evaluations["facenet"]
-    metadata = {
-        **model.metadata,
-        "evaluation": {"accuracy": facenet["accuracy"], "faces": facenet["faces"]},
-    }
+    ``evaluations`` holds the held-out evaluation per engine (``facenet`` absent when the
+    model was trained on everything: it is then promoted). The artifact stays in the models
+    bucket either way (versioned there); only a promoted model is registered in the catalog.
+    Returns the model with its evaluation in its metadata, and ``{"promoted", "model_id",
+    "reason", "report_key"}``."""
+    facenet = evaluations.get("facenet")
+    metadata = dict(model.metadata)
+    if facenet is not None:
+        metadata["evaluation"] = {"accuracy": facenet["accuracy"], "faces": facenet["faces"]}
     if "rekognition" in evaluations:
         metadata["rekognition_evaluation"] = {
             "accuracy": evaluations["rekognition"]["accuracy"],
@@ -254,7 +277,10 @@ def publish(
     model = TrainedModel(model.classifier, metadata)
     keys = save_model(models, model)
     current = catalog.current_model()
-    promoted, reason = should_promote(facenet, current)
+    if facenet is None:
+        promoted, reason = True, "trained on every enrolled face (no held-out part to compare)"
+    else:
+        promoted, reason = should_promote(facenet, current)
     report = {
         "model_id": model.model_id,
         "created_at": metadata["created_at"],
@@ -265,14 +291,18 @@ def publish(
     }
     report_key = f"{model.model_id}/evaluation.json"
     reports.put(report_key, json.dumps(report, indent=2, ensure_ascii=False).encode())
-    reports.put(f"{model.model_id}/holdout-evaluation.json", json.dumps(facenet, indent=2).encode())
+    if facenet is not None:
+        reports.put(
+            f"{model.model_id}/holdout-evaluation.json",
+            json.dumps(facenet, indent=2, ensure_ascii=False).encode(),
+        )
+        title = f"Model {model.model_id}: FaceNet on the held-out part"
+        reports.put(
+            f"{model.model_id}/holdout-evaluation.md", render_markdown(facenet, title).encode()
+        )
     if promoted:
         catalog.put_model(
             ModelRecord(model.model_id, keys["artifact"], metadata["created_at"], metadata)
         )
-    return {
-        "promoted": promoted,
-        "model_id": model.model_id,
-        "reason": reason,
-        "report_key": report_key,
-    }
+    result = {"promoted": promoted, "model_id": model.model_id, "reason": reason}
+    return model, {**result, "report_key": report_key}
