@@ -4,18 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 CACHE := .cache
 STAMP := $(VENV)/.installed
+CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 npx --no-install cdk
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench synth deploy clean
 
 # The asset check hashes the weights every time (0.1 s), so a corrupted file is re-fetched.
 setup: $(STAMP)
 	$(BIN)/python -m facerec.assets --cache-dir $(CACHE)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# The venv with the pinned packages, and the pinned CDK CLI from npm (node_modules/).
+$(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: setup
@@ -31,5 +34,14 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/run.py
 
+# CloudFormation for both environments, offline (no AWS account needed).
+synth: setup
+	$(CDK) synth -c env=dev --quiet
+	$(CDK) synth -c env=prod --quiet
+
+# Needs AWS credentials and a Docker engine: ENV=prod make deploy for production.
+deploy: setup
+	$(CDK) deploy --all -c env=$(or $(ENV),dev)
+
 clean:
-	rm -rf workspace .pytest_cache .ruff_cache
+	rm -rf workspace cdk.out .pytest_cache .ruff_cache

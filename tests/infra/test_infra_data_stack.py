@@ -1,0 +1,207 @@
+"""The stateful stack: buckets, tables and the collection, per environment."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match
+from infra_support import resolve, resources_of_type
+
+BUCKETS = {
+    "IngestBucket": "ingest",
+    "FacesBucket": "faces",
+    "ModelsBucket": "models",
+    "ReportsBucket": "reports",
+    "QuarantineBucket": "quarantine",
+    "AccessLogsBucket": "access-logs",
+}
+
+
+def test_six_named_buckets_with_fixed_logical_ids(synthesized):
+    template = synthesized.data_json
+    buckets = resources_of_type(template, "AWS::S3::Bucket")
+    assert set(buckets) == set(BUCKETS)
+    for logical_id, purpose in BUCKETS.items():
+        name = buckets[logical_id]["Properties"]["BucketName"]
+        assert name == synthesized.config.bucket_name(purpose)
+
+
+@pytest.mark.parametrize("logical_id", sorted(BUCKETS))
+def test_every_bucket_is_encrypted_private_and_owner_enforced(synthesized, logical_id):
+    properties = synthesized.data_json["Resources"][logical_id]["Properties"]
+    assert properties["BucketEncryption"] == {
+        "ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+        ]
+    }
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert properties["OwnershipControls"] == {
+        "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    }
+
+
+@pytest.mark.parametrize("logical_id", sorted(BUCKETS))
+def test_every_bucket_refuses_plain_http_and_old_tls(synthesized, logical_id):
+    policies = [
+        resource["Properties"]
+        for resource in resources_of_type(synthesized.data_json, "AWS::S3::BucketPolicy").values()
+        if resource["Properties"]["Bucket"] == {"Ref": logical_id}
+    ]
+    assert len(policies) == 1
+    denies = [
+        statement
+        for statement in policies[0]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Deny"
+    ]
+    conditions = [statement["Condition"] for statement in denies]
+    assert {"Bool": {"aws:SecureTransport": "false"}} in conditions
+    assert {"NumericLessThan": {"s3:TlsVersion": 1.2}} in conditions
+    for statement in denies:
+        assert statement["Principal"] == {"AWS": "*"}
+        assert statement["Action"] == "s3:*"
+
+
+def test_every_bucket_but_the_log_bucket_logs_access_into_it(synthesized):
+    resources = synthesized.data_json["Resources"]
+    for logical_id, purpose in BUCKETS.items():
+        logging = resources[logical_id]["Properties"].get("LoggingConfiguration")
+        if logical_id == "AccessLogsBucket":
+            assert logging is None
+        else:
+            assert logging == {
+                "DestinationBucketName": {"Ref": "AccessLogsBucket"},
+                "LogFilePrefix": f"{purpose}/",
+            }
+
+
+def test_only_ingest_and_faces_send_events_to_eventbridge(synthesized):
+    resources = synthesized.data_json["Resources"]
+    for logical_id in BUCKETS:
+        notifications = resources[logical_id]["Properties"].get("NotificationConfiguration")
+        if logical_id in ("IngestBucket", "FacesBucket"):
+            assert notifications == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+        else:
+            assert notifications is None
+    # Native bucket setting: no notifications custom resource (and no Lambda behind it).
+    assert not resources_of_type(synthesized.data_json, "Custom::S3BucketNotifications")
+
+
+def test_only_the_models_bucket_is_versioned(synthesized):
+    resources = synthesized.data_json["Resources"]
+    for logical_id in BUCKETS:
+        versioning = resources[logical_id]["Properties"].get("VersioningConfiguration")
+        expected = {"Status": "Enabled"} if logical_id == "ModelsBucket" else None
+        assert versioning == expected
+
+
+def test_catalog_table_matches_the_contract(synthesized):
+    synthesized.data.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": synthesized.config.resource_name("catalog"),
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": "gsi1",
+                    "KeySchema": [
+                        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            "AttributeDefinitions": Match.array_with(
+                [
+                    {"AttributeName": name, "AttributeType": "S"}
+                    for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+                ]
+            ),
+            "BillingMode": "PAY_PER_REQUEST",
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    )
+
+
+def test_face_index_table_matches_the_contract(synthesized):
+    synthesized.data.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "TableName": synthesized.config.resource_name("face-index"),
+            "KeySchema": [{"AttributeName": "face_id", "KeyType": "HASH"}],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": "person-index",
+                    "KeySchema": [{"AttributeName": "person", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    )
+    synthesized.data.resource_count_is("AWS::DynamoDB::Table", 2)
+
+
+def test_one_rekognition_collection_per_environment(synthesized):
+    synthesized.data.resource_count_is("AWS::Rekognition::Collection", 1)
+    collection = synthesized.data_json["Resources"]["FaceCollection"]
+    assert collection["Properties"]["CollectionId"] == f"facerec-{synthesized.config.name}"
+
+
+def test_prod_retains_every_stateful_resource_and_recovers_tables(prod):
+    resources = prod.data_json["Resources"]
+    for logical_id in [*BUCKETS, "CatalogTable", "FaceIndexTable", "FaceCollection"]:
+        assert resources[logical_id]["DeletionPolicy"] == "Retain", logical_id
+        assert resources[logical_id]["UpdateReplacePolicy"] == "Retain", logical_id
+    for table in ("CatalogTable", "FaceIndexTable"):
+        properties = resources[table]["Properties"]
+        assert properties["PointInTimeRecoverySpecification"] == {
+            "PointInTimeRecoveryEnabled": True
+        }
+        assert properties["DeletionProtectionEnabled"] is True
+    # Nothing empties a prod bucket.
+    assert not resources_of_type(prod.data_json, "Custom::S3AutoDeleteObjects")
+    assert prod.data_stack.termination_protection is True
+
+
+def test_dev_deletes_everything_with_the_stack(dev):
+    resources = dev.data_json["Resources"]
+    for logical_id in [*BUCKETS, "CatalogTable", "FaceIndexTable", "FaceCollection"]:
+        assert resources[logical_id]["DeletionPolicy"] == "Delete", logical_id
+    for table in ("CatalogTable", "FaceIndexTable"):
+        properties = resources[table]["Properties"]
+        assert properties["PointInTimeRecoverySpecification"] == {
+            "PointInTimeRecoveryEnabled": False
+        }
+    # Buckets are emptied first, so `cdk destroy` can delete them.
+    emptied = {
+        resolve(resource["Properties"]["BucketName"])
+        for resource in resources_of_type(dev.data_json, "Custom::S3AutoDeleteObjects").values()
+    }
+    assert emptied == {f"<{logical_id}>" for logical_id in BUCKETS}
+    assert dev.data_stack.termination_protection is False
+
+
+def test_the_data_stack_holds_only_data(synthesized):
+    # Functions, roles and the rest live in the service stack; dev adds only CDK's provider
+    # that empties buckets on `cdk destroy`.
+    types = {resource["Type"] for resource in synthesized.data_json["Resources"].values()}
+    stateful = {
+        "AWS::S3::Bucket",
+        "AWS::S3::BucketPolicy",
+        "AWS::DynamoDB::Table",
+        "AWS::Rekognition::Collection",
+        "AWS::CDK::Metadata",
+    }
+    extra = types - stateful
+    if synthesized.config.retain_data:
+        assert extra == set()
+    else:
+        assert extra == {"Custom::S3AutoDeleteObjects", "AWS::IAM::Role", "AWS::Lambda::Function"}

@@ -1,0 +1,348 @@
+"""The functions: one image, one handler each, their settings, event wiring, dead letters and,
+above all, exactly the permissions each one needs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from infra_support import (
+    REPO_ROOT,
+    Synthesized,
+    function_by_handler,
+    resolve,
+    resources_of_type,
+    role_permissions,
+)
+
+ALIGN = "functions.align_faces.handler.handler"
+EMBED = "functions.embed_faces.handler.handler"
+INDEX = "functions.index_faces.handler.handler"
+IDENTIFY = "functions.identify_faces.handler.handler"
+GATHER = "functions.training.handler.gather_embeddings"
+TRAIN = "functions.training.handler.train_classifier"
+EVALUATE_FACENET = "functions.training.handler.evaluate_facenet"
+EVALUATE_REKOGNITION = "functions.training.handler.evaluate_rekognition"
+PUBLISH = "functions.training.handler.publish_model"
+REINDEX = "functions.reindex.handler.handler"
+HANDLERS = (
+    ALIGN,
+    EMBED,
+    INDEX,
+    IDENTIFY,
+    GATHER,
+    TRAIN,
+    EVALUATE_FACENET,
+    EVALUATE_REKOGNITION,
+    PUBLISH,
+    REINDEX,
+)
+ASYNCHRONOUS = (ALIGN, EMBED, INDEX)  # invoked by EventBridge
+
+# What CDK's grants allow (aws-cdk-lib is pinned: a wider grant after an upgrade fails here).
+S3_READ = {"s3:GetBucket*", "s3:GetObject*", "s3:List*"}
+S3_PUT = {
+    "s3:Abort*",
+    "s3:PutObject",
+    "s3:PutObjectLegalHold",
+    "s3:PutObjectRetention",
+    "s3:PutObjectTagging",
+    "s3:PutObjectVersionTagging",
+}
+TABLE_READ = {
+    "dynamodb:BatchGetItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+}
+TABLE_WRITE = {
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+}
+XRAY = {"xray:PutTelemetryRecords", "xray:PutTraceSegments"}
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
+    """resource ARN -> actions, everything the function may do besides its own log group,
+    X-Ray and (asynchronous functions) its dead-letter queue."""
+    expected: dict[str, set[str]] = {}
+
+    def allow(resource: str, actions: set[str]) -> None:
+        expected.setdefault(resource, set()).update(actions)
+
+    def read(bucket: str) -> None:
+        allow(s.bucket_arn(bucket), S3_READ)
+        allow(f"{s.bucket_arn(bucket)}/*", S3_READ)
+
+    def put(bucket: str) -> None:
+        allow(f"{s.bucket_arn(bucket)}/*", S3_PUT)
+
+    def table(name: str, write: bool) -> None:
+        actions = TABLE_READ | (TABLE_WRITE if write else set())
+        allow(s.table_arn(name), actions)
+        allow(f"{s.table_arn(name)}/index/*", actions)
+
+    def rekognition(*actions: str) -> None:
+        allow(s.collection_arn, {f"rekognition:{action}" for action in actions})
+
+    if handler == ALIGN:
+        read("ingest"), put("faces"), put("quarantine"), table("catalog", write=True)
+    elif handler == EMBED:
+        read("faces"), table("catalog", write=True)
+    elif handler == INDEX:
+        read("faces"), table("catalog", write=True), table("face-index", write=True)
+        rekognition("IndexFaces", "DeleteFaces")
+    elif handler == IDENTIFY:
+        read("ingest"), read("models")
+        table("catalog", write=False), table("face-index", write=False)
+        rekognition("SearchFacesByImage")
+    elif handler == GATHER:
+        table("catalog", write=False), put("models")
+    elif handler == TRAIN:
+        read("models"), put("models")
+    elif handler == EVALUATE_FACENET:
+        read("models"), put("reports")
+    elif handler == EVALUATE_REKOGNITION:
+        read("models"), read("faces"), table("face-index", write=False), put("reports")
+        rekognition("SearchFacesByImage", "DescribeCollection")
+    elif handler == PUBLISH:
+        read("models"), put("models"), read("reports"), put("reports")
+        table("catalog", write=True)
+    elif handler == REINDEX:
+        read("faces"), table("catalog", write=True), table("face-index", write=True)
+        rekognition("IndexFaces", "DeleteFaces")
+    return expected
+
+
+def test_ten_functions_all_from_one_image(synthesized):
+    functions = resources_of_type(synthesized.service_json, "AWS::Lambda::Function")
+    assert len(functions) == len(HANDLERS)
+    images = {json.dumps(f["Properties"]["Code"]["ImageUri"]) for f in functions.values()}
+    assert len(images) == 1
+    commands = sorted(f["Properties"]["ImageConfig"]["Command"][0] for f in functions.values())
+    assert commands == sorted(HANDLERS)
+    for function in functions.values():
+        assert function["Properties"]["PackageType"] == "Image"
+        assert function["Properties"]["Architectures"] == ["x86_64"]
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_every_handler_the_stack_names_exists_in_functions(handler):
+    # infra never imports runtime code: it checks the file defines the function it names.
+    *module, function = handler.split(".")
+    path = REPO_ROOT.joinpath(*module).with_suffix(".py")
+    assert path.is_file(), path
+    assert re.search(rf"^def {function}\(", path.read_text(), re.MULTILINE), handler
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_memory_timeout_and_concurrency_come_from_the_config(synthesized, handler):
+    config = synthesized.config
+    settings = {
+        ALIGN: config.align_faces,
+        EMBED: config.embed_faces,
+        INDEX: config.index_faces,
+        IDENTIFY: config.identify_faces,
+        REINDEX: config.reindex,
+    }.get(handler, config.training)
+    _, properties = function_by_handler(synthesized.service_json, handler)
+    assert properties["MemorySize"] == settings.memory_mb
+    assert properties["Timeout"] == settings.timeout.to_seconds()
+    assert properties.get("ReservedConcurrentExecutions") == settings.reserved_concurrency
+
+
+def test_prod_reserves_concurrency_for_the_event_chain(prod):
+    for handler in (ALIGN, EMBED, INDEX, IDENTIFY, REINDEX):
+        _, properties = function_by_handler(prod.service_json, handler)
+        assert properties["ReservedConcurrentExecutions"] > 0
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_every_function_gets_the_contract_environment(synthesized, handler):
+    config = synthesized.config
+    _, properties = function_by_handler(synthesized.service_json, handler)
+    assert properties["Environment"]["Variables"] == {
+        "INGEST_BUCKET": config.bucket_name("ingest"),
+        "FACES_BUCKET": config.bucket_name("faces"),
+        "MODELS_BUCKET": config.bucket_name("models"),
+        "REPORTS_BUCKET": config.bucket_name("reports"),
+        "QUARANTINE_BUCKET": config.bucket_name("quarantine"),
+        "CATALOG_TABLE": config.resource_name("catalog"),
+        "FACE_INDEX_TABLE": config.resource_name("face-index"),
+        "COLLECTION_ID": f"facerec-{config.name}",
+        "WEIGHTS_PATH": "/opt/facerec/facenet_keras.h5",
+        "CROP_METHOD": "aligned",
+        "REKOGNITION_MIN_SIMILARITY": "90",
+        "FACENET_MIN_PROBABILITY": "0",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_every_function_logs_to_its_own_group_with_retention(synthesized, handler):
+    _, properties = function_by_handler(synthesized.service_json, handler)
+    log_group_id = properties["LoggingConfig"]["LogGroup"]["Ref"]
+    log_group = synthesized.service_json["Resources"][log_group_id]
+    days = {"dev": 14, "prod": 180}[synthesized.config.name]
+    assert log_group["Properties"]["RetentionInDays"] == days
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_each_function_may_touch_exactly_its_own_resources(synthesized, handler):
+    template = synthesized.service_json
+    _, properties = function_by_handler(template, handler)
+    role_id = properties["Role"]["Fn::GetAtt"][0]
+    permissions = role_permissions(template, role_id)
+
+    log_group = f"<{properties['LoggingConfig']['LogGroup']['Ref']}.Arn>"
+    assert permissions.pop(log_group) == LOGS
+    # '*' is for X-Ray only: its actions support no resource-level permission.
+    assert permissions.pop("*") == XRAY
+    if handler in ASYNCHRONOUS:
+        queue = properties["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+        assert permissions.pop(f"<{queue}.Arn>") == {"sqs:SendMessage"}
+    assert permissions == expected_permissions(synthesized, handler)
+
+
+def test_no_function_role_has_a_wildcard_action_or_a_foreign_resource(synthesized):
+    template = synthesized.service_json
+    for handler in HANDLERS:
+        _, properties = function_by_handler(template, handler)
+        permissions = role_permissions(template, properties["Role"]["Fn::GetAtt"][0])
+        for resource, actions in permissions.items():
+            assert not any(action in ("*", "s3:*", "dynamodb:*") for action in actions)
+            assert not any(action.startswith("rekognition:") for action in actions) or (
+                resource == synthesized.collection_arn
+            )
+            assert resource == "*" or resource.startswith(("<", "arn:aws:"))
+            assert (
+                f"-{synthesized.config.name}" in resource
+                or resource.startswith("<")
+                or (resource == "*")
+            )
+
+
+def test_asynchronous_functions_retry_then_dead_letter(synthesized):
+    template = synthesized.service_json
+    config = synthesized.config
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    assert len(queues) == 1
+    ((queue_id, queue),) = queues.items()
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    invoke_configs = {
+        resolve(resource["Properties"]["FunctionName"]): resource["Properties"]
+        for resource in resources_of_type(template, "AWS::Lambda::EventInvokeConfig").values()
+    }
+    for handler in HANDLERS:
+        logical_id, properties = function_by_handler(template, handler)
+        if handler in ASYNCHRONOUS:
+            assert properties["DeadLetterConfig"] == {
+                "TargetArn": {"Fn::GetAtt": [queue_id, "Arn"]}
+            }
+            invoke_config = invoke_configs[f"<{logical_id}>"]
+            assert invoke_config["MaximumRetryAttempts"] == config.async_retry_attempts
+            assert (
+                invoke_config["MaximumEventAgeInSeconds"] == config.async_max_event_age.to_seconds()
+            )
+        else:
+            assert "DeadLetterConfig" not in properties
+            assert f"<{logical_id}>" not in invoke_configs
+
+
+def test_the_dead_letter_queue_refuses_plain_http_and_takes_only_our_rules(synthesized):
+    template = synthesized.service_json
+    ((policy,),) = [list(resources_of_type(template, "AWS::SQS::QueuePolicy").values())]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert {
+        "Action": "sqs:*",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Resource": statements[0]["Resource"],
+    } in statements
+    rules = set(resources_of_type(template, "AWS::Events::Rule"))
+    senders = {
+        statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0]
+        for statement in statements
+        if statement["Effect"] == "Allow"
+    }
+    assert senders == rules
+    for statement in statements:
+        if statement["Effect"] == "Allow":
+            assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+            assert statement["Action"] == "sqs:SendMessage"
+
+
+def _rule_for(template: dict, bucket_name: str) -> dict:
+    rules = [
+        rule["Properties"]
+        for rule in resources_of_type(template, "AWS::Events::Rule").values()
+        if rule["Properties"]["EventPattern"]["detail"]["bucket"]["name"] == [bucket_name]
+    ]
+    assert len(rules) == 1
+    return rules[0]
+
+
+def _targets(template: dict, rule: dict) -> set[str]:
+    return {target["Arn"]["Fn::GetAtt"][0] for target in rule["Targets"]}
+
+
+def test_a_photo_in_the_ingest_bucket_starts_align(synthesized):
+    template = synthesized.service_json
+    rule = _rule_for(template, synthesized.config.bucket_name("ingest"))
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [synthesized.config.bucket_name("ingest")]}},
+    }
+    assert _targets(template, rule) == {function_by_handler(template, ALIGN)[0]}
+
+
+def test_a_crop_in_the_faces_bucket_starts_embed_and_index(synthesized):
+    template = synthesized.service_json
+    rule = _rule_for(template, synthesized.config.bucket_name("faces"))
+    assert rule["EventPattern"]["detail"]["object"] == {"key": [{"suffix": ".png"}]}
+    assert rule["EventPattern"]["detail-type"] == ["Object Created"]
+    assert _targets(template, rule) == {
+        function_by_handler(template, EMBED)[0],
+        function_by_handler(template, INDEX)[0],
+    }
+
+
+def test_event_targets_retry_then_dead_letter(synthesized):
+    template = synthesized.service_json
+    config = synthesized.config
+    ((queue_id, _),) = resources_of_type(template, "AWS::SQS::Queue").items()
+    for rule in resources_of_type(template, "AWS::Events::Rule").values():
+        for target in rule["Properties"]["Targets"]:
+            assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+            assert target["RetryPolicy"] == {
+                "MaximumRetryAttempts": config.event_retry_attempts,
+                "MaximumEventAgeInSeconds": config.event_max_age.to_seconds(),
+            }
+
+
+def test_only_eventbridge_and_the_api_may_invoke_functions(synthesized):
+    template = synthesized.service_json
+    permissions = resources_of_type(template, "AWS::Lambda::Permission").values()
+    invoked = {}
+    for permission in permissions:
+        properties = permission["Properties"]
+        function = properties["FunctionName"]["Fn::GetAtt"][0]
+        invoked.setdefault(function, set()).add(properties["Principal"])
+        assert "SourceArn" in properties  # never "any rule" or "any API"
+    assert invoked == {
+        function_by_handler(template, ALIGN)[0]: {"events.amazonaws.com"},
+        function_by_handler(template, EMBED)[0]: {"events.amazonaws.com"},
+        function_by_handler(template, INDEX)[0]: {"events.amazonaws.com"},
+        function_by_handler(template, IDENTIFY)[0]: {"apigateway.amazonaws.com"},
+    }

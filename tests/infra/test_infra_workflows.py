@@ -1,0 +1,258 @@
+"""The training and re-index state machines: their definitions (as Step Functions will read
+them), retries, failure handling, logging and permissions."""
+
+from __future__ import annotations
+
+import pytest
+from infra_support import (
+    REGION,
+    Synthesized,
+    definition_of,
+    function_by_handler,
+    resources_of_type,
+    role_permissions,
+)
+
+TRAINING_ORDER = [
+    ("GatherEmbeddings", "functions.training.handler.gather_embeddings"),
+    ("TrainClassifier", "functions.training.handler.train_classifier"),
+    ("EvaluateFaceNet", "functions.training.handler.evaluate_facenet"),
+    ("EvaluateRekognition", "functions.training.handler.evaluate_rekognition"),
+    ("PublishModel", "functions.training.handler.publish_model"),
+]
+THROTTLING = {
+    "Lambda.TooManyRequestsException",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+}
+STATE_TYPES = {"Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
+
+
+def state_machine(s: Synthesized, purpose: str) -> tuple[str, dict]:
+    name = s.config.resource_name(purpose)
+    found = [
+        (logical_id, resource["Properties"])
+        for logical_id, resource in resources_of_type(
+            s.service_json, "AWS::StepFunctions::StateMachine"
+        ).items()
+        if resource["Properties"]["StateMachineName"] == name
+    ]
+    assert len(found) == 1, name
+    return found[0]
+
+
+def function_arn(s: Synthesized, handler: str) -> str:
+    logical_id, _ = function_by_handler(s.service_json, handler)
+    return f"arn:aws:lambda:{REGION}:{s.config.account}:function:{logical_id}"
+
+
+def check_asl(definition: dict) -> None:
+    """The rules Step Functions enforces on a definition that matter here: known state types,
+    every transition and catcher names a state of the same scope, each non-terminal state
+    has a Next, each state is reachable, and nested processors are valid themselves."""
+    states = definition["States"]
+    assert definition["StartAt"] in states
+    reachable, frontier = set(), [definition["StartAt"]]
+    while frontier:
+        name = frontier.pop()
+        if name in reachable:
+            continue
+        reachable.add(name)
+        state = states[name]
+        assert state["Type"] in STATE_TYPES, name
+        successors = [catcher["Next"] for catcher in state.get("Catch", [])]
+        if state["Type"] in ("Succeed", "Fail"):
+            assert "Next" not in state and "End" not in state, name
+        elif state["Type"] != "Choice":
+            assert ("Next" in state) != bool(state.get("End")), name
+            successors += [state["Next"]] if "Next" in state else []
+        for successor in successors:
+            assert successor in states, f"{name} -> {successor}"
+        frontier += successors
+        for retrier in state.get("Retry", []):
+            assert retrier["ErrorEquals"] and retrier.get("MaxAttempts", 3) >= 1
+        if "ItemProcessor" in state:
+            check_asl(state["ItemProcessor"])
+    assert reachable == set(states), f"unreachable: {set(states) - reachable}"
+
+
+def test_training_definition_is_valid_asl(synthesized):
+    logical_id, _ = state_machine(synthesized, "training")
+    check_asl(definition_of(synthesized.service_json, logical_id))
+
+
+def test_training_runs_the_five_steps_in_order_then_succeeds(synthesized):
+    logical_id, _ = state_machine(synthesized, "training")
+    definition = definition_of(synthesized.service_json, logical_id)
+    states = definition["States"]
+    order, name = [], definition["StartAt"]
+    while states[name]["Type"] == "Task" and "Next" in states[name]:
+        order.append(name)
+        name = states[name]["Next"]
+    assert order == [state for state, _ in TRAINING_ORDER]
+    assert states[name]["Type"] == "Succeed"
+
+
+@pytest.mark.parametrize(("state", "handler"), TRAINING_ORDER)
+def test_each_step_passes_the_whole_state_to_its_own_function(synthesized, state, handler):
+    logical_id, _ = state_machine(synthesized, "training")
+    step = definition_of(synthesized.service_json, logical_id)["States"][state]
+    # payload_response_only: the function ARN itself, input = the whole state, output = $.
+    assert step["Resource"] == function_arn(synthesized, handler)
+    assert step["ResultPath"] == "$"
+    assert "Parameters" not in step and "InputPath" not in step and "OutputPath" not in step
+
+
+@pytest.mark.parametrize(("state", "handler"), TRAINING_ORDER)
+def test_each_step_retries_throttling_with_backoff_and_catches_everything(
+    synthesized, state, handler
+):
+    logical_id, _ = state_machine(synthesized, "training")
+    step = definition_of(synthesized.service_json, logical_id)["States"][state]
+    throttling = [r for r in step["Retry"] if set(r["ErrorEquals"]) == THROTTLING]
+    assert len(throttling) == 1
+    assert throttling[0]["BackoffRate"] == 2 and throttling[0]["MaxAttempts"] >= 3
+    assert throttling[0]["JitterStrategy"] == "FULL"
+    assert any("Lambda.ServiceException" in r["ErrorEquals"] for r in step["Retry"])
+    assert step["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+    ]
+
+
+def test_a_failure_is_recorded_in_the_reports_bucket_and_fails_with_its_cause(synthesized):
+    logical_id, _ = state_machine(synthesized, "training")
+    states = definition_of(synthesized.service_json, logical_id)["States"]
+    record = states["RecordFailure"]
+    assert record["Resource"] == "arn:aws:states:::aws-sdk:s3:putObject"
+    assert record["Parameters"] == {
+        "Bucket": synthesized.config.bucket_name("reports"),
+        "Key.$": "States.Format('training/failures/{}.json', $$.Execution.Name)",
+        "Body.$": "States.JsonToString($.error)",
+        "ContentType": "application/json",
+    }
+    assert record["Next"] == "TrainingFailed"
+    # Even if the record cannot be written, fail with the step's own error.
+    assert record["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": "TrainingFailed"}
+    ]
+    assert states["TrainingFailed"] == {
+        "Type": "Fail",
+        "ErrorPath": "$.error.Error",
+        "CausePath": "$.error.Cause",
+    }
+
+
+def test_training_role_invokes_its_five_functions_and_writes_only_failure_records(synthesized):
+    template = synthesized.service_json
+    _, properties = state_machine(synthesized, "training")
+    permissions = role_permissions(template, properties["RoleArn"]["Fn::GetAtt"][0])
+    steps = [function_by_handler(template, handler)[0] for _, handler in TRAINING_ORDER]
+    for logical_id in steps:
+        assert permissions.pop(f"<{logical_id}.Arn>") == {"lambda:InvokeFunction"}
+        assert permissions.pop(f"<{logical_id}.Arn>:*") == {"lambda:InvokeFunction"}
+    failures = f"{synthesized.bucket_arn('reports')}/training/failures/*"
+    assert permissions.pop(failures) == {"s3:putObject"}
+    # Logs delivery and X-Ray: actions with no resource-level permissions.
+    assert {action.split(":")[0] for action in permissions.pop("*")} == {"logs", "xray"}
+    assert permissions == {}
+
+
+@pytest.mark.parametrize("purpose", ["training", "reindex"])
+def test_workflows_log_everything_but_execution_data_and_are_traced(synthesized, purpose):
+    _, properties = state_machine(synthesized, purpose)
+    assert properties["StateMachineType"] == "STANDARD"
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+    logging = properties["LoggingConfiguration"]
+    assert logging["Level"] == "ALL"
+    assert logging["IncludeExecutionData"] is False  # states carry keys, keys name people
+    log_group = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
+    retention = synthesized.service_json["Resources"][log_group["Fn::GetAtt"][0]]
+    assert (
+        retention["Properties"]["RetentionInDays"]
+        == {"dev": 14, "prod": 180}[synthesized.config.name]
+    )
+
+
+def test_reindex_definition_is_valid_asl(synthesized):
+    logical_id, _ = state_machine(synthesized, "reindex")
+    check_asl(definition_of(synthesized.service_json, logical_id))
+
+
+def test_reindex_is_a_distributed_map_over_the_faces_bucket_configured_per_environment(
+    synthesized,
+):
+    config = synthesized.config
+    logical_id, _ = state_machine(synthesized, "reindex")
+    definition = definition_of(synthesized.service_json, logical_id)
+    reindex = definition["States"][definition["StartAt"]]
+    assert reindex["Type"] == "Map"
+    assert reindex["ItemProcessor"]["ProcessorConfig"] == {
+        "Mode": "DISTRIBUTED",
+        "ExecutionType": "STANDARD",
+    }
+    assert reindex["ItemReader"] == {
+        "Resource": "arn:aws:states:::s3:listObjectsV2",
+        "Parameters": {"Bucket": config.bucket_name("faces")},
+    }
+    assert reindex["ItemBatcher"] == {
+        "MaxItemsPerBatch": config.reindex_items_per_batch,
+        "BatchInput": {"bucket": config.bucket_name("faces")},
+    }
+    assert reindex["MaxConcurrency"] == config.reindex_max_concurrency
+    assert reindex["ToleratedFailurePercentage"] == config.reindex_tolerated_failure_percentage
+    assert reindex["ResultWriter"] == {
+        "Resource": "arn:aws:states:::s3:putObject",
+        "Parameters": {"Bucket": config.bucket_name("reports"), "Prefix": "reindex/"},
+    }
+    assert reindex["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ReindexFailed"}
+    ]
+    assert definition["States"]["ReindexFailed"]["CausePath"] == "$.error.Cause"
+
+
+def test_prod_reindexes_wider_and_tolerates_fewer_failures_than_dev(dev, prod):
+    assert prod.config.reindex_max_concurrency > dev.config.reindex_max_concurrency
+    assert (
+        prod.config.reindex_tolerated_failure_percentage
+        < dev.config.reindex_tolerated_failure_percentage
+    )
+
+
+def test_each_reindex_batch_invokes_the_reindex_handler_with_retries(synthesized):
+    logical_id, _ = state_machine(synthesized, "reindex")
+    definition = definition_of(synthesized.service_json, logical_id)
+    processor = definition["States"][definition["StartAt"]]["ItemProcessor"]
+    batch = processor["States"][processor["StartAt"]]
+    assert batch["Type"] == "Task"
+    assert batch["Resource"] == function_arn(synthesized, "functions.reindex.handler.handler")
+    assert any(set(r["ErrorEquals"]) == THROTTLING for r in batch["Retry"])
+    assert batch.get("End") is True
+
+
+def test_reindex_role_lists_faces_writes_results_and_runs_its_own_map(synthesized):
+    template = synthesized.service_json
+    logical_id, properties = state_machine(synthesized, "reindex")
+    permissions = role_permissions(template, properties["RoleArn"]["Fn::GetAtt"][0])
+    function = function_by_handler(template, "functions.reindex.handler.handler")[0]
+    assert permissions.pop(f"<{function}.Arn>") == {"lambda:InvokeFunction"}
+    assert permissions.pop(f"<{function}.Arn>:*") == {"lambda:InvokeFunction"}
+    assert permissions.pop(synthesized.bucket_arn("faces")) == {"s3:ListBucket"}
+    assert permissions.pop(f"{synthesized.bucket_arn('reports')}/*") == {
+        "s3:AbortMultipartUpload",
+        "s3:GetObject",
+        "s3:ListMultipartUploadParts",
+        "s3:PutObject",
+    }
+    assert {action.split(":")[0] for action in permissions.pop("*")} == {"logs", "xray"}
+    # Child executions of this state machine only.
+    assert permissions.pop(f"<{logical_id}>") == {"states:StartExecution"}
+    for resource, actions in permissions.items():
+        assert resource.startswith(f"arn:aws:states:{REGION}:{synthesized.config.account}:"), (
+            resource
+        )
+        assert logical_id in resource
+        assert actions <= {
+            "states:DescribeExecution",
+            "states:StopExecution",
+            "states:RedriveExecution",
+        }
