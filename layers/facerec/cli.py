@@ -194,18 +194,150 @@ def cmd_demo(app: App, args) -> int:
     from facerec.assets import AssetPaths
 
     sample = AssetPaths(app.cache_dir).sample_set
-    print(f"== 1/4 ingest {sample / 'train'}")
+    print(f"== 1/5 ingest {sample / 'train'}")
     cmd_ingest(app, argparse.Namespace(directory=sample / "train", quiet=True))
-    print("\n== 2/4 train on every enrolled photo (the val part is the test set)")
-    cmd_train(app, argparse.Namespace(C=10.0, select_c=False, test_size=0.0, seed=42))
-    print(f"\n== 3/4 evaluate on {sample / 'val'}")
-    report = app.workspace / "demo-evaluation.json"
-    cmd_evaluate(app, argparse.Namespace(directory=sample / "val", json=report))
-    print("\n== 4/4 identify one val photo of each person")
+    print("\n== 2/5 train, holding out a seeded 25 % of the enrolled faces")
+    cmd_train(app, argparse.Namespace(C=10.0, select_c=False, test_size=0.25, seed=42))
+    print(f"\n== 3/5 evaluate on {sample / 'val'} (photos never enrolled)")
+    evaluation = app.workspace / "demo-evaluation.json"
+    cmd_evaluate(app, argparse.Namespace(directory=sample / "val", json=evaluation))
+    print("\n== 4/5 identify one val photo of each person")
     photos = [sorted(folder.glob("*.jpg"))[0] for folder in sorted((sample / "val").iterdir())]
     cmd_identify(app, argparse.Namespace(photos=photos, json=False))
     print(f"\nworkspace: {app.workspace} ({app.pipeline.catalog.counts()})")
+    print("\n== 5/5 compare the engines on the held-out faces: the report")
+    return cmd_report(app, report_defaults())
+
+
+def _rekognition_for_report(args, training_faces, read_crop):
+    """The Rekognition engine and the gallery indexed for the report, or an UnavailableEngine
+    saying why not (not requested, no collection, no credentials, an AWS error)."""
+    from facerec.comparison import prepare_rekognition, rekognition_unavailable
+    from facerec.rekognition import UnavailableEngine
+
+    if "rekognition" not in args.engines:
+        return UnavailableEngine("rekognition", "not requested (--engines facenet)"), None
+    if not args.collection:
+        reason = (
+            "no collection given: run `facerec report --collection ID` with AWS credentials "
+            "(the collection is created if absent; --cleanup removes what the report indexed)"
+        )
+        return UnavailableEngine("rekognition", reason), None
+    import boto3
+
+    session = boto3.session.Session()
+    reason = rekognition_unavailable(session)
+    if reason:
+        return UnavailableEngine("rekognition", reason), None
+    print(f"indexing {len(training_faces)} training crops into collection {args.collection}")
+    client = session.client("rekognition")
+    return prepare_rekognition(client, args.collection, training_faces, read_crop)
+
+
+def cmd_report(app: App, args) -> int:
+    from facerec.comparison import cleanup, compare, split_faces
+    from facerec.report import render
+
+    pipeline = app.pipeline
+    model = pipeline.current_model()
+    training, _ = split_faces(pipeline.labelled_faces(), model)
+    engine, gallery = _rekognition_for_report(args, training, pipeline.faces.get)
+    try:
+        comparison = compare(pipeline, model, engine, gallery, args.lambda_memory_mb, args.volumes)
+    finally:
+        if args.cleanup and gallery is not None:
+            done = cleanup(engine.collection, gallery)
+            print(
+                f"cleanup: {done['faces_deleted']} faces deleted from {gallery.collection_id}"
+                + (", collection deleted" if done["collection_deleted"] else "")
+            )
+    html, numbers = render(comparison, pipeline.faces.get, args.target_wrong_rate)
+    out = args.out or pipeline.reports.root / model.model_id / "comparison.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    numbers_path = out.with_suffix(".json")
+    numbers_path.write_text(json.dumps(numbers, indent=2, ensure_ascii=False), encoding="utf-8")
+    for name, engine_numbers in numbers["engines"].items():
+        if engine_numbers["ran"]:
+            print(
+                f"{name}: accuracy {engine_numbers['accuracy_all']:.3f} "
+                f"({engine_numbers['correct']} of {engine_numbers['held_out_faces']} held-out "
+                f"faces), {len(engine_numbers['refusals'])} refused, "
+                f"{engine_numbers['seconds']['mean']:.3f} s per call"
+            )
+        else:
+            print(f"{name}: not run: {engine_numbers['reason']}")
+    print(f"numbers: {numbers_path}\nreport: {out}")
     return EXIT_OK
+
+
+def _engines(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(set(names) - {"facenet", "rekognition"})
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"engines are facenet and rekognition, comma-separated; got {value!r}"
+        )
+    return names
+
+
+def _volumes(value: str) -> tuple[int, ...]:
+    try:
+        volumes = tuple(int(item.replace("_", "")) for item in value.split(","))
+    except ValueError:
+        volumes = ()
+    if not volumes or min(volumes) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"volumes are positive photo counts a month, comma-separated; got {value!r}"
+        )
+    return volumes
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    from facerec.comparison import DEFAULT_LAMBDA_MEMORY_MB, DEFAULT_VOLUMES
+    from facerec.report import DEFAULT_TARGET_WRONG_RATE
+
+    parser.add_argument(
+        "--engines",
+        type=_engines,
+        default=("facenet", "rekognition"),
+        help="engines to compare, comma-separated (default facenet,rekognition); FaceNet "
+        "always runs, Rekognition only with AWS credentials and --collection",
+    )
+    parser.add_argument(
+        "--collection", help="Rekognition collection for the training crops (created if absent)"
+    )
+    parser.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="delete the faces the report indexed (and the collection if it created it)",
+    )
+    parser.add_argument("--out", type=Path, help="HTML file (default: the workspace's reports)")
+    parser.add_argument(
+        "--volumes",
+        type=_volumes,
+        default=DEFAULT_VOLUMES,
+        help="photos a month for the cost model, comma-separated (default: the price tiers)",
+    )
+    parser.add_argument(
+        "--lambda-memory-mb",
+        type=int,
+        default=DEFAULT_LAMBDA_MEMORY_MB,
+        help=f"memory of the FaceNet identify Lambda (default {DEFAULT_LAMBDA_MEMORY_MB})",
+    )
+    parser.add_argument(
+        "--target-wrong-rate",
+        type=float,
+        default=DEFAULT_TARGET_WRONG_RATE,
+        help="threshold target: at most this fraction of wrong answers accepted (default 0.01)",
+    )
+
+
+def report_defaults() -> argparse.Namespace:
+    """The report command's defaults (the demo's report)."""
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser)
+    return parser.parse_args([])
 
 
 def cmd_status(app: App, args) -> int:
@@ -282,6 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     identify.add_argument("photos", type=Path, nargs="+")
     identify.add_argument("--json", action="store_true", help="print JSON")
     identify.set_defaults(run=cmd_identify)
+
+    report = commands.add_parser(
+        "report",
+        help="compare the engines on the current model's held-out faces: HTML report and JSON",
+    )
+    add_report_arguments(report)
+    report.set_defaults(run=cmd_report)
 
     demo = commands.add_parser("demo", help="the whole flow on the bundled 5-person sample set")
     demo.set_defaults(run=cmd_demo)

@@ -1,0 +1,800 @@
+"""The comparison report: one self-contained HTML file and the same numbers as JSON.
+
+Everything the HTML shows is inside it: plots (matplotlib Figures drawn by the Agg canvas) and
+face thumbnails as base64 PNG data URIs, the style sheet inline, no scripts, no fonts, and a
+Content-Security-Policy that forbids loading anything else. Sections come from ``SECTIONS`` in
+order; a later analysis adds its own by passing a longer tuple to ``render``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from facerec.evaluation import threshold_table
+
+DEFAULT_TARGET_WRONG_RATE = 0.01
+MAX_GALLERY_FACES = 60
+THUMBNAIL_PX = 96
+COLLECTION_FACE_LIMIT = 20_000_000
+LAMBDA_CONCURRENCY_DEFAULT = 1_000
+ENGINE_TITLES = {"facenet": "FaceNet + SVC", "rekognition": "Amazon Rekognition"}
+COLOURS = {
+    "correct": "#2e7d32",
+    "wrong": "#c62828",
+    "facenet": "#1565c0",
+    "rekognition": "#ef6c00",
+}
+
+
+# ---- numbers -------------------------------------------------------------------------------
+
+
+def engine_title(name: str) -> str:
+    return ENGINE_TITLES.get(name, name)
+
+
+def answered(data: dict, engine: str) -> tuple[np.ndarray, np.ndarray]:
+    """(correct bool (N,), score float (N,)) of the faces ``engine`` answered."""
+    pairs = [
+        (face["answers"][engine]["person"] == face["truth"], face["answers"][engine]["score"])
+        for face in data["faces"]
+        if engine in face["answers"] and face["answers"][engine]["score"] is not None
+    ]
+    correct = np.array([pair[0] for pair in pairs], dtype=bool)
+    return correct, np.array([pair[1] for pair in pairs], dtype=np.float64)
+
+
+def pick_threshold(correct: np.ndarray, scores: np.ndarray, grid: Sequence[float], target: float):
+    """The lowest threshold (from ``grid`` and every observed score) at which at most
+    ``target`` of the wrong answers are still accepted, as a threshold_table row (None when
+    no candidate reaches it)."""
+    candidates = sorted(set(grid) | set(scores.tolist()))
+    for row in threshold_table(correct, scores, candidates):
+        if row["wrong_accepted_rate"] <= target:
+            return row
+    return None
+
+
+def imperfect_classes(evaluation: dict) -> dict[str, dict]:
+    """Classes seen in truth or answers whose precision or recall is not 1."""
+    counts = np.array(evaluation["confusion_matrix"])
+    seen = counts.sum(axis=0) + counts.sum(axis=1)
+    return {
+        label: row
+        for label, row, present in zip(
+            evaluation["labels"], evaluation["per_class"].values(), seen > 0, strict=True
+        )
+        if present and (row["precision"] < 1 or row["recall"] < 1)
+    }
+
+
+def wrong_faces(data: dict) -> list[dict]:
+    """Held-out faces that some engine answered wrongly or refused, by truth then photo."""
+    return sorted(
+        (
+            face
+            for face in data["faces"]
+            if any(answer["person"] != face["truth"] for answer in face["answers"].values())
+        ),
+        key=lambda face: (face["truth"], face["photo_key"]),
+    )
+
+
+def _usd(value: float) -> str:
+    """Cents from 0.10 up, two significant digits below: $1,000.00, $0.20, $0.014."""
+    if value == 0:
+        return "$0"
+    return f"${value:,.2f}" if value >= 0.1 else f"${value:.2g}"
+
+
+def _count(value: float) -> str:
+    for size, suffix in ((1e9, " B"), (1e6, " M"), (1e3, " k")):
+        if value >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:g}"
+
+
+def operations_notes(data: dict) -> list[str]:
+    """Scalability and operations notes drawn from the comparison's own numbers."""
+    model, cost = data["model"], data["cost"]
+    people, train_faces, seconds = model["people"], model["train_faces"], model["training_seconds"]
+    engines = data["engines"]
+    notes = [
+        f"Training: {people} people and {train_faces} training faces took {seconds:.2f} s "
+        f"({model['cv']['folds']}-fold cross-validation and the calibrated fit included). A "
+        f"linear SVC is one-vs-one: {people * (people - 1) // 2} binary SVCs here, 499,500 for "
+        "1,000 people, and its fit time grows at least quadratically with the faces: 10 times "
+        f"this gallery would take at least about {seconds * 100:,.0f} s. Adding a person means "
+        "retraining; with Rekognition it means IndexFaces for the new photos only."
+    ]
+    per_person = train_faces / people
+    limit_cost = COLLECTION_FACE_LIMIT * cost["prices"]["face_storage_month"]
+    notes.append(
+        f"A Rekognition collection holds at most {COLLECTION_FACE_LIMIT / 1e6:g} M faces: at "
+        f"this gallery's {per_person:.1f} faces per person that is about "
+        f"{_count(COLLECTION_FACE_LIMIT / per_person)} people per collection, and storing "
+        f"{COLLECTION_FACE_LIMIT / 1e6:g} M faces costs {_usd(limit_cost)} a month."
+    )
+    version = engines.get("rekognition", {}).get("describe", {}).get("face_model_version")
+    notes.append(
+        "A collection is tied to one face-model version"
+        + (f" (version {version} here)" if version else "")
+        + ": moving to a newer model means a new collection and indexing every face again: "
+        f"{cost['stored_faces']:,} faces cost {_usd(cost['indexing_once'])} at the first tier. "
+        "Keep the source photos and crops (the faces store keeps every crop) so the gallery can "
+        "be re-indexed. FaceNet has the same kind of lock-in: new weights mean re-embedding "
+        "every crop and retraining, paid in Lambda time only."
+    )
+    busiest = cost["rows"][-1]
+    notes.append(
+        f"At {_count(busiest['images'])} photos a month ({busiest['photos_per_second']:,.1f} "
+        "photos a second on average) the FaceNet path keeps about "
+        f"{busiest['lambda_concurrency']:,.1f} Lambda executions busy at the measured duration "
+        f"(the default quota is {LAMBDA_CONCURRENCY_DEFAULT:,} concurrent executions per "
+        "region; peaks need headroom). Rekognition's SearchFacesByImage has a "
+        "transactions-per-second quota per account and region (Service Quotas) that must cover "
+        "the same rate."
+    )
+    first = cost["rows"][0]
+    notes.append(
+        f"Per 1,000 photos at {_count(first['images'])} a month: FaceNet on Lambda "
+        f"{_usd(first['facenet_per_1000'])}, Rekognition {_usd(first['rekognition_per_1000'])} "
+        f"(search and storage). At {_count(busiest['images'])} a month: "
+        f"{_usd(busiest['facenet_per_1000'])} against "
+        f"{_usd(busiest['rekognition_per_1000'])}."
+    )
+    latency = []
+    for name, engine in engines.items():
+        if engine["ran"]:
+            timing = engine["seconds"]
+            latency.append(
+                f"{engine_title(name)} {timing['p50']:.3f} s (p95 {timing['p95']:.3f} s) "
+                f"{engine['describe'].get('timed', '')}"
+            )
+    notes.append(
+        "Latency measured here: "
+        + "; ".join(latency)
+        + ". Rekognition's figure includes the network round trip from where the report ran."
+    )
+    return notes
+
+
+def build(comparison: dict, target_wrong_rate: float = DEFAULT_TARGET_WRONG_RATE) -> dict:
+    """The report's numbers: the comparison plus, per engine that ran, the threshold that
+    meets the target and the classes that are not perfect; the wrong answers; the notes."""
+    if not 0 <= target_wrong_rate < 1:
+        raise ValueError(f"target_wrong_rate is a fraction in [0, 1); got {target_wrong_rate}")
+    per_engine = {}
+    for name, engine in comparison["engines"].items():
+        if not engine["ran"]:
+            continue
+        correct, scores = answered(comparison, name)
+        grid = [row["threshold"] for row in engine["evaluation"]["thresholds"]]
+        per_engine[name] = {
+            "threshold": pick_threshold(correct, scores, grid, target_wrong_rate),
+            "imperfect_classes": imperfect_classes(engine["evaluation"]),
+        }
+    return {
+        **comparison,
+        "report": {
+            "target_wrong_rate": target_wrong_rate,
+            "engines": per_engine,
+            "wrong_faces": [face["face_id"] for face in wrong_faces(comparison)],
+            "notes": operations_notes(comparison),
+        },
+    }
+
+
+# ---- plots -----------------------------------------------------------------------------------
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def _figure_uri(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return _data_uri(buffer.getvalue())
+
+
+def confusion_figure(evaluation: dict, title: str) -> Figure:
+    """Heat map of the confusion matrix normalised per true class (rows sum to 1)."""
+    labels = evaluation["labels"]
+    matrix = np.array(evaluation["confusion_matrix_normalised"])
+    counts = np.array(evaluation["confusion_matrix"])
+    side = min(12.0, 2.0 + 0.45 * len(labels))
+    figure = Figure(figsize=(side + 1.5, side), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    axes.set_xticks(range(len(labels)), labels, rotation=40, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("answer")
+    axes.set_ylabel("truth")
+    axes.set_title(title)
+    if len(labels) <= 20:
+        for row in range(len(labels)):
+            for column in range(len(labels)):
+                if counts[row, column]:
+                    value = matrix[row, column]
+                    axes.text(
+                        column,
+                        row,
+                        f"{value:.2f}\n({counts[row, column]})",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if value > 0.5 else "black",
+                    )
+    figure.colorbar(image, ax=axes, shrink=0.8, label="fraction of the true class")
+    return figure
+
+
+def score_figure(correct: np.ndarray, scores: np.ndarray, score_name: str, title: str) -> Figure:
+    """Histogram of correct and wrong answers' scores, and their box plots side by side."""
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    histogram, boxes = figure.subplots(1, 2, width_ratios=(3, 2))
+    groups = [
+        (name, scores[mask], COLOURS[name])
+        for name, mask in (("correct", correct), ("wrong", ~correct))
+        if mask.any()
+    ]
+    top = 1.0 if score_name.startswith("probability") else 100.0
+    low = min(float(scores.min()), top * 0.95) if len(scores) else 0.0
+    bins = np.linspace(np.floor(low / top * 20) * top / 20, top, 21)
+    for name, values, colour in groups:
+        histogram.hist(values, bins=bins, alpha=0.65, color=colour, label=f"{name} ({len(values)})")
+    histogram.set_xlabel(score_name)
+    histogram.set_ylabel("answers")
+    histogram.set_title(f"{title}: distribution")
+    histogram.legend()
+    plot = boxes.boxplot(
+        [values for _, values, _ in groups],
+        tick_labels=[name for name, _, _ in groups],
+        patch_artist=True,
+        widths=0.5,
+    )
+    for patch, (_, _, colour) in zip(plot["boxes"], groups, strict=True):
+        patch.set_facecolor(colour)
+        patch.set_alpha(0.5)
+    boxes.set_ylabel(score_name)
+    boxes.set_title(f"{title}: box plots")
+    return figure
+
+
+def cost_figure(cost: dict) -> Figure:
+    """Monthly cost of both paths against images a month (log-log), tier boundaries dotted."""
+    rows = cost["rows"]
+    volumes = [row["images"] for row in rows]
+    figure = Figure(figsize=(9, 4.2), layout="constrained")
+    axes = figure.subplots()
+    axes.plot(
+        volumes,
+        [row["rekognition_total"] for row in rows],
+        "o-",
+        color=COLOURS["rekognition"],
+        label="Rekognition (search + face storage)",
+    )
+    axes.plot(
+        volumes,
+        [row["facenet_total"] for row in rows],
+        "s-",
+        color=COLOURS["facenet"],
+        label=f"FaceNet on Lambda ({cost['memory_mb']} MB, {cost['seconds_per_photo']:.3f} s)",
+    )
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    lower = 0
+    for index, (size, price) in enumerate(cost["prices"]["rekognition_tiers"]):
+        upper = volumes[-1] if size is None else lower + size
+        start, end = max(lower, volumes[0]), min(upper, volumes[-1])
+        if start < end:
+            axes.axvspan(start, end, color="grey", alpha=0.07 if index % 2 else 0.0)
+            axes.text(
+                (start * end) ** 0.5,
+                0.97,
+                f"${price * 1000:.2f} / 1,000",
+                transform=axes.get_xaxis_transform(),
+                ha="center",
+                va="top",
+                fontsize=8,
+                color="#555",
+            )
+        lower = upper
+    axes.set_xlabel("photos a month")
+    axes.set_ylabel("USD a month")
+    axes.set_title("Monthly cost (bands: Rekognition's price per 1,000 images)")
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(loc="lower right")
+    return figure
+
+
+def history_figure(history: list[dict]) -> Figure:
+    """Training time against gallery size for every model in the models store."""
+    figure = Figure(figsize=(7, 3.4), layout="constrained")
+    axes = figure.subplots()
+    axes.plot(
+        [item["train_faces"] for item in history],
+        [item["training_seconds"] for item in history],
+        "o",
+        color=COLOURS["facenet"],
+    )
+    axes.set_xlabel("training faces")
+    axes.set_ylabel("training time (s)")
+    axes.set_title("SVC training time against gallery size (every model trained here)")
+    axes.grid(True, alpha=0.3)
+    return figure
+
+
+def thumbnail(read_crop: Callable[[str], bytes], key: str) -> str | None:
+    """A face crop as a small PNG data URI, or None when the crop cannot be read."""
+    try:
+        with Image.open(io.BytesIO(read_crop(key))) as image:
+            small = image.convert("RGB").resize((THUMBNAIL_PX, THUMBNAIL_PX), Image.LANCZOS)
+    except (OSError, KeyError, ValueError):
+        return None
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG")
+    return _data_uri(buffer.getvalue())
+
+
+# ---- HTML ------------------------------------------------------------------------------------
+
+STYLE = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;
+margin:0;background:#f6f7f9}
+header,main,footer{max-width:1180px;margin:0 auto;padding:0 24px}
+header{padding-top:24px}h1{font-size:26px;margin:0 0 6px}
+h2{font-size:21px;margin:0 0 12px;padding-top:8px}h3{font-size:16px;margin:18px 0 8px}
+section{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:16px 22px;
+margin:18px 0}
+nav ol{columns:2;margin:8px 0}.lead{color:#444;max-width:900px}
+table{border-collapse:collapse;margin:8px 0 12px;font-size:14px}
+th,td{border:1px solid #dde1e6;padding:4px 10px;text-align:right;vertical-align:top;
+overflow-wrap:anywhere}
+th:first-child,td:first-child{text-align:left}thead th{background:#eef1f5}
+td.text,th.text{text-align:left}
+.cards{display:flex;gap:16px;flex-wrap:wrap;margin:8px 0 14px}
+.card{border:1px solid #dde1e6;border-radius:8px;padding:12px 16px;min-width:220px;
+max-width:340px}
+.card .big{font-size:30px;font-weight:600}.muted{color:#666;font-size:13px}
+.notrun{color:#8a5300;background:#fff6e5;border:1px solid #f0d9a8;border-radius:6px;
+padding:8px 12px}
+img.plot{max-width:100%;height:auto;display:block;margin:8px 0}
+.gallery{display:flex;flex-wrap:wrap;gap:12px}
+figure.face{margin:0;border:1px solid #dde1e6;border-radius:8px;padding:8px;width:220px;
+overflow-wrap:anywhere}
+figure.face img{display:block;width:96px;height:96px}
+.ok{color:#2e7d32}.bad{color:#c62828;font-weight:600}
+ul.notes li{margin-bottom:8px}
+"""
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _f(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _img(uri: str, alt: str, css: str = "plot") -> str:
+    return f'<img class="{css}" src="{uri}" alt="{_e(alt)}">'
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], text_columns=(0,)) -> str:
+    """An HTML table; cells are HTML already (escape before)."""
+
+    def cell(tag: str, index: int, value: str) -> str:
+        css = ' class="text"' if index in text_columns else ""
+        return f"<{tag}{css}>{value}</{tag}>"
+
+    header = "".join(cell("th", i, value) for i, value in enumerate(head))
+    body = "".join(
+        "<tr>" + "".join(cell("td", i, value) for i, value in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _not_run(engine: dict, brief: bool = True) -> str:
+    """Why an engine has no figures: in full in the summary, in brief elsewhere."""
+    if brief:
+        return '<p class="muted">Not run (see the summary).</p>'
+    return (
+        f'<p class="notrun"><b>{_e(engine_title(engine["name"]))} was not run:</b> '
+        f"{_e(engine['reason'])}</p>"
+    )
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the report: ``render(numbers, read_crop) -> HTML`` under an ``<h2>``."""
+
+    id: str
+    title: str
+    render: Callable[[dict, Callable[[str], bytes]], str]
+
+
+def _summary(data: dict, read_crop) -> str:
+    engines = data["engines"]
+    cards = []
+    for name, engine in engines.items():
+        if engine["ran"]:
+            cards.append(
+                f'<div class="card"><div>{_e(engine_title(name))}</div>'
+                f'<div class="big">{engine["accuracy_all"]:.1%}</div>'
+                f'<div class="muted">{engine["correct"]} of {engine["held_out_faces"]} '
+                "held-out faces named correctly</div></div>"
+            )
+        else:
+            cards.append(
+                f'<div class="card"><div>{_e(engine_title(name))}</div>'
+                '<div class="big">not run</div>'
+                '<div class="muted">the reason is below</div></div>'
+            )
+    rows = data["cost"]["rows"]
+    at = next((row for row in rows if row["images"] >= 1_000_000), rows[-1])
+    cards.append(
+        '<div class="card"><div>Cost per 1,000 photos</div>'
+        f'<div class="big">{_usd(at["facenet_per_1000"])} vs {_usd(at["rekognition_per_1000"])}'
+        f'</div><div class="muted">FaceNet on Lambda vs Rekognition, at {_count(at["images"])} '
+        "photos a month (see the cost model)</div></div>"
+    )
+    names = list(engines)
+
+    def row(label: str, value: Callable[[dict], str]) -> list[str]:
+        return [label] + [value(engines[name]) if engines[name]["ran"] else "–" for name in names]
+
+    def timing(engine: dict) -> str:
+        seconds = engine["seconds"]
+        return f"{seconds['mean']:.3f} s (p95 {seconds['p95']:.3f} s)"
+
+    rows = [
+        ["status"] + ["ran" if engines[name]["ran"] else "not run (see above)" for name in names],
+        row(
+            "accuracy: correct / held-out faces",
+            lambda e: f"<b>{e['accuracy_all']:.3f}</b> ({e['correct']} / {e['held_out_faces']})",
+        ),
+        row("faces answered", lambda e: str(e["answered"])),
+        row("wrong answers", lambda e: str(e["answered"] - e["correct"])),
+        row("faces or crops refused", lambda e: str(len(e["refusals"]))),
+        row(
+            "macro precision / recall",
+            lambda e: (
+                f"{e['evaluation']['macro_avg']['precision']:.3f} / "
+                f"{e['evaluation']['macro_avg']['recall']:.3f}"
+            ),
+        ),
+        row(
+            "weighted precision / recall",
+            lambda e: (
+                f"{e['evaluation']['weighted_avg']['precision']:.3f} / "
+                f"{e['evaluation']['weighted_avg']['recall']:.3f}"
+            ),
+        ),
+        ["score"] + [_e(engines[name]["score"]) for name in names],
+        row("time per call: mean (p95)", timing),
+        row("what one call is", lambda e: _e(e["describe"].get("timed", ""))),
+    ]
+    parts = ['<div class="cards">' + "".join(cards) + "</div>"]
+    parts += [_not_run(engine, brief=False) for engine in engines.values() if not engine["ran"]]
+    parts.append(_table(["", *(_e(engine_title(name)) for name in names)], rows, text_columns=(0,)))
+    parts.append(
+        '<p class="muted">Precision, recall and scores are over the faces an engine answered; '
+        "a refused face counts as a miss in the accuracy. Rekognition answers with the best "
+        "match whatever its similarity (no threshold), as FaceNet does; the thresholds section "
+        "shows what a threshold would cost.</p>"
+    )
+    refusals = [
+        [_e(engine_title(name)), _e(item["stage"]), _e(item["key"]), _e(item["reason"])]
+        for name, engine in engines.items()
+        if engine["ran"]
+        for item in engine["refusals"]
+    ]
+    parts.append("<h3>Refusals and why</h3>")
+    parts.append(
+        _table(["engine", "stage", "crop", "reason"], refusals, text_columns=(0, 1, 2, 3))
+        if refusals
+        else "<p>No engine refused a held-out face or a training crop.</p>"
+    )
+    enrolment = data["enrolment_refusals"]
+    parts.append("<h3>Photos refused at enrolment (before the split, for every engine)</h3>")
+    parts.append(
+        _table(
+            ["photo", "code", "reason"],
+            [[_e(item["photo_key"]), _e(item["code"]), _e(item["reason"])] for item in enrolment],
+            text_columns=(0, 1, 2),
+        )
+        if enrolment
+        else "<p>None.</p>"
+    )
+    return "".join(parts)
+
+
+def _confusion(data: dict, read_crop) -> str:
+    parts = [
+        "<p>Rows are the true person, columns the answer; each row is normalised to 1 and "
+        "each cell also shows its count. A perfect engine fills the diagonal.</p>"
+    ]
+    for name, engine in data["engines"].items():
+        parts.append(f"<h3>{_e(engine_title(name))}</h3>")
+        if not engine["ran"]:
+            parts.append(_not_run(engine))
+            continue
+        figure = confusion_figure(engine["evaluation"], engine_title(name))
+        parts.append(_img(_figure_uri(figure), f"confusion matrix of {engine_title(name)}"))
+    return "".join(parts)
+
+
+def _per_class(data: dict, read_crop) -> str:
+    parts = []
+    for name, engine in data["engines"].items():
+        parts.append(f"<h3>{_e(engine_title(name))}</h3>")
+        if not engine["ran"]:
+            parts.append(_not_run(engine))
+            continue
+        imperfect = data["report"]["engines"][name]["imperfect_classes"]
+        if not imperfect:
+            parts.append(
+                f"<p>Every one of the {len(engine['evaluation']['labels'])} classes has "
+                "precision and recall 1.</p>"
+            )
+            continue
+        rows = [
+            [
+                _e(label),
+                _f(row["precision"]),
+                _f(row["recall"]),
+                _f(row["f1-score"]),
+                str(int(row["support"])),
+            ]
+            for label, row in imperfect.items()
+        ]
+        parts.append(_table(["person", "precision", "recall", "f1", "support"], rows))
+    return "".join(parts)
+
+
+def _scores(data: dict, read_crop) -> str:
+    parts = [
+        "<p>How sure each engine was when it was right and when it was wrong: FaceNet's "
+        "calibrated probability of the class it names (0-1), Rekognition's similarity of the "
+        "best match (0-100). The further apart the two groups, the better a threshold can "
+        "separate them.</p>"
+    ]
+    for name, engine in data["engines"].items():
+        parts.append(f"<h3>{_e(engine_title(name))}</h3>")
+        if not engine["ran"]:
+            parts.append(_not_run(engine))
+            continue
+        correct, scores = answered(data, name)
+        if len(scores):
+            figure = score_figure(correct, scores, engine["score"], engine_title(name))
+            parts.append(_img(_figure_uri(figure), f"score distribution of {engine_title(name)}"))
+        stats = engine["evaluation"]["score_statistics"]
+        rows = [
+            [group, str(item["count"]), *(_f(item[key]) for key in ("mean", "std", "min", "max"))]
+            for group, item in stats.items()
+        ]
+        parts.append(_table(["answers", "count", "mean", "std", "min", "max"], rows))
+    return "".join(parts)
+
+
+def _thresholds(data: dict, read_crop) -> str:
+    target = data["report"]["target_wrong_rate"]
+    parts = [
+        '<p>An answer whose score is under the threshold would be discarded ("not sure"). '
+        "For each threshold: the correct answers it would discard and the wrong answers it "
+        f"would still accept. The target: at most {target:.0%} of the wrong answers accepted."
+        "</p>"
+    ]
+    for name, engine in data["engines"].items():
+        parts.append(f"<h3>{_e(engine_title(name))}</h3>")
+        if not engine["ran"]:
+            parts.append(_not_run(engine))
+            continue
+        evaluation = engine["evaluation"]
+        wrong = evaluation["faces"] - evaluation["correct"]
+        pick = data["report"]["engines"][name]["threshold"]
+        if wrong == 0:
+            floor = 1 / evaluation["faces"] if evaluation["faces"] else None
+            parts.append(
+                f"<p><b>No wrong answers</b> among {evaluation['faces']} answered faces: every "
+                "threshold meets the target here. A sample this size cannot show a wrong-answer "
+                f"rate under {_pct(floor)}; judge thresholds on a larger held-out set.</p>"
+            )
+        elif pick is None:
+            parts.append(
+                "<p><b>No threshold</b> keeps wrong acceptances under the target without "
+                "discarding every answer.</p>"
+            )
+        else:
+            parts.append(
+                f"<p>Lowest threshold that meets the target: <b>{pick['threshold']:g}</b>. It "
+                f"still accepts {pick['wrong_accepted']} of {wrong} wrong answers and discards "
+                f"{pick['correct_discarded']} of {evaluation['correct']} correct answers "
+                f"({_pct(pick['correct_discarded_rate'])}).</p>"
+            )
+        rows = [
+            [
+                f"{row['threshold']:g}",
+                f"{row['correct_discarded']} ({_pct(row['correct_discarded_rate'])})",
+                f"{row['wrong_accepted']} ({_pct(row['wrong_accepted_rate'])})",
+            ]
+            for row in evaluation["thresholds"]
+        ]
+        parts.append(_table(["threshold", "correct discarded", "wrong still accepted"], rows))
+    return "".join(parts)
+
+
+def _errors(data: dict, read_crop) -> str:
+    wrong_ids = data["report"]["wrong_faces"]
+    ran = [name for name, engine in data["engines"].items() if engine["ran"]]
+    if not wrong_ids:
+        return (
+            f"<p>No engine that ran ({_e(', '.join(engine_title(name) for name in ran))}) gave "
+            f"a wrong answer or refused a face among the {len(data['faces'])} held-out faces."
+            "</p>"
+        )
+    faces = {face["face_id"]: face for face in data["faces"]}
+    shown = wrong_ids[:MAX_GALLERY_FACES]
+    parts = [
+        f"<p>{len(wrong_ids)} held-out faces that at least one engine got wrong or refused"
+        + (f" (the first {len(shown)} shown)" if len(shown) < len(wrong_ids) else "")
+        + ". Red: a wrong answer or a refusal.</p>",
+        '<div class="gallery">',
+    ]
+    for face_id in shown:
+        face = faces[face_id]
+        uri = thumbnail(read_crop, face["crop_key"])
+        picture = (
+            _img(uri, f"face crop of {face['truth']}", "thumb")
+            if uri
+            else '<p class="muted">crop not available</p>'
+        )
+        lines = [f"<b>truth: {_e(face['truth'])}</b>"]
+        for name in ran:
+            answer = face["answers"][name]
+            css = "ok" if answer["person"] == face["truth"] else "bad"
+            if answer["score"] is None:
+                said = f"refused: {_e(answer.get('reason', ''))}"
+            else:
+                person = answer["person"] or "no match in the gallery"
+                said = f"{_e(person)} ({answer['score']:.3g})"
+            lines.append(f'<span class="{css}">{_e(engine_title(name))}: {said}</span>')
+        parts.append(
+            f'<figure class="face">{picture}<figcaption>{"<br>".join(lines)}'
+            f'<br><span class="muted">{_e(face["photo_key"])}</span></figcaption></figure>'
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _cost(data: dict, read_crop) -> str:
+    cost = data["cost"]
+    rows = [
+        [
+            f"{row['images']:,}",
+            _usd(row["rekognition_images"]),
+            _usd(row["rekognition_storage"]),
+            f"<b>{_usd(row['rekognition_total'])}</b>",
+            _usd(row["facenet_compute"]),
+            _usd(row["facenet_requests"]),
+            f"<b>{_usd(row['facenet_total'])}</b>",
+            _usd(row["rekognition_per_1000"]),
+            _usd(row["facenet_per_1000"]),
+        ]
+        for row in cost["rows"]
+    ]
+    head = [
+        "photos a month",
+        "Rekognition images",
+        "face storage",
+        "Rekognition total",
+        "Lambda compute",
+        "Lambda requests",
+        "FaceNet total",
+        "Rekognition per 1,000",
+        "FaceNet per 1,000",
+    ]
+    assumptions = "".join(f"<li>{_e(item)}</li>" for item in cost["assumptions"])
+    return (
+        "<p>What identifying the photos of one month costs with each engine, in USD.</p>"
+        + _table(head, rows)
+        + _img(_figure_uri(cost_figure(cost)), "monthly cost of both engines")
+        + f"<h3>Assumptions</h3><ul>{assumptions}</ul>"
+    )
+
+
+def _operations(data: dict, read_crop) -> str:
+    notes = "".join(f"<li>{_e(note)}</li>" for note in data["report"]["notes"])
+    parts = [f'<ul class="notes">{notes}</ul>']
+    history = data["training_history"]
+    parts.append("<h3>Training time against gallery size</h3>")
+    if len(history) >= 2:
+        parts.append(_img(_figure_uri(history_figure(history)), "training time against faces"))
+    rows = [
+        [
+            _e(item["model_id"]),
+            str(item["people"]),
+            str(item["train_faces"]),
+            f"{item['training_seconds']:.2f}",
+        ]
+        for item in history
+    ]
+    parts.append(_table(["model", "people", "training faces", "seconds"], rows))
+    if len(history) < 2:
+        parts.append(
+            '<p class="muted">One model so far: train again on a larger gallery to see the '
+            "curve.</p>"
+        )
+    return "".join(parts)
+
+
+SECTIONS = (
+    Section("summary", "Summary per engine", _summary),
+    Section("confusion", "Confusion matrices", _confusion),
+    Section("per-class", "Classes that are not perfect", _per_class),
+    Section("scores", "Scores of correct and wrong answers", _scores),
+    Section("thresholds", "Thresholds", _thresholds),
+    Section("errors", "Wrong answers", _errors),
+    Section("cost", "Cost model", _cost),
+    Section("operations", "Scalability and operations", _operations),
+)
+
+
+def render_html(
+    numbers: dict, read_crop: Callable[[str], bytes], sections: Sequence[Section] = SECTIONS
+) -> str:
+    """The report's numbers (``build``) as one self-contained HTML page; ``read_crop(key)``
+    returns a face crop's PNG bytes for the gallery."""
+    model = numbers["model"]
+    title = f"FaceNet and Amazon Rekognition on the same faces: model {model['model_id']}"
+    toc = "".join(f'<li><a href="#{_e(s.id)}">{_e(s.title)}</a></li>' for s in sections)
+    body = "".join(
+        f'<section id="{_e(s.id)}"><h2>{_e(s.title)}</h2>{s.render(numbers, read_crop)}</section>'
+        for s in sections
+    )
+    lead = (
+        f"{model['people']} people; the model was trained on {model['train_faces']} faces and "
+        f"both engines answered for the same {model['test_faces']} held-out faces (a seeded "
+        f"stratified {model['test_size']:.0%} split, seed {model['seed']}). FaceNet classifies "
+        "with the trained SVC; Rekognition searches a collection that holds the training faces "
+        f"only. Cross-validation on the training part: {model['cv']['mean']:.3f} "
+        f"(+/- {model['cv']['std']:.3f}, {model['cv']['folds']} folds)."
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
+        f'<header><h1>{_e(title)}</h1><p class="lead">{_e(lead)}</p>'
+        f"<nav><ol>{toc}</ol></nav></header><main>{body}</main>"
+        f'<footer><p class="muted">Generated {_e(numbers["created_at"])} by facerec. The same '
+        "numbers, with every face's answers, are in the JSON file next to this one.</p>"
+        "</footer></body></html>"
+    )
+
+
+def render(
+    comparison: dict,
+    read_crop: Callable[[str], bytes],
+    target_wrong_rate: float = DEFAULT_TARGET_WRONG_RATE,
+    sections: Sequence[Section] = SECTIONS,
+) -> tuple[str, dict]:
+    """A comparison (``facerec.comparison.compare``) -> (HTML page, JSON-ready numbers)."""
+    numbers = build(comparison, target_wrong_rate)
+    return render_html(numbers, read_crop, sections), numbers

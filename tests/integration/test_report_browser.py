@@ -1,0 +1,263 @@
+"""The comparison report from the real models on the sample set, opened in headless Chromium.
+
+Two reports: FaceNet alone (Rekognition not run, with the reason), and both engines with
+Rekognition's answers recorded through botocore's Stubber on a real boto3 client. The browser
+test needs Debian's Chromium (`apt-get install chromium`); without it that one test is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facerec.comparison import cleanup, compare, prepare_rekognition, split_faces
+from facerec.pipeline import TrainOptions
+from facerec.rekognition import UnavailableEngine, external_image_id
+from facerec.report import SECTIONS, render
+from facerec.workflow import fit, gather
+from tests.functions.support import (
+    index_params,
+    indexed_response,
+    refused_response,
+    search_params,
+    search_response,
+)
+from tests.unit.test_comparison import COLLECTION, describe_response, stubbed_rekognition
+
+pytestmark = pytest.mark.model
+
+CHROMIUM = Path("/usr/bin/chromium")
+NO_CREDENTIALS = "no AWS credentials found (this test runs offline)"
+
+
+@pytest.fixture(scope="module")
+def held_out_model(enrolled):
+    """A model with the default seeded 25 % held out, fitted on the enrolled catalog without
+    publishing it (the session's ``enrolled`` workspace stays as it is)."""
+    pipeline, _, _ = enrolled
+    training_set = gather(pipeline.catalog, pipeline.settings.crop_method)
+    model, _ = fit(training_set, TrainOptions(), pipeline.analyser.describe())
+    return model
+
+
+@pytest.fixture(scope="module")
+def facenet_only(enrolled, held_out_model):
+    pipeline, _, _ = enrolled
+    return compare(pipeline, held_out_model, UnavailableEngine("rekognition", NO_CREDENTIALS))
+
+
+@pytest.fixture(scope="module")
+def two_engines(enrolled, held_out_model):
+    """Both engines: the training crops indexed (one refused) and every held-out crop searched,
+    through the Stubber: one answer names the wrong person, one crop has no face for it."""
+    pipeline, _, _ = enrolled
+    training, held_out = split_faces(pipeline.labelled_faces(), held_out_model)
+    with stubbed_rekognition() as (client, stubber):
+        stubber.add_response(
+            "describe_collection", describe_response(), {"CollectionId": COLLECTION}
+        )
+        face_ids = {}
+        for i, face in enumerate(training):
+            external = external_image_id(face.crop_key)
+            if i == 0:
+                stubber.add_response("index_faces", refused_response(), index_params(external))
+                continue
+            face_ids[face.crop_key] = f"{i:08d}-0000-4000-8000-000000000000"
+            response = indexed_response(face_ids[face.crop_key], external)
+            stubber.add_response("index_faces", response, index_params(external))
+        engine, gallery = prepare_rekognition(client, COLLECTION, training, pipeline.faces.get)
+        by_person = {}
+        for face in training[1:]:
+            by_person.setdefault(face.person, face_ids[face.crop_key])
+        for i, face in enumerate(held_out):
+            if i == 1:
+                stubber.add_client_error(
+                    "search_faces_by_image",
+                    "InvalidParameterException",
+                    "There are no faces in the image. Should be at least 1.",
+                    400,
+                    expected_params=search_params(),
+                )
+                continue
+            other = next(person for person in sorted(by_person) if person != face.person)
+            person, similarity = (other, 71.25) if i == 0 else (face.person, 99.1 - i / 10)
+            matches = search_response([(by_person[person], similarity)])
+            stubber.add_response("search_faces_by_image", matches, search_params())
+        stubber.add_response(
+            "describe_collection", describe_response(), {"CollectionId": COLLECTION}
+        )
+        comparison = compare(pipeline, held_out_model, engine, gallery)
+        ids = sorted(gallery.face_people)
+        stubber.add_response(
+            "delete_faces", {"DeletedFaces": ids}, {"CollectionId": COLLECTION, "FaceIds": ids}
+        )
+        assert cleanup(engine.collection, gallery) == {
+            "faces_deleted": len(ids),
+            "collection_deleted": False,
+        }
+    return comparison, held_out
+
+
+def test_facenet_answers_are_the_classifiers_on_the_held_out_photos(
+    enrolled, held_out_model, facenet_only
+):
+    pipeline, _, _ = enrolled
+    comparison = facenet_only
+    _, held_out = split_faces(pipeline.labelled_faces(), held_out_model)
+    assert len(comparison["faces"]) == len(held_out) == 23
+    labels, scores = held_out_model.classifier.predict_with_probability(
+        np.stack([face.embedding for face in held_out])
+    )
+    answers = [face["answers"]["facenet"] for face in comparison["faces"]]
+    assert [answer["person"] for answer in answers] == labels.tolist()
+    np.testing.assert_allclose([answer["score"] for answer in answers], scores, atol=0.02)
+    facenet = comparison["engines"]["facenet"]
+    assert facenet["accuracy_all"] >= 0.9 and facenet["refusals"] == []
+    assert all(0 < answer["seconds"] < 30 for answer in answers)
+    assert comparison["cost"]["seconds_per_photo"] == facenet["seconds"]["mean"]
+    assert comparison["cost"]["stored_faces"] == 69
+    rekognition = comparison["engines"]["rekognition"]
+    assert rekognition["ran"] is False and rekognition["reason"] == NO_CREDENTIALS
+    assert [item["code"] for item in comparison["enrolment_refusals"]] == ["no_face"]
+    assert comparison["enrolment_refusals"][0]["photo_key"].startswith("elton_john/")
+
+
+def test_two_engines_on_the_same_faces(two_engines):
+    comparison, held_out = two_engines
+    rekognition = comparison["engines"]["rekognition"]
+    assert rekognition["ran"] and rekognition["held_out_faces"] == len(held_out)
+    assert rekognition["answered"] == len(held_out) - 1
+    assert rekognition["correct"] == len(held_out) - 2
+    assert [item["stage"] for item in rekognition["refusals"]] == ["identify", "gallery"]
+    first = comparison["faces"][0]["answers"]
+    assert first["rekognition"]["score"] == 71.25
+    assert first["rekognition"]["person"] != comparison["faces"][0]["truth"]
+    assert first["facenet"]["person"] == comparison["faces"][0]["truth"]
+    assert comparison["cost"]["stored_faces"] == 68  # 69 training crops, one refused
+
+
+def open_in_chromium(pages: list[Path], workdir: Path) -> list[dict]:
+    """Load each page in headless Chromium through the DevTools protocol. Per page: the
+    section ids and headings, every image's decoded size, console errors and exceptions, and
+    every URL the page asked for."""
+    import websocket
+
+    profile = workdir / "profile"
+    process = subprocess.Popen(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 60
+        while not port_file.exists() or not port_file.read_text().strip():
+            assert time.monotonic() < deadline, "Chromium did not open its DevTools port"
+            assert process.poll() is None, f"Chromium exited with {process.returncode}"
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as answer:
+            target = next(item for item in json.load(answer) if item["type"] == "page")
+        connection = websocket.create_connection(
+            target["webSocketDebuggerUrl"], timeout=60, suppress_origin=True
+        )
+        try:
+            return [_load(connection, page) for page in pages]
+        finally:
+            connection.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+PAGE_FACTS = """(async () => {
+  const images = await Promise.all([...document.images].map(async (img) => {
+    try { await img.decode(); } catch (error) { return {alt: img.alt, error: String(error)}; }
+    return {alt: img.alt, width: img.naturalWidth, height: img.naturalHeight};
+  }));
+  return {
+    sections: [...document.querySelectorAll("section")].map((s) => s.id),
+    headings: [...document.querySelectorAll("section > h2")].map((h) => h.textContent),
+    images,
+  };
+})()"""
+
+
+def _load(connection, page: Path) -> dict:
+    events, counter = [], iter(range(1, 10_000))
+
+    def call(method: str, **params) -> dict:
+        number = next(counter)
+        connection.send(json.dumps({"id": number, "method": method, "params": params}))
+        while True:
+            message = json.loads(connection.recv())
+            if message.get("id") == number:
+                assert "error" not in message, message
+                return message["result"]
+            events.append(message)
+
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        call(f"{domain}.enable")
+    call("Page.navigate", url=page.as_uri())
+    while not any(event.get("method") == "Page.loadEventFired" for event in events):
+        events.append(json.loads(connection.recv()))
+    facts = call("Runtime.evaluate", expression=PAGE_FACTS, awaitPromise=True, returnByValue=True)
+    for domain in ("Network", "Log", "Runtime", "Page"):
+        call(f"{domain}.disable")
+    errors = [
+        event["params"]
+        for event in events
+        if (event["method"] == "Runtime.consoleAPICalled" and event["params"]["type"] == "error")
+        or event["method"] == "Runtime.exceptionThrown"
+        or (event["method"] == "Log.entryAdded" and event["params"]["entry"]["level"] == "error")
+    ]
+    requests = [
+        event["params"]["request"]["url"]
+        for event in events
+        if event["method"] == "Network.requestWillBeSent"
+    ]
+    return {**facts["result"]["value"], "errors": errors, "requests": requests}
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("CI"),  # in CI a missing browser fails
+    reason="needs Chromium at /usr/bin/chromium: `apt-get install chromium` (CI installs it)",
+)
+def test_reports_render_in_headless_chromium(facenet_only, two_engines, enrolled, tmp_path):
+    pipeline, _, _ = enrolled
+    pages = []
+    for name, comparison in (("facenet-only", facenet_only), ("two-engines", two_engines[0])):
+        html, _ = render(comparison, pipeline.faces.get)
+        path = tmp_path / f"{name}.html"
+        path.write_text(html, encoding="utf-8")
+        pages.append((path, html.count("<img ")))
+    seen = open_in_chromium([path for path, _ in pages], tmp_path)
+    for (path, image_count), page in zip(pages, seen, strict=True):
+        assert page["errors"] == [], path.name
+        assert page["sections"] == [section.id for section in SECTIONS], path.name
+        assert page["headings"] == [section.title for section in SECTIONS], path.name
+        assert len(page["images"]) == image_count >= 3, path.name
+        for image in page["images"]:
+            assert "error" not in image and image["width"] > 0 and image["height"] > 0, image
+        assert all(url.startswith(("file:", "data:")) for url in page["requests"]), path.name
+    # The two-engine page also shows the wrong answer's thumbnail and both engines' figures.
+    assert len(seen[1]["images"]) > len(seen[0]["images"])

@@ -1,0 +1,461 @@
+"""The comparison: the cost model's arithmetic across Rekognition's price tiers, the records
+of a comparison, and Rekognition's gallery and answers through botocore's Stubber on a real
+boto3 client (responses shaped as the service returns them, validated against its model)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import boto3
+import numpy as np
+import pytest
+from botocore.stub import ANY, Stubber
+
+from facerec.comparison import (
+    FACENET_SCORE,
+    EngineRun,
+    RekognitionGallery,
+    assemble,
+    box_overlap,
+    cleanup,
+    cost_model,
+    enrolment_refusals,
+    index_gallery,
+    lambda_cost,
+    prepare_rekognition,
+    rekognition_image_cost,
+    rekognition_unavailable,
+    run_rekognition,
+    split_faces,
+    training_history,
+)
+from facerec.errors import NotEnoughData
+from facerec.evaluation import DEFAULT_THRESHOLDS
+from facerec.images import encode_png
+from facerec.models import TrainedModel
+from facerec.rekognition import (
+    FaceCollection,
+    RekognitionEngine,
+    UnavailableEngine,
+    external_image_id,
+)
+from facerec.storage.local import FolderBlobStore, SqliteCatalog
+from facerec.storage.ports import FaceRecord, PhotoRecord
+from tests.functions.support import (
+    ENV,
+    index_params,
+    indexed_response,
+    refused_response,
+    search_params,
+    search_response,
+)
+
+COLLECTION = ENV["COLLECTION_ID"]
+LABELS = ["ann", "bob", "cy"]
+
+
+def face(person: str, name: str) -> FaceRecord:
+    """A labelled face of photo ``<person>/<name>.jpg`` (its crop is ``<name>-0.png``)."""
+    return FaceRecord(
+        f"{person}/{name}.jpg#0",
+        f"{person}/{name}.jpg",
+        0,
+        person,
+        (10, 10, 110, 130),
+        0.99,
+        f"{person}/{name}-0.png",
+        "aligned",
+        np.zeros(128, np.float32),
+    )
+
+
+TRAINING = [face(p, n) for p, n in [("ann", "a1"), ("ann", "a2"), ("bob", "b1")]]
+TRAINING += [face(p, n) for p, n in [("bob", "b2"), ("cy", "c1"), ("cy", "c2")]]
+HELD_OUT = [face(p, n) for p, n in [("ann", "ah1"), ("ann", "ah2"), ("bob", "bh1")]]
+HELD_OUT += [face("bob", "bh2"), face("cy", "ch1")]
+CROPS = {
+    item.crop_key: encode_png(np.full((160, 160, 3), 40 + 7 * i, np.uint8))
+    for i, item in enumerate(TRAINING + HELD_OUT)
+}
+# FaceNet's answers for the held-out faces, as run_facenet records them: one wrong (bob as ann).
+FACENET_ANSWERS = {
+    HELD_OUT[0].face_id: {"person": "ann", "score": 0.91, "seconds": 0.21},
+    HELD_OUT[1].face_id: {"person": "ann", "score": 0.85, "seconds": 0.25},
+    HELD_OUT[2].face_id: {"person": "bob", "score": 0.77, "seconds": 0.30},
+    HELD_OUT[3].face_id: {"person": "ann", "score": 0.31, "seconds": 0.20},
+    HELD_OUT[4].face_id: {"person": "cy", "score": 0.88, "seconds": 0.24},
+}
+
+
+def model_with_split(test_face_ids: list[str]) -> TrainedModel:
+    """A trained model's metadata as Pipeline.train writes it (the classifier is not used)."""
+    return TrainedModel(
+        None,
+        {
+            "model_id": "20261128T120000Z-abcdef12",
+            "created_at": "2026-11-28T12:00:00+00:00",
+            "labels": LABELS,
+            "cv": {"folds": 2, "mean": 0.9, "std": 0.05, "scores": [0.85, 0.95]},
+            "split": {
+                "test_size": 0.25,
+                "seed": 42,
+                "train_faces": len(TRAINING),
+                "test_faces": len(test_face_ids),
+                "test_face_ids": test_face_ids,
+            },
+            "training_seconds": 0.04,
+        },
+    )
+
+
+@contextmanager
+def stubbed_rekognition() -> Iterator[tuple[object, Stubber]]:
+    """A real boto3 Rekognition client with a Stubber: every call must be expected."""
+    client = boto3.client(
+        "rekognition",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def rekognition():
+    with stubbed_rekognition() as pair:
+        yield pair
+
+
+def invalid_image(stubber: Stubber, method: str, params: dict) -> None:
+    """The error Rekognition answers when it finds no face in the image."""
+    stubber.add_client_error(
+        method,
+        "InvalidParameterException",
+        "There are no faces in the image. Should be at least 1.",
+        400,
+        expected_params=params,
+    )
+
+
+def stub_index_training(stubber: Stubber) -> dict[str, str]:
+    """IndexFaces for every training crop; cy's second crop is refused. -> FaceId -> person."""
+    people = {}
+    for i, item in enumerate(TRAINING):
+        external = external_image_id(item.crop_key)
+        if item.crop_key == "cy/c2-0.png":
+            stubber.add_response("index_faces", refused_response(), index_params(external))
+            continue
+        face_id = f"{i:08d}-1111-2222-3333-444444444444"
+        stubber.add_response(
+            "index_faces", indexed_response(face_id, external), index_params(external)
+        )
+        people[face_id] = item.person
+    return people
+
+
+def stub_searches(stubber: Stubber, people: dict[str, str]) -> None:
+    """SearchFacesByImage per held-out crop: bob's first face matched to cy (84.0), cy's face
+    has no face Rekognition can find, the others matched to their own person."""
+    first = {person: face_id for face_id, person in reversed(list(people.items()))}
+    matches = [
+        [(first["ann"], 99.62)],
+        [(first["ann"], 98.2)],
+        [(first["cy"], 84.0), (first["bob"], 80.5)],
+        [(first["bob"], 97.03)],
+    ]
+    for match in matches:
+        stubber.add_response("search_faces_by_image", search_response(match), search_params())
+    invalid_image(stubber, "search_faces_by_image", search_params())
+
+
+def describe_response() -> dict:
+    return {
+        "FaceCount": 5,
+        "FaceModelVersion": "7.0",
+        "CollectionARN": f"arn:aws:rekognition:us-east-1:123456789012:collection/{COLLECTION}",
+        "CreationTimestamp": "2026-11-28T12:00:00Z",
+        "UserCount": 0,
+    }
+
+
+def rekognition_run(client, stubber) -> tuple[EngineRun, RekognitionGallery]:
+    """Index the training crops and search with the held-out ones, all through the Stubber."""
+    collection = FaceCollection(client, COLLECTION)
+    people = stub_index_training(stubber)
+    gallery = index_gallery(collection, TRAINING, CROPS.__getitem__)
+    stub_searches(stubber, people)
+    stubber.add_response("describe_collection", describe_response(), {"CollectionId": COLLECTION})
+    engine = RekognitionEngine(collection, gallery, 0.0)
+    return run_rekognition(engine, CROPS.__getitem__, HELD_OUT, gallery), gallery
+
+
+def two_engine_comparison(client, stubber, **options) -> dict:
+    """FaceNet's recorded answers and Rekognition's stubbed ones on the same held-out faces."""
+    run, _ = rekognition_run(client, stubber)
+    facenet = EngineRun(
+        "facenet",
+        FACENET_SCORE,
+        DEFAULT_THRESHOLDS,
+        FACENET_ANSWERS,
+        describe={"timed": "per photo: decode, detect, crop, embed, classify"},
+    )
+    model = model_with_split([item.face_id for item in HELD_OUT])
+    return assemble(model, HELD_OUT, [facenet, run], len(TRAINING), [], [], **options)
+
+
+# ---- cost model ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("images", "usd"),
+    [
+        (0, 0.0),
+        (1_500, 1.5),
+        (1_000_000, 1_000.0),
+        (1_000_001, 1_000.0008),
+        (10_000_000, 1_000 + 9_000_000 * 0.0008),
+        (100_000_000, 8_200 + 90_000_000 * 0.0006),
+        (1_000_000_000, 62_200 + 900_000_000 * 0.0004),
+    ],
+)
+def test_rekognition_price_follows_the_tiers(images, usd):
+    assert rekognition_image_cost(images) == pytest.approx(usd, rel=1e-12)
+
+
+def test_rekognition_price_refuses_negative_volumes():
+    with pytest.raises(ValueError, match="images must be >= 0"):
+        rekognition_image_cost(-1)
+
+
+def test_lambda_cost_is_gb_seconds_plus_requests():
+    cost = lambda_cost(1_000_000, 0.5, 2048)
+    assert cost["compute"] == pytest.approx(1_000_000 * 0.5 * 2 * 0.0000166667)
+    assert cost["requests"] == pytest.approx(0.20)
+    assert cost["total"] == pytest.approx(cost["compute"] + 0.20)
+
+
+def test_cost_model_rows_and_assumptions():
+    model = cost_model([1_000_000, 1_000], 0.5, 0.8, 2048, 100)
+    assert [row["images"] for row in model["rows"]] == [1_000, 1_000_000]
+    row = model["rows"][1]
+    assert row["rekognition_images"] == pytest.approx(1_000.0)
+    assert row["rekognition_storage"] == pytest.approx(100 * 0.00001)
+    assert row["rekognition_total"] == pytest.approx(1_000.001)
+    assert row["facenet_compute"] == pytest.approx(16.6667, rel=1e-5)
+    assert row["facenet_total"] == pytest.approx(16.8667, rel=1e-5)
+    assert row["rekognition_per_1000"] == pytest.approx(1.000001)
+    assert row["facenet_per_1000"] == pytest.approx(0.0168667, rel=1e-5)
+    assert row["lambda_concurrency"] == pytest.approx(1_000_000 / (30 * 86_400) * 0.5)
+    assert model["indexing_once"] == pytest.approx(0.1)
+    text = " ".join(model["assumptions"])
+    for fact in ("2048 MB", "0.500 s", "p95 0.800 s", "100 faces", "0.0000166667 USD per GB"):
+        assert fact in text
+    assert "0.00001 USD per face per month" in text
+    assert "1.00 USD per 1,000 images for the first 1 M" in text
+    assert "0.40 USD per 1,000 images beyond" in text
+    assert model["prices"]["rekognition_tiers"][0] == (1_000_000, 0.001)
+
+
+@pytest.mark.parametrize("volumes", [[], [0], [1_000, -5]])
+def test_cost_model_refuses_volumes_that_are_not_positive(volumes):
+    with pytest.raises(ValueError, match="volumes must be positive"):
+        cost_model(volumes, 0.2, 0.3, 3008, 10)
+
+
+# ---- records -------------------------------------------------------------------------------
+
+
+def test_box_overlap():
+    assert box_overlap((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_overlap((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert box_overlap((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+
+
+def test_split_faces_uses_the_models_held_out_ids():
+    everyone = TRAINING + HELD_OUT
+    training, held_out = split_faces(everyone, model_with_split([HELD_OUT[1].face_id]))
+    assert held_out == [HELD_OUT[1]] and len(training) == len(everyone) - 1
+    with pytest.raises(NotEnoughData, match="without a held-out part"):
+        split_faces(everyone, model_with_split([]))
+    with pytest.raises(NotEnoughData, match=r"1 held-out faces .* no longer enrolled"):
+        split_faces(TRAINING, model_with_split([HELD_OUT[0].face_id]))
+
+
+def test_index_gallery_maps_face_ids_and_records_refusals(rekognition):
+    client, stubber = rekognition
+    people = stub_index_training(stubber)
+    gallery = index_gallery(FaceCollection(client, COLLECTION), TRAINING, CROPS.__getitem__)
+    assert gallery.face_people == people and len(people) == 5
+    assert list(gallery.refused) == ["cy/c2-0.png"]
+    assert "LOW_SHARPNESS" in gallery.refused["cy/c2-0.png"]
+    assert gallery.people(["nope", *people][:3]) == {
+        face_id: people[face_id] for face_id in list(people)[:2]
+    }
+
+
+def test_rekognition_run_records_answers_refusals_and_timings(rekognition):
+    client, stubber = rekognition
+    run, _ = rekognition_run(client, stubber)
+    answers = [run.answers[item.face_id] for item in HELD_OUT]
+    assert [answer["person"] for answer in answers] == ["ann", "ann", "cy", "bob", None]
+    assert [answer["score"] for answer in answers] == [99.62, 98.2, 84.0, 97.03, None]
+    assert "found no face" in answers[4]["reason"]
+    assert all(answer["seconds"] >= 0 for answer in answers)
+    assert run.gallery_refusals[0]["crop_key"] == "cy/c2-0.png"
+    assert run.describe["face_model_version"] == "7.0"
+    assert run.describe["min_similarity"] == 0.0
+
+
+def test_excluded_face_ids_never_match_and_unmapped_matches_name_nobody(rekognition):
+    client, stubber = rekognition
+    collection = FaceCollection(client, COLLECTION)
+    gallery = RekognitionGallery(COLLECTION, {"face-ann": "ann"}, exclude=frozenset({"held"}))
+    stubber.add_response(
+        "search_faces_by_image",
+        search_response([("held", 99.9), ("face-ann", 96.5)]),
+        search_params(2),
+    )
+    stubber.add_response(
+        "search_faces_by_image", search_response([("face-elsewhere", 91.0)]), search_params(2)
+    )
+    stubber.add_response("describe_collection", describe_response(), {"CollectionId": COLLECTION})
+    engine = RekognitionEngine(collection, gallery, 0.0)
+    run = run_rekognition(engine, CROPS.__getitem__, HELD_OUT[:2], gallery)
+    first, second = (run.answers[item.face_id] for item in HELD_OUT[:2])
+    assert (first["person"], first["score"]) == ("ann", 96.5)
+    assert (second["person"], second["score"]) == (None, 91.0)
+    assert "not in the face index table" in second["reason"]
+
+
+def test_assemble_joins_both_engines_face_by_face(rekognition):
+    comparison = two_engine_comparison(*rekognition, memory_mb=2048, volumes=(1_000,))
+    assert len(comparison["faces"]) == 5
+    bob = comparison["faces"][2]
+    assert bob["truth"] == "bob" and bob["crop_key"] == "bob/bh1-0.png"
+    assert bob["answers"]["facenet"]["person"] == "bob"
+    assert bob["answers"]["rekognition"] == {"person": "cy", "score": 84.0, "seconds": ANY}
+    facenet, rekognition = comparison["engines"]["facenet"], comparison["engines"]["rekognition"]
+    assert (facenet["correct"], facenet["answered"], facenet["accuracy_all"]) == (4, 5, 0.8)
+    assert (rekognition["correct"], rekognition["answered"]) == (3, 4)
+    assert rekognition["accuracy_all"] == pytest.approx(0.6)
+    assert [item["stage"] for item in rekognition["refusals"]] == ["identify", "gallery"]
+    assert rekognition["evaluation"]["errors"] == [
+        {"truth": "bob", "predicted": "cy", "score": 84.0}
+    ]
+    assert facenet["seconds"]["mean"] == pytest.approx(1.2 / 5)
+    cost = comparison["cost"]
+    assert cost["seconds_per_photo"] == pytest.approx(1.2 / 5) and cost["memory_mb"] == 2048
+    assert cost["stored_faces"] == 5  # 6 training crops, one refused by IndexFaces
+    assert comparison["model"]["people"] == 3 and comparison["model"]["test_faces"] == 5
+    json.dumps(comparison)  # JSON-ready
+
+
+def test_an_engine_that_did_not_run_has_a_reason_and_no_answers():
+    facenet = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, FACENET_ANSWERS)
+    absent = EngineRun("rekognition", "similarity (0-100)", (), reason="no AWS credentials")
+    model = model_with_split([item.face_id for item in HELD_OUT])
+    comparison = assemble(model, HELD_OUT, [facenet, absent], len(TRAINING), [], [])
+    assert comparison["engines"]["rekognition"] == {
+        "name": "rekognition",
+        "ran": False,
+        "reason": "no AWS credentials",
+        "score": "similarity (0-100)",
+        "describe": {},
+        "held_out_faces": 5,
+    }
+    assert set(comparison["faces"][0]["answers"]) == {"facenet"}
+    assert comparison["cost"]["stored_faces"] == len(TRAINING)
+    with pytest.raises(NotEnoughData, match="FaceNet run is missing"):
+        assemble(model, HELD_OUT, [absent], len(TRAINING), [], [])
+
+
+def test_enrolment_refusals_and_training_history_come_from_the_stores(tmp_path):
+    catalog = SqliteCatalog(tmp_path / "catalog.sqlite")
+    quarantine, models = FolderBlobStore(tmp_path / "q"), FolderBlobStore(tmp_path / "m")
+    refused = {"key": "ann/dark.jpg", "code": "no_face", "reason": "no face found in the photo"}
+    quarantine.put("aaa.json", json.dumps(refused).encode())
+    quarantine.put("aaa.bin", b"\xff\xd8")
+    since = {"key": "ann/a1.jpg", "code": "no_face", "reason": "no face found in the photo"}
+    quarantine.put("bbb.json", json.dumps(since).encode())
+    catalog.put_photo(PhotoRecord("ann/a1.jpg", "ann", "bbb", "enrolled", "", 1), [TRAINING[0]])
+    assert enrolment_refusals(catalog, quarantine) == [
+        {"photo_key": "ann/dark.jpg", "code": "no_face", "reason": "no face found in the photo"}
+    ]
+    for model_id, faces, seconds in (("2026-b", 60, 0.9), ("2026-a", 30, 0.2)):
+        meta = {
+            "model_id": model_id,
+            "labels": LABELS,
+            "split": {"train_faces": faces},
+            "training_seconds": seconds,
+        }
+        models.put(f"{model_id}/metadata.json", json.dumps(meta).encode())
+        models.put(f"{model_id}/model.joblib", b"not read")
+    assert training_history(models) == [
+        {"model_id": "2026-a", "people": 3, "train_faces": 30, "training_seconds": 0.2},
+        {"model_id": "2026-b", "people": 3, "train_faces": 60, "training_seconds": 0.9},
+    ]
+
+
+# ---- Rekognition from a laptop -------------------------------------------------------------
+
+
+def test_rekognition_needs_credentials_and_a_region(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert "no AWS credentials" in rekognition_unavailable(boto3.session.Session())
+    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    assert "no AWS region" in rekognition_unavailable(boto3.session.Session(**keys))
+    assert rekognition_unavailable(boto3.session.Session(region_name="us-east-1", **keys)) is None
+
+
+def test_prepare_creates_a_missing_collection_indexes_and_cleans_up(rekognition):
+    client, stubber = rekognition
+    stubber.add_client_error(
+        "describe_collection",
+        "ResourceNotFoundException",
+        f"The collection id: {COLLECTION} does not exist",
+        400,
+        expected_params={"CollectionId": COLLECTION},
+    )
+    stubber.add_response(
+        "create_collection",
+        {
+            "StatusCode": 200,
+            "CollectionArn": f"aws:rekognition:us-east-1:123456789012:collection/{COLLECTION}",
+            "FaceModelVersion": "7.0",
+        },
+        {"CollectionId": COLLECTION},
+    )
+    people = stub_index_training(stubber)
+    engine, gallery = prepare_rekognition(client, COLLECTION, TRAINING, CROPS.__getitem__)
+    assert isinstance(engine, RekognitionEngine) and engine.min_similarity == 0.0
+    assert gallery.created_collection and gallery.face_people == people
+    ids = sorted(people)
+    stubber.add_response(
+        "delete_faces", {"DeletedFaces": ids}, {"CollectionId": COLLECTION, "FaceIds": ids}
+    )
+    stubber.add_response("delete_collection", {"StatusCode": 200}, {"CollectionId": COLLECTION})
+    assert cleanup(engine.collection, gallery) == {"faces_deleted": 5, "collection_deleted": True}
+
+
+def test_prepare_reports_an_aws_refusal_as_not_run(rekognition):
+    client, stubber = rekognition
+    stubber.add_client_error(
+        "describe_collection",
+        "AccessDeniedException",
+        "User is not authorized to perform: rekognition:DescribeCollection",
+        400,
+        expected_params={"CollectionId": COLLECTION},
+    )
+    engine, gallery = prepare_rekognition(client, COLLECTION, TRAINING, CROPS.__getitem__)
+    assert isinstance(engine, UnavailableEngine) and gallery is None
+    assert "AccessDeniedException" in engine.reason and "not authorized" in engine.reason

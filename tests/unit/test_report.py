@@ -1,0 +1,200 @@
+"""The HTML report and its JSON numbers, from a two-engine comparison whose Rekognition answers
+come from recorded SearchFacesByImage responses through botocore's Stubber."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+
+from facerec.comparison import FACENET_SCORE, EngineRun, assemble
+from facerec.evaluation import DEFAULT_THRESHOLDS
+from facerec.report import SECTIONS, build, render
+from tests.unit.test_comparison import (
+    CROPS,
+    FACENET_ANSWERS,
+    HELD_OUT,
+    TRAINING,
+    model_with_split,
+    stubbed_rekognition,
+    two_engine_comparison,
+)
+
+
+class Page(HTMLParser):
+    """What a reader sees: headings, section ids, images, links and the text of each part."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.h2, self.sections, self.images, self.links, self.tags = [], [], [], [], []
+        self._in_h2 = False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if tag == "section":
+            self.sections.append(attrs["id"])
+        elif tag == "img":
+            self.images.append(attrs)
+        elif tag == "a":
+            self.links.append(attrs["href"])
+        self._in_h2 = tag == "h2"
+
+    def handle_endtag(self, tag):
+        self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.h2.append(data)
+
+
+def section(html: str, section_id: str) -> str:
+    return re.search(rf'<section id="{section_id}">(.*?)</section>', html, re.S).group(1)
+
+
+def decoded(uri: str) -> Image.Image:
+    assert uri.startswith("data:image/png;base64,")
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1], validate=True)))
+    image.load()
+    return image
+
+
+@pytest.fixture(scope="module")
+def two_engines():
+    """(comparison, HTML, numbers) of the two-engine case, rendered once for the module."""
+    with stubbed_rekognition() as pair:
+        comparison = two_engine_comparison(*pair, volumes=(1_000, 1_000_000))
+    html, numbers = render(comparison, CROPS.__getitem__)
+    return comparison, html, numbers
+
+
+def test_every_section_is_there_in_order_with_a_link(two_engines):
+    _, html, _ = two_engines
+    page = Page(html)
+    assert page.sections == [s.id for s in SECTIONS]
+    assert page.h2 == [s.title for s in SECTIONS]
+    assert page.links == [f"#{s.id}" for s in SECTIONS]
+
+
+def test_the_page_is_self_contained(two_engines):
+    _, html, _ = two_engines
+    page = Page(html)
+    assert not {"script", "link", "iframe", "object"} & set(page.tags)
+    assert "http://" not in html and "https://" not in html
+    assert "default-src 'none'; img-src data:" in html
+    # Two confusion matrices, two score plots, the cost chart, three wrong-answer thumbnails.
+    assert len(page.images) == 8
+    sizes = [decoded(image["src"]).size for image in page.images]
+    assert all(width > 0 and height > 0 for width, height in sizes)
+    thumbnails = [decoded(image["src"]).size for image in page.images if image["class"] == "thumb"]
+    assert thumbnails == [(96, 96)] * 3
+    assert all(image["alt"] for image in page.images)
+
+
+def test_summary_shows_each_engines_figures_and_refusals(two_engines):
+    _, html, _ = two_engines
+    summary = section(html, "summary")
+    assert "<b>0.800</b> (4 / 5)" in summary and "<b>0.600</b> (3 / 5)" in summary
+    assert "0.667 / 0.500" in summary  # Rekognition's macro precision / recall
+    assert "found no face in the crop" in summary  # refused held-out crop
+    assert "LOW_SHARPNESS" in summary and "cy/c2-0.png" in summary  # refused training crop
+    assert "0.240 s (p95" in summary
+    assert "$0.012 vs $1.00" in summary  # cost per 1,000 photos at 1 M a month
+
+
+def test_per_class_lists_only_imperfect_classes(two_engines):
+    _, html, numbers = two_engines
+    imperfect = {
+        name: sorted(engine["imperfect_classes"])
+        for name, engine in numbers["report"]["engines"].items()
+    }
+    assert imperfect == {"facenet": ["ann", "bob"], "rekognition": ["bob", "cy"]}
+    part = section(html, "per-class")
+    assert part.count("<tr>") == 2 + 2 + 2  # header and two classes per engine
+
+
+def test_thresholds_pick_the_lowest_that_meets_the_target(two_engines):
+    _, html, numbers = two_engines
+    picks = {name: item["threshold"] for name, item in numbers["report"]["engines"].items()}
+    assert picks["facenet"]["threshold"] == 0.35  # the wrong answer scored 0.31
+    assert picks["facenet"]["correct_discarded"] == 0 and picks["facenet"]["wrong_accepted"] == 0
+    assert picks["rekognition"]["threshold"] == 85.0  # the wrong answer scored 84.0
+    part = section(html, "thresholds")
+    assert "meets the target: <b>0.35</b>" in part and "meets the target: <b>85</b>" in part
+    assert '<td class="text">97.5</td>' in part  # Rekognition's table is on its 0-100 scale
+
+
+def test_a_stricter_target_can_cost_correct_answers():
+    answers = dict(FACENET_ANSWERS)
+    answers[HELD_OUT[3].face_id] = {"person": "ann", "score": 0.86, "seconds": 0.2}
+    run = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, answers)
+    model = model_with_split([item.face_id for item in HELD_OUT])
+    numbers = build(assemble(model, HELD_OUT, [run], len(TRAINING), [], []))
+    pick = numbers["report"]["engines"]["facenet"]["threshold"]
+    assert pick["threshold"] == 0.88  # the lowest score above the wrong 0.86
+    assert (pick["correct_discarded"], pick["wrong_accepted"]) == (2, 0)
+    with pytest.raises(ValueError, match="target_wrong_rate"):
+        build(assemble(model, HELD_OUT, [run], len(TRAINING), [], []), 1.5)
+
+
+def test_gallery_shows_every_wrong_or_refused_face_with_each_engines_answer(two_engines):
+    _, html, numbers = two_engines
+    assert numbers["report"]["wrong_faces"] == [
+        HELD_OUT[2].face_id,
+        HELD_OUT[3].face_id,
+        HELD_OUT[4].face_id,
+    ]
+    part = section(html, "errors")
+    assert part.count('<figure class="face">') == 3
+    assert "Amazon Rekognition: cy (84)" in part
+    assert "FaceNet + SVC: ann (0.31)" in part
+    assert "refused: Rekognition found no face" in part
+    assert part.count('class="bad"') == 3
+
+
+def test_cost_section_prints_rows_chart_and_assumptions(two_engines):
+    comparison, html, _ = two_engines
+    part = section(html, "cost")
+    assert "1,000,000" in part and "<b>$1,000.00</b>" in part
+    facenet = comparison["cost"]["rows"][1]["facenet_total"]
+    assert f"<b>${facenet:,.2f}</b>" in part
+    assert part.count("<li>") == len(comparison["cost"]["assumptions"])
+    assert "per GB-second" in part
+
+
+def test_operations_notes_are_drawn_from_the_numbers(two_engines):
+    _, html, numbers = two_engines
+    notes = " ".join(numbers["report"]["notes"])
+    assert "3 people and 6 training faces took 0.04 s" in notes
+    assert "3 binary SVCs here" in notes
+    assert "2.0 faces per person that is about 10 M people per collection" in notes
+    assert "(version 7.0 here)" in notes and "5 faces cost $0.005" in notes
+    assert "One model so far" in section(html, "operations")
+
+
+def test_json_holds_the_same_numbers(two_engines):
+    comparison, _, numbers = two_engines
+    again = json.loads(json.dumps(numbers))
+    assert again["engines"] == json.loads(json.dumps(comparison["engines"]))
+    assert again["report"]["target_wrong_rate"] == 0.01
+    assert again["faces"][2]["answers"]["rekognition"]["person"] == "cy"
+
+
+def test_an_engine_not_run_says_why_once_and_nothing_leaks_into_the_page():
+    run = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, FACENET_ANSWERS)
+    absent = EngineRun("rekognition", "similarity (0-100)", (), reason="<script>alert(1)</script>")
+    model = model_with_split([item.face_id for item in HELD_OUT])
+    comparison = assemble(model, HELD_OUT, [run, absent], len(TRAINING), [], [])
+    html, numbers = render(comparison, lambda key: b"not a png")
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert section(html, "summary").count("not run") >= 2
+    for part in ("confusion", "scores", "thresholds"):
+        assert "Not run (see the summary)" in section(html, part)
+    assert "crop not available" in section(html, "errors")  # unreadable crop, no broken image
+    assert list(numbers["report"]["engines"]) == ["facenet"]
