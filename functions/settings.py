@@ -39,6 +39,8 @@ class Settings:
     rekognition_min_similarity: float = 90.0
     facenet_min_probability: float = 0.0
     log_level: str = "INFO"
+    # Lambda sets AWS_LAMBDA_FUNCTION_MEMORY_SIZE in every function; None outside Lambda.
+    function_memory_mb: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -64,4 +66,7 @@ class Settings:
             rekognition_min_similarity=similarity,
             facenet_min_probability=probability,
             log_level=environ.get("LOG_LEVEL", "INFO").upper(),
+            function_memory_mb=int(environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"])
+            if environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            else None,
         )

@@ -53,6 +53,9 @@ class EnvironmentConfig:
     index_faces: FunctionSettings
     identify_faces: FunctionSettings
     training: FunctionSettings
+    # The training workflow's comparison report: it times FaceNet's identify path, so it gets
+    # the identify function's memory (the cost model prices that path at this memory).
+    report: FunctionSettings
     reindex: FunctionSettings
     # Asynchronous invocations (EventBridge -> Lambda): Lambda's own retries, then the DLQ.
     async_retry_attempts: int
@@ -112,6 +115,10 @@ _DEV = EnvironmentConfig(
     # API Gateway gives an integration at most 29 s.
     identify_faces=FunctionSettings(memory_mb=3008, timeout=Duration.seconds(29)),
     training=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(15)),
+    # Identify each held-out photo (0.44 s warm on 2 cores, bench/RESULTS.md), search each crop
+    # in Rekognition, draw the plots: Lambda's longest timeout covers several hundred held-out
+    # faces; a larger gallery times this step out (after the model is published).
+    report=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(15)),
     reindex=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(15)),
     async_retry_attempts=2,
     async_max_event_age=Duration.hours(6),

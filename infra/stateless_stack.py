@@ -184,6 +184,26 @@ class StatelessStack(Stack):
         self.publish_model.put(data.reports_bucket)
         self.publish_model.read_write_table(data.catalog_table)
 
+        self.write_report = self._function(
+            "WriteReportFunction",
+            "functions.training.handler.write_report",
+            config.report,
+            "Training step 6: FaceNet and Rekognition on the held-out faces, as an HTML report.",
+        )
+        # facerec.comparison.compare: the model and every model's metadata (training history),
+        # the held-out photos (FaceNet's identify path) and crops (Rekognition), the
+        # quarantined photos' reasons, the catalog's faces, the collection's FaceIds.
+        self.write_report.read(data.models_bucket)
+        self.write_report.read(data.ingest_bucket)
+        self.write_report.read(data.faces_bucket)
+        self.write_report.read(data.quarantine_bucket)
+        self.write_report.read_table(data.catalog_table)
+        self.write_report.read_table(data.face_index_table)
+        self.write_report.put(data.reports_bucket)
+        self.write_report.rekognition(
+            data.collection_arn, "SearchFacesByImage", "DescribeCollection"
+        )
+
         self.training = TrainingWorkflow(
             self,
             "TrainingWorkflow",
@@ -195,6 +215,7 @@ class StatelessStack(Stack):
                     self.evaluate_facenet,
                     self.evaluate_rekognition,
                     self.publish_model,
+                    self.write_report,
                 )
             ],
             reports_bucket=data.reports_bucket,

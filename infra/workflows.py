@@ -1,4 +1,4 @@
-"""The two Step Functions workflows: training (five Lambda steps in order) and re-index (a
+"""The two Step Functions workflows: training (six Lambda steps in order) and re-index (a
 Distributed Map over the faces bucket)."""
 
 from __future__ import annotations
@@ -100,9 +100,12 @@ def _acknowledge_role_findings(
 
 class TrainingWorkflow(Construct):
     """gather_embeddings -> train_classifier -> evaluate_facenet -> evaluate_rekognition
-    -> publish_model. Any step that still fails after its retries is caught: the error and
-    its cause are written to the reports bucket (``training/failures/<execution>.json``) and
-    the execution ends in a Fail state that carries the same error and cause."""
+    -> publish_model -> write_report. The comparison report comes last: it is the slowest step
+    and the promotion needs nothing from it, so its failure never holds a model back, and the
+    report says whether the model was promoted. Any step that still fails after its retries
+    is caught: the error and its cause are written to the reports bucket
+    (``training/failures/<execution>.json``) and the execution ends in a Fail state that
+    carries the same error and cause."""
 
     STEP_NAMES = (
         "GatherEmbeddings",
@@ -110,6 +113,7 @@ class TrainingWorkflow(Construct):
         "EvaluateFaceNet",
         "EvaluateRekognition",
         "PublishModel",
+        "WriteReport",
     )
 
     def __init__(
@@ -169,7 +173,8 @@ class TrainingWorkflow(Construct):
             self,
             "StateMachine",
             comment="Train the FaceNet classifier, evaluate FaceNet and Rekognition on the same "
-            "held-out split, publish the model (promoted only if at least as good). "
+            "held-out split, publish the model (promoted only if at least as good), write the "
+            "comparison report. "
             'Input: {"seed": 42, "test_size": 0.25} (both optional).',
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             state_machine_type=sfn.StateMachineType.STANDARD,

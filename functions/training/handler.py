@@ -1,7 +1,7 @@
 """The training workflow's steps (Step Functions tasks, in this order):
 
     gather_embeddings -> train_classifier -> evaluate_facenet -> evaluate_rekognition
-    -> publish_model
+    -> publish_model -> write_report
 
 Each receives the whole state and returns it plus its own keys; embeddings, models and
 evaluations go to S3 and only their keys travel in the state. First input:
@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 
 from facerec import workflow
-from facerec.chain import indexed_crops
+from facerec.chain import indexed_crops, not_indexed_reason
 from facerec.errors import NotEnoughData
 from facerec.models import TrainedModel
 from functions.services import get_logger, log, services
@@ -113,3 +113,61 @@ def publish_model(state: dict, context=None) -> dict:
     _, result = workflow.publish(app.models, app.reports, app.catalog, model, evaluations)
     log(logger, "model published", **result)
     return {**state, **result}
+
+
+def write_report(state: dict, context=None) -> dict:
+    """The comparison report of the model just published (facerec.comparison and
+    facerec.report, as `facerec report` writes it): FaceNet's identify path on each held-out
+    photo, timed in this function (sized as the identify function), and Rekognition's search
+    of each held-out crop in the collection, the held-out crops' own FaceIds excluded as in
+    evaluate_rekognition. Puts ``<model_id>/comparison.html`` and ``.json`` into the reports
+    bucket. It runs after publish_model, so its failure never holds a model back, and the
+    report says whether the model was promoted."""
+    from facerec.comparison import (
+        DEFAULT_LAMBDA_MEMORY_MB,
+        MEASURED_LOCALLY,
+        collection_gallery,
+        compare,
+        split_faces,
+    )
+    from facerec.report import PUBLICATION, SECTIONS, render
+
+    app = services()
+    model = TrainedModel.from_bytes(app.models.get(state["model_key"]))
+    collection_id = app.settings.collection_id
+    training, held_out = split_faces(app.pipeline.labelled_faces(), model)
+    gallery = collection_gallery(
+        collection_id,
+        indexed_crops(app.face_index, collection_id),
+        training,
+        held_out,
+        lambda crop_key: not_indexed_reason(app.catalog, collection_id, crop_key),
+    )
+    memory_mb = app.settings.function_memory_mb
+    comparison = compare(
+        app.pipeline,
+        model,
+        app.rekognition_engine(min_similarity=0.0),  # closed set, as evaluate_rekognition
+        gallery,
+        memory_mb or DEFAULT_LAMBDA_MEMORY_MB,
+        measured_in=(
+            f"the training workflow's write_report Lambda function at {memory_mb} MB"
+            if memory_mb
+            else MEASURED_LOCALLY
+        ),
+    )
+    comparison["publication"] = {
+        "promoted": state["promoted"],
+        "reason": state["reason"],
+        "evaluation_key": state["report_key"],
+    }
+    html, numbers = render(comparison, app.faces.get, sections=(PUBLICATION, *SECTIONS))
+    keys = {
+        "report_html_key": f"{model.model_id}/comparison.html",
+        "report_json_key": f"{model.model_id}/comparison.json",
+    }
+    app.reports.put(keys["report_html_key"], html.encode())
+    _save_json(keys["report_json_key"], numbers)
+    ran = {name: engine["ran"] for name, engine in numbers["engines"].items()}
+    log(logger, "report written", model_id=model.model_id, faces=len(held_out), ran=ran)
+    return {**state, **keys}

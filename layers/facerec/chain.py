@@ -158,3 +158,16 @@ def index_crop(
 def indexed_crops(table: FaceIndexTable, collection_id: str) -> dict[str, str]:
     """FaceId -> crop key for every face of one collection."""
     return {row.face_id: row.crop_key for row in table.rows(collection_id)}
+
+
+def not_indexed_reason(catalog: DynamoCatalog, collection_id: str, crop_key: str) -> str:
+    """Why a labelled crop has no FaceId in the collection, from index_crop's claim."""
+    state = catalog.indexing_state(collection_id, crop_key)
+    if state is None:
+        return f"not indexed into collection {collection_id} (no index_faces run recorded)"
+    if state.get("state") == "refused":
+        return state.get("reason") or "Rekognition refused the crop"
+    return (
+        f"no FaceId in the face index table for collection {collection_id} "
+        f"(indexing state: {state.get('state', 'unknown')})"
+    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -34,7 +34,7 @@ from facerec.rekognition import (
     external_image_id,
 )
 from facerec.storage.ports import BlobStore, FaceRecord
-from facerec.workflow import SIMILARITY_THRESHOLDS
+from facerec.workflow import SIMILARITY_THRESHOLDS, face_ids_of
 
 SCHEMA_VERSION = 1
 # Images a month: the thesis's price tiers and one volume past the last boundary.
@@ -42,6 +42,7 @@ DEFAULT_VOLUMES = (1_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000
 DEFAULT_LAMBDA_MEMORY_MB = 3008  # the identify_faces function (infra/config.py)
 MIN_BOX_OVERLAP = 0.5  # intersection over union that makes a detected face the enrolled one
 SECONDS_PER_MONTH = 30 * 24 * 3600
+MEASURED_LOCALLY = "this process on this machine, not in Lambda"
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,13 @@ def cost_model(
     memory_mb: int,
     stored_faces: int,
     prices: Prices = PRICES,
+    measured_in: str = MEASURED_LOCALLY,
 ) -> dict:
     """Monthly USD per volume (images a month) for both paths, with every assumption in words.
 
     ``seconds_per_photo``: the FaceNet path's measured mean duration per photo;
-    ``stored_faces``: faces kept in the Rekognition collection all month."""
+    ``stored_faces``: faces kept in the Rekognition collection all month; ``measured_in``:
+    where that duration was measured, in words."""
     if not volumes or any(volume <= 0 for volume in volumes):
         raise ValueError(f"volumes must be positive image counts; got {list(volumes)}")
     if memory_mb <= 0 or seconds_per_photo < 0:
@@ -142,8 +145,8 @@ def cost_model(
         "costs one call per face (one face per photo is assumed here).",
         f"FaceNet path: one Lambda invocation per photo at {memory_mb} MB lasting the measured "
         f"mean of {seconds_per_photo:.3f} s (p95 {p95_seconds:.3f} s): decode, detect, crop, "
-        "embed, classify. Measured in this process on this machine, not in Lambda, after one "
-        "untimed warm-up call; cold starts (loading TensorFlow and the models) not included.",
+        f"embed, classify. Measured in {measured_in}, after one untimed warm-up call; cold "
+        "starts (loading TensorFlow and the models) not included.",
         f"Lambda (x86): {_plain(prices.lambda_gb_second)} USD per GB-second with "
         "GB = MB / 1024, and "
         f"{prices.lambda_request * 1e6:.2f} USD per 1 M requests; no free tier.",
@@ -356,6 +359,34 @@ def index_gallery(
     return RekognitionGallery(collection.collection_id, people, refused, frozenset(), created)
 
 
+def collection_gallery(
+    collection_id: str,
+    indexed: Mapping[str, str],
+    training_faces: Sequence[FaceRecord],
+    held_out_faces: Sequence[FaceRecord],
+    why_missing: Callable[[str], str],
+) -> RekognitionGallery:
+    """The gallery of a collection that the enrolment chain filled (every labelled crop was
+    indexed as it arrived, the held-out ones too), rather than one indexed for this comparison.
+
+    ``indexed`` maps the collection's FaceIds to their crop keys (``chain.indexed_crops``).
+    The training crops' FaceIds are named with their people; the held-out crops' FaceIds are
+    excluded from matching, as ``workflow.evaluate_rekognition`` excludes them; a training crop
+    missing from the collection is refused with ``why_missing(crop_key)``."""
+    people = {face.crop_key: face.person for face in training_faces}
+    present = set(indexed.values())
+    return RekognitionGallery(
+        collection_id,
+        {face_id: people[crop] for face_id, crop in indexed.items() if crop in people},
+        {
+            face.crop_key: why_missing(face.crop_key)
+            for face in training_faces
+            if face.crop_key not in present
+        },
+        face_ids_of(indexed, (face.crop_key for face in held_out_faces)),
+    )
+
+
 def prepare_rekognition(
     client,
     collection_id: str,
@@ -477,6 +508,7 @@ def assemble(
     memory_mb: int = DEFAULT_LAMBDA_MEMORY_MB,
     volumes: Sequence[int] = DEFAULT_VOLUMES,
     prices: Prices = PRICES,
+    measured_in: str = MEASURED_LOCALLY,
 ) -> dict:
     """The comparison as one JSON-ready dict: per face every engine's answer, per engine its
     summary, the enrolment refusals, the training history and the cost model."""
@@ -528,6 +560,7 @@ def assemble(
             memory_mb,
             stored,
             prices,
+            measured_in,
         ),
     }
 
@@ -540,9 +573,11 @@ def compare(
     memory_mb: int = DEFAULT_LAMBDA_MEMORY_MB,
     volumes: Sequence[int] = DEFAULT_VOLUMES,
     prices: Prices = PRICES,
+    measured_in: str = MEASURED_LOCALLY,
 ) -> dict:
     """FaceNet and Rekognition (when available: ``gallery`` is then what its collection holds)
-    on ``model``'s held-out faces; see ``assemble`` for the result."""
+    on ``model``'s held-out faces; see ``assemble`` for the result (``measured_in``: where
+    this runs, for the cost model's assumptions)."""
     training, held_out = split_faces(pipeline.labelled_faces(), model)
     runs = [run_facenet(pipeline, model, held_out)]
     if not rekognition.available:
@@ -567,4 +602,5 @@ def compare(
         memory_mb,
         volumes,
         prices,
+        measured_in,
     )

@@ -756,6 +756,25 @@ SECTIONS = (
 )
 
 
+def _publication(data: dict, read_crop) -> str:
+    publication = data["publication"]
+    verdict = (
+        "<b>promoted</b>: it is now the current model"
+        if publication["promoted"]
+        else "<b>not promoted</b>: the current model stays"
+    )
+    return (
+        f"<p>Model {_e(data['model']['model_id'])} was {verdict} ({_e(publication['reason'])})."
+        f" The promotion decision is in {_e(publication['evaluation_key'])} next to this "
+        "report.</p>"
+    )
+
+
+# For a report written after the model was published: ``comparison["publication"]`` holds
+# ``{"promoted", "reason", "evaluation_key"}`` (the training workflow's publish step).
+PUBLICATION = Section("publication", "Publication", _publication)
+
+
 def render_html(
     numbers: dict, read_crop: Callable[[str], bytes], sections: Sequence[Section] = SECTIONS
 ) -> str:

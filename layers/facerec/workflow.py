@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -185,6 +185,14 @@ def evaluate_facenet(model: TrainedModel, training_set: TrainingSet) -> dict:
     return evaluation
 
 
+def face_ids_of(indexed: Mapping[str, str], crop_keys: Iterable[str]) -> frozenset[str]:
+    """The FaceIds of ``indexed`` (FaceId -> crop key) whose crop is one of ``crop_keys``: the
+    held-out crops' own faces, which an evaluation must never match (every labelled crop is
+    indexed at enrolment, held-out ones included)."""
+    wanted = set(crop_keys)
+    return frozenset(face_id for face_id, crop in indexed.items() if crop in wanted)
+
+
 def evaluate_rekognition(
     engine,
     read_crop: Callable[[str], bytes],
@@ -201,8 +209,7 @@ def evaluate_rekognition(
     part only, as for the classifier. Crops in which Rekognition finds no face count as
     misses ("unknown")."""
     test_index = held_out_index(model, training_set)
-    held_out = {str(key) for key in training_set.crop_keys[test_index]}
-    exclude = frozenset(face_id for face_id, crop in indexed.items() if crop in held_out)
+    exclude = face_ids_of(indexed, (str(key) for key in training_set.crop_keys[test_index]))
     truth, predicted, scores, no_face = [], [], [], 0
     for i in test_index:
         answer = engine.identify([read_crop(str(training_set.crop_keys[i]))], exclude)[0]

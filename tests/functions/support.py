@@ -306,14 +306,16 @@ def install_model(cloud: Cloud, model) -> None:
 
 
 def copy_gallery(cloud: Cloud, pipeline) -> dict[str, str]:
-    """Put a local pipeline's enrolled photos, faces and crops into the cloud stores, and a
-    face index row per labelled crop (as index_faces leaves them). Returns crop key -> FaceId."""
+    """Put a local pipeline's enrolled photos (into the ingest bucket too, as uploaded), faces
+    and crops into the cloud stores, and a face index row per labelled crop (as index_faces
+    leaves them). Returns crop key -> FaceId."""
     from facerec.rekognition import IndexRow, external_image_id
 
     faces = pipeline.catalog.faces(labelled_only=False)
     face_ids = {}
     for photo_key in sorted({face.photo_key for face in faces}):
         own = [face for face in faces if face.photo_key == photo_key]
+        cloud.app.ingest.put(photo_key, pipeline.ingest.get(photo_key))
         cloud.app.catalog.put_photo(pipeline.catalog.get_photo(photo_key), own)
         for face in own:
             cloud.app.faces.put(face.crop_key, pipeline.faces.get(face.crop_key))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+from facerec.chain import not_indexed_reason
 from facerec.rekognition import crop_key_from_external_image_id, external_image_id
 from facerec.storage.aws import DynamoCatalog, S3BlobStore
 from facerec.storage.ports import FaceRecord, ModelRecord, PhotoRecord
@@ -80,6 +81,9 @@ def test_settings_name_what_is_missing_or_wrong():
         Settings.from_env({**ENV, "REKOGNITION_MIN_SIMILARITY": "900"})
     settings = Settings.from_env(ENV)
     assert settings.rekognition_min_similarity == 90.0 and settings.crop_method == "aligned"
+    assert settings.function_memory_mb is None  # outside Lambda
+    in_lambda = Settings.from_env({**ENV, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008"})
+    assert in_lambda.function_memory_mb == 3008
 
 
 @pytest.fixture
@@ -165,6 +169,15 @@ def test_indexing_claims(dynamo):
     time.sleep(0.01)
     assert catalog.claim_indexing("c1", "bob/b-0.png", "e1", stale_after=0.001) is not None
     assert not catalog.finish_indexing(stale, "indexed", "face-2")
+
+
+def test_why_a_crop_is_not_in_the_collection_comes_from_its_indexing_claim(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"])
+    assert "no index_faces run recorded" in not_indexed_reason(catalog, "c1", "ann/a-0.png")
+    claim = catalog.claim_indexing("c1", "ann/a-0.png", "e1")
+    assert "indexing state: pending" in not_indexed_reason(catalog, "c1", "ann/a-0.png")
+    catalog.finish_indexing(claim, "refused", reason="LOW_SHARPNESS")
+    assert not_indexed_reason(catalog, "c1", "ann/a-0.png") == "LOW_SHARPNESS"
 
 
 def test_blob_store_on_s3(dynamo):

@@ -1,13 +1,16 @@
 """The training workflow's steps, called in order with the whole state as Step Functions
 passes it: what each leaves in S3 and DynamoDB, the Rekognition evaluation on the same
-held-out faces (their own FaceIds excluded) and promotion only when not worse."""
+held-out faces (their own FaceIds excluded), promotion only when not worse, and the comparison
+report of both engines written to the reports bucket."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from facerec.comparison import split_faces
 from facerec.errors import NotEnoughData
 from facerec.models import TrainedModel
 from facerec.naming import crop_key
@@ -26,15 +29,20 @@ def gallery(cloud, enrolled):
     return copy_gallery(cloud, pipeline)
 
 
-def queue_searches(cloud, gallery: dict[str, str], model: TrainedModel) -> list[str]:
-    """What Rekognition answers for each held-out crop, in the order they are searched: first
-    the crop's own FaceId (indexed at enrolment), then another held-out face of someone else,
-    then a training face of the right person. Only the last may count. The first held-out
-    crop gets "no face" instead. Returns the held-out crop keys."""
-    held_out = []
+def held_out_crops(model: TrainedModel) -> list[str]:
+    """The crop keys of the faces ``model`` held out, in its split's order."""
+    keys = []
     for face_id in model.metadata["split"]["test_face_ids"]:
         photo_key, index = face_id.rsplit("#", 1)
-        held_out.append(crop_key(photo_key, int(index)))
+        keys.append(crop_key(photo_key, int(index)))
+    return keys
+
+
+def queue_searches(cloud, gallery: dict[str, str], held_out: list[str]) -> None:
+    """What Rekognition answers for each held-out crop, in the order ``held_out`` lists them
+    (the order they are searched): first the crop's own FaceId (indexed at enrolment), then
+    another held-out face of someone else, then a training face of the right person. Only the
+    last may count. The first held-out crop gets "no face" instead. Then DescribeCollection."""
     person = {key: key.split("/")[0] for key in gallery}
     training = [key for key in gallery if key not in held_out]
     exclude = len(held_out)
@@ -62,10 +70,9 @@ def queue_searches(cloud, gallery: dict[str, str], model: TrainedModel) -> list[
         },
         {"CollectionId": ENV["COLLECTION_ID"]},
     )
-    return held_out
 
 
-def test_the_steps_in_order_train_evaluate_and_publish(cloud, gallery, enrolled):
+def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, enrolled):
     state = {"seed": 42, "test_size": 0.25}
 
     state = steps.gather_embeddings(state)
@@ -84,7 +91,8 @@ def test_the_steps_in_order_train_evaluate_and_publish(cloud, gallery, enrolled)
     assert facenet["faces"] == 23 and facenet["accuracy"] >= 0.9
     assert state["facenet"]["accuracy"] == facenet["accuracy"]
 
-    held_out = queue_searches(cloud, gallery, model)
+    held_out = held_out_crops(model)
+    queue_searches(cloud, gallery, held_out)
     state = steps.evaluate_rekognition(state)
     cloud.stubber.assert_no_pending_responses()
     rekognition = json.loads(cloud.get(REPORTS, state["rekognition"]["key"]))
@@ -103,6 +111,45 @@ def test_the_steps_in_order_train_evaluate_and_publish(cloud, gallery, enrolled)
     report = json.loads(cloud.get(REPORTS, state["report_key"]))
     assert report["promoted"] is True and set(report["engines"]) == {"facenet", "rekognition"}
     assert f"{model.model_id}/holdout-evaluation.json" in cloud.keys(REPORTS)
+
+    # the comparison report, after publishing: Rekognition is searched in the catalog's order
+    _, report_faces = split_faces(cloud.app.pipeline.labelled_faces(), model)
+    assert sorted(face.crop_key for face in report_faces) == sorted(held_out)
+    queue_searches(cloud, gallery, [face.crop_key for face in report_faces])
+    # Lambda tells each function its memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE)
+    cloud.app.settings = dataclasses.replace(cloud.app.settings, function_memory_mb=4096)
+    state = steps.write_report(state)
+    cloud.stubber.assert_no_pending_responses()
+    assert state["report_html_key"] == f"{model.model_id}/comparison.html"
+    assert state["report_json_key"] == f"{model.model_id}/comparison.json"
+    assert {state["report_html_key"], state["report_json_key"]} <= set(cloud.keys(REPORTS))
+    page = cloud.get(REPORTS, state["report_html_key"]).decode()
+    assert page.startswith("<!DOCTYPE html>") and model.model_id in page
+    assert "<b>promoted</b>: it is now the current model" in page
+    numbers = json.loads(cloud.get(REPORTS, state["report_json_key"]))
+    assert numbers["model"]["model_id"] == model.model_id
+    assert numbers["model"]["test_faces"] == len(numbers["faces"]) == 23
+    assert numbers["publication"] == {
+        "promoted": True,
+        "reason": state["reason"],
+        "evaluation_key": state["report_key"],
+    }
+    facenet_run, rekognition_run = numbers["engines"]["facenet"], numbers["engines"]["rekognition"]
+    assert facenet_run["ran"] and facenet_run["held_out_faces"] == 23
+    assert facenet_run["accuracy_all"] >= 0.9  # the identify path, from each photo's bytes
+    # the same answers as evaluate_rekognition: its own FaceId and the stranger excluded
+    assert rekognition_run["ran"] and rekognition_run["held_out_faces"] == 23
+    assert rekognition_run["correct"] == rekognition["correct"] == 22
+    assert [item["stage"] for item in rekognition_run["refusals"]] == ["identify"]
+    assert rekognition_run["describe"]["face_model_version"] == "7.0"
+    assert numbers["cost"]["stored_faces"] == len(gallery) - 23  # the training crops
+    # FaceNet's path is priced at the memory it was timed at, and the report says where
+    assert numbers["cost"]["memory_mb"] == 4096
+    assert any(
+        "Measured in the training workflow's write_report Lambda function at 4096 MB" in item
+        for item in numbers["cost"]["assumptions"]
+    )
+
     assert json.dumps(state)  # only keys and small summaries travel in the state
     assert len(json.dumps(state)) < 4096
 

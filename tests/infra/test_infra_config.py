@@ -30,6 +30,7 @@ def test_dev_reserves_no_concurrency_so_a_new_account_can_deploy_it():
         dev.index_faces,
         dev.identify_faces,
         dev.training,
+        dev.report,
         dev.reindex,
     )
     assert all(setting.reserved_concurrency is None for setting in settings)
@@ -39,6 +40,14 @@ def test_dev_reserves_no_concurrency_so_a_new_account_can_deploy_it():
 def test_identify_fits_api_gateways_29_second_integration_limit():
     for name in ENVIRONMENTS:
         assert load_config(name).identify_faces.timeout.to_seconds() <= 29
+
+
+def test_the_report_step_times_facenet_at_the_identify_functions_memory():
+    # The report's cost model prices FaceNet's identify path at the memory it was timed at.
+    for name in ENVIRONMENTS:
+        config = load_config(name)
+        assert config.report.memory_mb == config.identify_faces.memory_mb
+        assert config.report.timeout.to_seconds() == 15 * 60  # Lambda's longest
 
 
 def test_the_config_is_frozen():

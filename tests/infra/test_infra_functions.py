@@ -25,6 +25,7 @@ TRAIN = "functions.training.handler.train_classifier"
 EVALUATE_FACENET = "functions.training.handler.evaluate_facenet"
 EVALUATE_REKOGNITION = "functions.training.handler.evaluate_rekognition"
 PUBLISH = "functions.training.handler.publish_model"
+REPORT = "functions.training.handler.write_report"
 REINDEX = "functions.reindex.handler.handler"
 HANDLERS = (
     ALIGN,
@@ -36,6 +37,7 @@ HANDLERS = (
     EVALUATE_FACENET,
     EVALUATE_REKOGNITION,
     PUBLISH,
+    REPORT,
     REINDEX,
 )
 ASYNCHRONOUS = (ALIGN, EMBED, INDEX)  # invoked by EventBridge
@@ -116,13 +118,17 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
     elif handler == PUBLISH:
         read("models"), put("models"), read("reports"), put("reports")
         table("catalog", write=True)
+    elif handler == REPORT:
+        read("models"), read("ingest"), read("faces"), read("quarantine"), put("reports")
+        table("catalog", write=False), table("face-index", write=False)
+        rekognition("SearchFacesByImage", "DescribeCollection")
     elif handler == REINDEX:
         read("faces"), table("catalog", write=True), table("face-index", write=True)
         rekognition("IndexFaces", "DeleteFaces")
     return expected
 
 
-def test_ten_functions_all_from_one_image(synthesized):
+def test_eleven_functions_all_from_one_image(synthesized):
     functions = resources_of_type(synthesized.service_json, "AWS::Lambda::Function")
     assert len(functions) == len(HANDLERS)
     images = {json.dumps(f["Properties"]["Code"]["ImageUri"]) for f in functions.values()}
@@ -152,6 +158,7 @@ def test_memory_timeout_and_concurrency_come_from_the_config(synthesized, handle
         EMBED: config.embed_faces,
         INDEX: config.index_faces,
         IDENTIFY: config.identify_faces,
+        REPORT: config.report,
         REINDEX: config.reindex,
     }.get(handler, config.training)
     _, properties = function_by_handler(synthesized.service_json, handler)

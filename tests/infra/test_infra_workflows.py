@@ -19,6 +19,7 @@ TRAINING_ORDER = [
     ("EvaluateFaceNet", "functions.training.handler.evaluate_facenet"),
     ("EvaluateRekognition", "functions.training.handler.evaluate_rekognition"),
     ("PublishModel", "functions.training.handler.publish_model"),
+    ("WriteReport", "functions.training.handler.write_report"),
 ]
 THROTTLING = {
     "Lambda.TooManyRequestsException",
@@ -81,7 +82,7 @@ def test_training_definition_is_valid_asl(synthesized):
     check_asl(definition_of(synthesized.service_json, logical_id))
 
 
-def test_training_runs_the_five_steps_in_order_then_succeeds(synthesized):
+def test_training_runs_the_six_steps_in_order_then_succeeds(synthesized):
     logical_id, _ = state_machine(synthesized, "training")
     definition = definition_of(synthesized.service_json, logical_id)
     states = definition["States"]
@@ -142,7 +143,7 @@ def test_a_failure_is_recorded_in_the_reports_bucket_and_fails_with_its_cause(sy
     }
 
 
-def test_training_role_invokes_its_five_functions_and_writes_only_failure_records(synthesized):
+def test_training_role_invokes_its_six_functions_and_writes_only_failure_records(synthesized):
     template = synthesized.service_json
     _, properties = state_machine(synthesized, "training")
     permissions = role_permissions(template, properties["RoleArn"]["Fn::GetAtt"][0])

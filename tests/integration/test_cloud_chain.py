@@ -1,8 +1,8 @@
 """The whole cloud chain, offline: photos put into the (moto) ingest bucket -> align_faces ->
 embed_faces and index_faces on every crop (Rekognition through botocore's Stubber) -> the
 training workflow as `cdk synth` writes it, executed by moto's Step Functions interpreter with
-each Lambda task run in-process from its image command -> a published model -> /identify
-answering through the API handler.
+each Lambda task run in-process from its image command -> a published model and its comparison
+report in the reports bucket -> /identify answering through the API handler.
 
 The re-index workflow is not executed here: moto 5.2.5's ASL parser rejects its Distributed
 Map (``ItemBatcher``); tests/functions/test_reindex.py feeds the handler the batches the map
@@ -59,6 +59,7 @@ TRAINING_STEPS = (
     "EvaluateFaceNet",
     "EvaluateRekognition",
     "PublishModel",
+    "WriteReport",
 )
 
 
@@ -316,25 +317,30 @@ def run_chain(app, session, stubber, definition, invoker, sample_set) -> None:
 
     # 3. Rekognition's answers for the held-out crops (the split is seeded: known in advance):
     #    the crop's own FaceId first (it was indexed too, and must be skipped), then the
-    #    best training face of the right person
+    #    best training face of the right person; evaluate_rekognition searches them in the
+    #    split's order, then write_report (after publish_model) in the catalog's
     training_set = gather(app.catalog, settings.crop_method)
     _, test_index = holdout_split(training_set.labels, 0.25, 7)
     held_out = [str(training_set.crop_keys[i]) for i in test_index]
-    for key in held_out:
-        person = key.split("/")[0]
-        same = next(
-            other for other in face_ids if other.split("/")[0] == person and other not in held_out
-        )
+    in_catalog_order = [face.crop_key for face in app.catalog.faces() if face.crop_key in held_out]
+    for searched in (held_out, in_catalog_order):
+        for key in searched:
+            person = key.split("/")[0]
+            same = next(
+                other
+                for other in face_ids
+                if other.split("/")[0] == person and other not in held_out
+            )
+            stubber.add_response(
+                "search_faces_by_image",
+                search_response([(face_ids[key], 99.99), (face_ids[same], 98.5)]),
+                search_params(1 + len(held_out), settings.collection_id),
+            )
         stubber.add_response(
-            "search_faces_by_image",
-            search_response([(face_ids[key], 99.99), (face_ids[same], 98.5)]),
-            search_params(1 + len(held_out), settings.collection_id),
+            "describe_collection",
+            {"FaceCount": len(face_ids), "FaceModelVersion": "7.0"},
+            {"CollectionId": settings.collection_id},
         )
-    stubber.add_response(
-        "describe_collection",
-        {"FaceCount": len(face_ids), "FaceModelVersion": "7.0"},
-        {"CollectionId": settings.collection_id},
-    )
 
     # 4. the training workflow as synthesized, executed end to end
     sfn = session.client("stepfunctions")
@@ -346,6 +352,7 @@ def run_chain(app, session, stubber, definition, invoker, sample_set) -> None:
         "evaluate_facenet",
         "evaluate_rekognition",
         "publish_model",
+        "write_report",
     ]
     stubber.assert_no_pending_responses()
     output = json.loads(described["output"])
@@ -359,6 +366,22 @@ def run_chain(app, session, stubber, definition, invoker, sample_set) -> None:
     assert report["engines"]["facenet"]["accuracy"] >= 0.75
     assert report["engines"]["rekognition"]["accuracy"] == 1.0
     assert report["engines"]["rekognition"]["excluded_face_ids"] == len(held_out)
+    # the comparison report of both engines, written after publishing
+    assert output["report_html_key"] == f"{model_id}/comparison.html"
+    assert output["report_json_key"] == f"{model_id}/comparison.json"
+    reports = {
+        item["Key"] for item in s3.list_objects_v2(Bucket=settings.reports_bucket)["Contents"]
+    }
+    assert {output["report_html_key"], output["report_json_key"]} <= reports
+    page = s3.get_object(Bucket=settings.reports_bucket, Key=output["report_html_key"])
+    assert model_id in page["Body"].read().decode()
+    numbers = json.loads(
+        s3.get_object(Bucket=settings.reports_bucket, Key=output["report_json_key"])["Body"].read()
+    )
+    assert numbers["model"]["test_faces"] == len(numbers["faces"]) == len(held_out)
+    assert numbers["publication"]["promoted"] is True
+    assert numbers["engines"]["facenet"]["ran"] and numbers["engines"]["rekognition"]["ran"]
+    assert numbers["engines"]["rekognition"]["accuracy_all"] == 1.0
     models = s3.list_objects_v2(Bucket=settings.models_bucket)["Contents"]
     assert {f"{model_id}/model.joblib", f"{model_id}/metadata.json"} <= {
         item["Key"] for item in models

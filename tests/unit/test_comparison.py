@@ -20,6 +20,7 @@ from facerec.comparison import (
     assemble,
     box_overlap,
     cleanup,
+    collection_gallery,
     cost_model,
     enrolment_refusals,
     index_gallery,
@@ -260,6 +261,15 @@ def test_cost_model_rows_and_assumptions():
     assert model["prices"]["rekognition_tiers"][0] == (1_000_000, 0.001)
 
 
+def test_cost_model_says_where_the_facenet_path_was_timed():
+    local = " ".join(cost_model([1_000], 0.5, 0.8, 3008, 10)["assumptions"])
+    assert "Measured in this process on this machine, not in Lambda" in local
+    where = "the write_report Lambda function at 3008 MB"
+    cloud = " ".join(cost_model([1_000], 0.5, 0.8, 3008, 10, measured_in=where)["assumptions"])
+    assert f"Measured in {where}, after one untimed warm-up call" in cloud
+    assert "not in Lambda" not in cloud
+
+
 @pytest.mark.parametrize("volumes", [[], [0], [1_000, -5]])
 def test_cost_model_refuses_volumes_that_are_not_positive(volumes):
     with pytest.raises(ValueError, match="volumes must be positive"):
@@ -295,6 +305,18 @@ def test_index_gallery_maps_face_ids_and_records_refusals(rekognition):
     assert gallery.people(["nope", *people][:3]) == {
         face_id: people[face_id] for face_id in list(people)[:2]
     }
+
+
+def test_a_collection_filled_at_enrolment_names_training_faces_and_excludes_held_out_ones():
+    # The chain indexed every labelled crop, held-out ones too; one training crop is missing.
+    indexed = {f"face-{i}": item.crop_key for i, item in enumerate(TRAINING[:-1] + HELD_OUT)}
+    gallery = collection_gallery(
+        COLLECTION, indexed, TRAINING, HELD_OUT, lambda key: f"refused: {key}"
+    )
+    assert gallery.collection_id == COLLECTION and not gallery.created_collection
+    assert gallery.face_people == {f"face-{i}": item.person for i, item in enumerate(TRAINING[:-1])}
+    assert gallery.exclude == {f"face-{i}" for i in range(len(TRAINING) - 1, len(indexed))}
+    assert gallery.refused == {"cy/c2-0.png": "refused: cy/c2-0.png"}
 
 
 def test_rekognition_run_records_answers_refusals_and_timings(rekognition):
