@@ -184,7 +184,11 @@ def test_blob_store_on_s3(dynamo):
     s3 = dynamo.client("s3")
     store = S3BlobStore(s3, ENV["FACES_BUCKET"])
     store.put("a/b.png", b"1")
+    store.put("a/report.html", b"<html></html>")
     assert store.get("a/b.png") == b"1" and store.exists("a/b.png")
+    content_type = s3.head_object(Bucket=ENV["FACES_BUCKET"], Key="a/report.html")["ContentType"]
+    assert content_type == "text/html"
+    store.delete("a/report.html")
     assert list(store.keys("a/")) == ["a/b.png"] and list(store.keys("z")) == []
     with pytest.raises(FileNotFoundError):
         store.get("a/missing.png")

@@ -20,6 +20,7 @@ Faces carry their embedding as float32 bytes and ``embedding_model`` (which weig
 from __future__ import annotations
 
 import json
+import mimetypes
 import time
 import zlib
 from collections.abc import Iterator
@@ -42,7 +43,10 @@ class S3BlobStore:
         self.client, self.bucket = client, bucket
 
     def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        """Store ``data`` with the content type its extension implies (an HTML report then
+        opens in a browser from a presigned link instead of downloading)."""
+        content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def get(self, key: str) -> bytes:
         try:
