@@ -12,6 +12,7 @@ from PIL import Image
 from facerec.detection import Face
 
 CROP_METHODS = ("margin", "aligned")
+DEFAULT_CROP_METHOD = "aligned"  # measured better on LFW (docs/adr/0002)
 
 # Where the five landmarks (image-left eye, image-right eye, nose, mouth left, mouth right)
 # land in a 160x160 crop: the median landmark positions in the 32 px margin crops of 690

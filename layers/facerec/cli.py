@@ -14,6 +14,7 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+from facerec.alignment import CROP_METHODS, DEFAULT_CROP_METHOD
 from facerec.errors import FaceRecError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -372,8 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--crop",
-        choices=("aligned", "margin"),
-        default="aligned",
+        choices=CROP_METHODS,
+        default=DEFAULT_CROP_METHOD,
         help="face crop: 5-landmark alignment (default, measured better) or "
         "the thesis's box + 32 px margin",
     )

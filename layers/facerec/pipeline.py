@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from facerec.alignment import crop
+from facerec.alignment import DEFAULT_CROP_METHOD, crop
 from facerec.detection import DetectorSettings, Face, FaceDetector, select_labelled_face
 from facerec.embedding import FaceNetEmbedder
 from facerec.errors import (
@@ -45,7 +45,7 @@ from facerec.workflow import (
 class PipelineSettings:
     """Defaults are the thesis's figures; ``crop_method`` is the measured better one."""
 
-    crop_method: str = "aligned"
+    crop_method: str = DEFAULT_CROP_METHOD
     margin: int = 32
     crop_size: int = 160
     max_faces: int = 100
