@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from facerec.embedding import EMBEDDING_SIZE
 
-APPROXIMATE_FROM = 50_000  # vectors; exact search p50 passes 5 ms near here (bench/SCALE.md)
+# Exact search costs about 2.7 ms per face at 100 k faces (one BLAS thread) and needs no
+# index build (16 s at 100 k, one thread); past it the HNSW index keeps identify far under
+# 20 ms (bench/SCALE.md).
+APPROXIMATE_FROM = 100_000
 UNIT_TOLERANCE = 1e-3
 CANDIDATES = 32  # faces (or centroids) an approximate search fetches beyond what it needs
 FORMAT = 1
@@ -31,13 +34,14 @@ NO_LABEL = ""
 class IndexSettings:
     """usearch HNSW parameters: ``connectivity`` (M), ``expansion_add`` (efConstruction),
     ``expansion_search`` (ef), the dtype the index stores vectors in (scores never use it),
-    and ``threads`` for bulk inserts (0: all cores; the graph is the same either way)."""
+    and ``threads`` for inserts: 1 builds the same graph every time (deterministic answers);
+    0 uses every core, faster, but the graph then depends on thread timing."""
 
     connectivity: int = 16
     expansion_add: int = 100
-    expansion_search: int = 64
+    expansion_search: int = 256  # recall@1 0.99+ at 1 M faces (bench/SCALE.md)
     dtype: str = "bf16"
-    threads: int = 0
+    threads: int = 1
 
 
 class _ApproximateIndex:
@@ -72,8 +76,18 @@ class _ApproximateIndex:
         """(Q, D) -> candidate keys int64 (Q, count), -1 where fewer were found."""
         matches = self._index.search(vectors, count, threads=1)
         keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(vectors), -1)
-        found = np.arange(keys.shape[1])[None, :] < np.asarray(matches.counts).reshape(-1, 1)
-        return np.where(found, keys, -1)
+        # One query gives Matches (only what was found); several give BatchMatches (padded).
+        counts = np.asarray(getattr(matches, "counts", [keys.shape[1]])).reshape(-1, 1)
+        return np.where(np.arange(keys.shape[1])[None, :] < counts, keys, -1)
+
+    def set_search_expansion(self, expansion_search: int) -> None:
+        self.settings = replace(self.settings, expansion_search=expansion_search)
+        self._index.expansion_search = expansion_search
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the graph and its vectors take, bytes."""
+        return int(self._index.memory_usage)
 
     def to_bytes(self) -> bytes:
         return bytes(self._index.save())
@@ -107,6 +121,7 @@ class Gallery:
         self._next_key = 0
         self._faces_index: _ApproximateIndex | None = None
         self._centroids_index: _ApproximateIndex | None = None
+        self._exact: dict[str, np.ndarray] = {}  # exact search's arrays, dropped on change
 
     # ---- contents ----------------------------------------------------------------------
 
@@ -137,6 +152,13 @@ class Gallery:
             "faces": self._faces_index is not None,
             "centroids": self._centroids_index is not None,
         }
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the arrays plus any HNSW index, bytes."""
+        arrays = (self._ids, self._codes, self._keys, self._vectors, self._people)
+        held = sum(array.nbytes for array in (*arrays, self._sums, self._counts))
+        return held + sum(index.nbytes for index in self._indexes().values() if index)
 
     def face_counts(self, labels) -> np.ndarray:
         """(Q,) int64: how many faces each label has enrolled (0 when none)."""
@@ -213,6 +235,15 @@ class Gallery:
         """Forget every face of a person. Returns how many were removed (0: not enrolled)."""
         code = self._code_of.get(label, -1)
         return self.remove_ids(self._ids[self._codes == code]) if code >= 0 else 0
+
+    def set_search_expansion(self, expansion_search: int) -> Gallery:
+        """Change the HNSW search breadth (ef) without rebuilding: higher finds the true
+        nearest neighbours more often and costs time. Kept by ``to_bytes``. Returns self."""
+        self.index_settings = replace(self.index_settings, expansion_search=expansion_search)
+        for index in self._indexes().values():
+            if index is not None:
+                index.set_search_expansion(expansion_search)
+        return self
 
     # ---- search ------------------------------------------------------------------------
 
@@ -301,6 +332,7 @@ class Gallery:
     def _refresh_indexes(self, changed: np.ndarray) -> None:
         """Build an index once past the threshold, drop it below half of it, and re-insert
         the centroids of the people whose faces changed (``changed``: codes)."""
+        self._exact.clear()
         if self._faces_index is None and len(self) >= self.approximate_from:
             self._faces_index = _ApproximateIndex(self.dimensions, self.index_settings)
             self._faces_index.add(self._keys, self._vectors)
@@ -323,6 +355,8 @@ class Gallery:
         excluded = self._excluded_codes(exclude, len(queries))
         labels = np.full((len(queries), k), NO_LABEL, dtype=self._people.dtype)
         similarities = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        if not len(self._people):
+            return labels, similarities
         step = max(1, 2**24 // max(len(self._people), 1))  # at most 16 M scores (64 MB) at once
         for start in range(0, len(queries), step):
             chunk = slice(start, start + step)
@@ -347,11 +381,16 @@ class Gallery:
         if not len(self):
             return scores
         if self._faces_index is None:
-            order = np.argsort(self._codes, kind="stable")
-            codes = self._codes[order]
-            starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-            scores[:, codes[starts]] = np.maximum.reduceat(
-                queries @ self._vectors[order].T, starts, axis=1
+            if "by_person" not in self._exact:
+                order = np.argsort(self._codes, kind="stable")
+                codes = self._codes[order]
+                starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+                self._exact.update(
+                    by_person=self._vectors[order], starts=starts, owners=codes[starts]
+                )
+            similarities = queries @ self._exact["by_person"].T
+            scores[:, self._exact["owners"]] = np.maximum.reduceat(
+                similarities, self._exact["starts"], axis=1
             )
             return scores
         # Faces of excluded people may fill the first places: fetch that many more.
@@ -365,7 +404,9 @@ class Gallery:
     def _centroid_scores(self, queries: np.ndarray, k: int, excluded: np.ndarray) -> np.ndarray:
         """(Q, P) float32: each person's centroid similarity (-inf: none, or not a candidate)."""
         if self._centroids_index is None:
-            scores = queries @ _unit(self._sums).astype(np.float32).T
+            if "centroids" not in self._exact:
+                self._exact["centroids"] = _unit(self._sums).astype(np.float32)
+            scores = queries @ self._exact["centroids"].T
             scores[:, self._counts == 0] = -np.inf
             return scores
         codes = self._centroids_index.search(queries, min(len(self._people), k + CANDIDATES))
