@@ -21,8 +21,8 @@ import numpy as np
 from facerec.embedding import EMBEDDING_SIZE
 
 # Exact search costs about 2.7 ms per face at 100 k faces (one BLAS thread) and needs no
-# index build (16 s at 100 k, one thread); past it the HNSW index keeps identify far under
-# 20 ms (bench/SCALE.md).
+# index build (about 20 s at 100 k, one thread); past it the HNSW index keeps identify far
+# under 20 ms: 6 ms at 1 M faces (bench/SCALE.md).
 APPROXIMATE_FROM = 100_000
 UNIT_TOLERANCE = 1e-3
 CANDIDATES = 32  # faces (or centroids) an approximate search fetches beyond what it needs

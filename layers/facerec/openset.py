@@ -3,9 +3,8 @@
 A face takes the label of the person with the most similar enrolled face; it is accepted when
 its open-set score, the cosine similarity to that person's centroid minus the mean similarity
 to the ``cohort`` nearest other centroids, exceeds a threshold. The subtraction is a cohort
-score normalisation: a face that resembles everyone (blurred, small, profile) is held to a
-higher bar. On LFW dev-train (bench/OPEN_SET.md) it lifts DIR at 1 % FAR from 0.94 (nearest
-face) to 0.96.
+score normalisation: a face close to many enrolled people is held to a higher bar. On LFW
+dev-train (bench/OPEN_SET.md) it lifts DIR at 1 % FAR from 0.94 (nearest face) to 0.96.
 
 The threshold is calibrated to a false-accept rate without strangers: leave-one-person-out
 scores each enrolled face against the gallery without its person, exactly the score a
