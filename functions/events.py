@@ -53,6 +53,7 @@ class HttpRequest:
     body: str | None
     is_base64: bool
     request_id: str
+    path_parameters: dict[str, str]
 
 
 def api_gateway(event: dict) -> HttpRequest:
@@ -64,6 +65,7 @@ def api_gateway(event: dict) -> HttpRequest:
         event.get("body"),
         bool(event.get("isBase64Encoded")),
         context.get("requestId", ""),
+        event.get("pathParameters") or {},
     )
 
 

@@ -81,6 +81,14 @@ class Services:
     def rekognition(self):
         return self.session.client("rekognition", config=RETRIES)
 
+    @cached_property
+    def s3vectors(self):
+        return self.session.client("s3vectors", config=RETRIES)
+
+    @cached_property
+    def stepfunctions(self):
+        return self.session.client("stepfunctions", config=RETRIES)
+
     def _bucket(self, name: str):
         from facerec.storage.aws import S3BlobStore
 
@@ -166,6 +174,17 @@ class Services:
 
         return FaceIndexTable(self.dynamodb, self.settings.face_index_table)
 
+    @cached_property
+    def vector_gallery(self):
+        from facerec.vectors import VectorGallery
+
+        return VectorGallery(
+            self.s3vectors,
+            self.settings.vector_bucket,
+            self.settings.face_vector_index,
+            self.settings.centroid_vector_index,
+        )
+
     def rekognition_engine(self, min_similarity: float | None = None):
         from facerec.rekognition import RekognitionEngine
 
@@ -179,9 +198,13 @@ class Services:
     @cached_property
     def identify_services(self):
         from facerec.api import IdentifyServices
+        from facerec.nearest import VectorNearest
 
         return IdentifyServices(
-            self.pipeline, self.rekognition_engine(), self.settings.facenet_min_probability
+            self.pipeline,
+            VectorNearest(self.vector_gallery, self.pipeline.current_model),
+            self.rekognition_engine(),
+            self.settings.facenet_min_probability,
         )
 
 

@@ -17,6 +17,9 @@ REQUIRED = (
     "CATALOG_TABLE",
     "FACE_INDEX_TABLE",
     "COLLECTION_ID",
+    "VECTOR_BUCKET",
+    "FACE_VECTOR_INDEX",
+    "CENTROID_VECTOR_INDEX",
 )
 
 
@@ -34,6 +37,9 @@ class Settings:
     catalog_table: str
     face_index_table: str
     collection_id: str
+    vector_bucket: str
+    face_vector_index: str
+    centroid_vector_index: str
     weights_path: Path = Path("/opt/facerec/facenet_keras.h5")
     crop_method: str = "aligned"
     rekognition_min_similarity: float = 90.0
@@ -41,6 +47,8 @@ class Settings:
     log_level: str = "INFO"
     # Lambda sets AWS_LAMBDA_FUNCTION_MEMORY_SIZE in every function; None outside Lambda.
     function_memory_mb: int | None = None
+    # Only the forget function gets it: it starts a retraining after removing a person.
+    training_state_machine_arn: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -69,4 +77,5 @@ class Settings:
             function_memory_mb=int(environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"])
             if environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
             else None,
+            training_state_machine_arn=environ.get("TRAINING_STATE_MACHINE_ARN", ""),
         )

@@ -57,6 +57,8 @@ class EnvironmentConfig:
     # the identify function's memory (the cost model prices that path at this memory).
     report: FunctionSettings
     reindex: FunctionSettings
+    # DELETE /people/{name}: S3, DynamoDB, Rekognition and S3 Vectors deletes, then a retraining.
+    forget_person: FunctionSettings
     # Asynchronous invocations (EventBridge -> Lambda): Lambda's own retries, then the DLQ.
     async_retry_attempts: int
     async_max_event_age: Duration
@@ -120,6 +122,9 @@ _DEV = EnvironmentConfig(
     # faces; a larger gallery times this step out (after the model is published).
     report=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(15)),
     reindex=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(15)),
+    # No model is loaded. Behind the API, whose integration gives up after 29 s: a person with
+    # many photos or model versions may take longer, and the function still finishes.
+    forget_person=FunctionSettings(memory_mb=1024, timeout=Duration.minutes(5)),
     async_retry_attempts=2,
     async_max_event_age=Duration.hours(6),
     event_retry_attempts=10,

@@ -1,6 +1,7 @@
 """One Lambda function of the shared container image: its own role, log group and limits, and
-the grants it gets (on exact buckets, tables and the collection, each recorded so its cdk-nag
-wildcard findings can be acknowledged one by one).
+the grants it gets (on exact buckets, tables, the collection, the vector indexes and the
+training state machine, each recorded so its cdk-nag wildcard findings can be acknowledged
+one by one).
 
 Every function runs the same image (functions/Dockerfile, built from the repo root so it holds
 `layers/facerec` and the verified FaceNet weights); only the image's CMD names the handler.
@@ -8,7 +9,7 @@ Every function runs the same image (functions/Dockerfile, built from the repo ro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aws_cdk import aws_dynamodb as dynamodb
@@ -18,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import EnvironmentConfig, FunctionSettings
@@ -136,6 +138,20 @@ class FaceFunction(Construct):
         self._note(*(f"Action::{group}" for group in S3_PUT_ACTION_GROUPS))
         self._note(f"Resource::{finding(self, bucket.arn_for_objects('*'))}")
 
+    def delete(self, bucket: s3.IBucket) -> None:
+        """List every object version of ``bucket`` and delete objects and versions (a
+        versioned bucket keeps a deleted object's data until each version is deleted)."""
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:ListBucketVersions"], resources=[bucket.bucket_arn])
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:DeleteObject", "s3:DeleteObjectVersion"],
+                resources=[bucket.arn_for_objects("*")],
+            )
+        )
+        self._note(f"Resource::{finding(self, bucket.arn_for_objects('*'))}")
+
     def read_table(self, table: dynamodb.ITable) -> None:
         table.grant_read_data(self.function)
         self._note(f"Resource::{finding(self, table.table_arn)}/index/*")
@@ -152,6 +168,19 @@ class FaceFunction(Construct):
                 resources=[collection_arn],
             )
         )
+
+    def vectors(self, index_arns: Sequence[str], *actions: str) -> None:
+        """S3 Vectors ``actions`` on exactly these indexes, never on the bucket or '*'."""
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[f"s3vectors:{action}" for action in actions],
+                resources=list(index_arns),
+            )
+        )
+
+    def start(self, state_machine: sfn.IStateMachine) -> None:
+        """Start executions of ``state_machine`` (nothing else on it)."""
+        state_machine.grant_start_execution(self.function)
 
     def acknowledge_grants(self) -> None:
         """Acknowledge exactly the wildcard findings this function's grants produced."""

@@ -1,5 +1,6 @@
-"""REST API Gateway: ``POST /identify``, signed requests only (AWS_IAM), body validated
-against a JSON-schema model before the identify function is invoked.
+"""REST API Gateway: ``POST /identify`` and ``DELETE /people/{name}``, signed requests only
+(AWS_IAM). The identify body is validated against a JSON-schema model, and the person's name
+must be in the path, before either function is invoked.
 
 The request model mirrors docs/contract.md (and docs/openapi.yaml): exactly one of ``image``
 (base64) or ``s3_key`` (an ingest-bucket key), and optionally ``engines``.
@@ -24,7 +25,8 @@ API_DESCRIPTION = (
     "Size limit: a Lambda invocation carries at most 6 MB, so a base64 image over 5 MiB "
     "(about 3.7 MB of photo) is answered 413 by the identify handler, and a body Lambda "
     "cannot receive at all is answered 413 by API Gateway. Larger photos: upload them to the "
-    "ingest bucket and send their s3_key."
+    "ingest bucket and send their s3_key. DELETE /people/{name} forgets a person: their "
+    "photos, faces and vectors, then retrains."
 )
 
 REQUEST_SCHEMA = apigw.JsonSchema(
@@ -75,6 +77,7 @@ class IdentifyApi(Construct):
         construct_id: str,
         *,
         identify_function: lambda_.IFunction,
+        forget_function: lambda_.IFunction,
         config: EnvironmentConfig,
     ):
         super().__init__(scope, construct_id)
@@ -152,6 +155,22 @@ class IdentifyApi(Construct):
             request_models={"application/json": self.request_model},
         )
 
+        # DELETE /people/{name}: no body; the name (URL-encoded) is the path's last segment.
+        self.people_validator = self.api.add_request_validator(
+            "PeopleRequestValidator",
+            request_validator_name="people-path",
+            validate_request_body=False,
+            validate_request_parameters=True,
+        )
+        person = self.api.root.add_resource("people").add_resource("{name}")
+        self.forget_method = person.add_method(
+            "DELETE",
+            apigw.LambdaIntegration(forget_function, proxy=True),
+            authorization_type=apigw.AuthorizationType.IAM,
+            request_validator=self.people_validator,
+            request_parameters={"method.request.path.name": True},
+        )
+
         acknowledge(
             self.api.deployment_stage,
             "AwsSolutions-APIG3",
@@ -159,12 +178,13 @@ class IdentifyApi(Construct):
             "stage is throttled; a WAF web ACL (about 6 USD a month at rest) is left to "
             "deployments that expose the API more widely.",
         )
-        acknowledge(
-            self.method,
-            "AwsSolutions-COG4",
-            "The API is for IAM principals (signed requests, AuthorizationType AWS_IAM), not "
-            "for end users of a Cognito user pool.",
-        )
+        for method in (self.method, self.forget_method):
+            acknowledge(
+                method,
+                "AwsSolutions-COG4",
+                "The API is for IAM principals (signed requests, AuthorizationType AWS_IAM), "
+                "not for end users of a Cognito user pool.",
+            )
         acknowledge(
             self.api,
             "AwsSolutions-IAM4",

@@ -1,4 +1,5 @@
-"""Everything that holds data: buckets, tables and the Rekognition collection.
+"""Everything that holds data: buckets, tables, the Rekognition collection and the S3 Vectors
+bucket with its two indexes.
 
 Each resource has a name derived from the config (``EnvironmentConfig.bucket_name`` and
 ``resource_name``) and a fixed logical id, so that:
@@ -17,6 +18,7 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_rekognition as rekognition
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3vectors as s3vectors
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
@@ -25,6 +27,21 @@ from infra.nag import acknowledge
 BUCKETS = ("ingest", "faces", "models", "reports", "quarantine")
 CATALOG_INDEX = "gsi1"
 FACE_INDEX_INDEX = "person-index"
+# S3 Vectors (docs/adr/0004-vector-store.md): one vector per face crop, and one per person.
+VECTOR_BUCKET = "vectors"
+FACE_VECTOR_INDEX = "faces"
+CENTROID_VECTOR_INDEX = "centroids"
+VECTOR_DIMENSION = 128  # FaceNet's embedding
+PERSON_METADATA = "person"  # the faces index's metadata: read back, never filtered on
+
+
+def vector_index_arn(scope: Construct, config: EnvironmentConfig, index: str) -> str:
+    """``arn:<partition>:s3vectors:<region>:<account>:bucket/<vector bucket>/index/<index>``."""
+    return Stack.of(scope).format_arn(
+        service="s3vectors",
+        resource="bucket",
+        resource_name=f"{config.bucket_name(VECTOR_BUCKET)}/index/{index}",
+    )
 
 
 @dataclass(frozen=True)
@@ -40,6 +57,16 @@ class DataResources:
     face_index_table: dynamodb.ITable
     collection_id: str
     collection_arn: str
+    vector_bucket_name: str
+    face_vector_index: str
+    centroid_vector_index: str
+    face_vector_index_arn: str
+    centroid_vector_index_arn: str
+
+    @property
+    def vector_index_arns(self) -> list[str]:
+        """Both S3 Vectors indexes: what every vector grant names, and nothing wider."""
+        return [self.face_vector_index_arn, self.centroid_vector_index_arn]
 
     @classmethod
     def imported(cls, scope: Construct, config: EnvironmentConfig) -> DataResources:
@@ -76,6 +103,11 @@ class DataResources:
             collection_arn=Stack.of(scope).format_arn(
                 service="rekognition", resource="collection", resource_name=config.collection_id
             ),
+            vector_bucket_name=config.bucket_name(VECTOR_BUCKET),
+            face_vector_index=FACE_VECTOR_INDEX,
+            centroid_vector_index=CENTROID_VECTOR_INDEX,
+            face_vector_index_arn=vector_index_arn(scope, config, FACE_VECTOR_INDEX),
+            centroid_vector_index_arn=vector_index_arn(scope, config, CENTROID_VECTOR_INDEX),
         )
 
 
@@ -142,10 +174,33 @@ class StatefulStack(Stack):
         self.collection.apply_removal_policy(config.removal_policy)
         self.collection.override_logical_id("FaceCollection")
 
+        # Embeddings for nearest-neighbour search: SSE-S3, like the buckets above.
+        self.vector_bucket = s3vectors.CfnVectorBucket(
+            self,
+            "VectorBucket",
+            vector_bucket_name=config.bucket_name(VECTOR_BUCKET),
+            encryption_configuration=s3vectors.CfnVectorBucket.EncryptionConfigurationProperty(
+                sse_type="AES256"
+            ),
+        )
+        self.vector_bucket.apply_removal_policy(config.removal_policy)
+        self.vector_bucket.override_logical_id("VectorBucket")
+        # Key = crop key, metadata {"person": name}.
+        self.face_vector_index = self._vector_index(
+            "FaceVectorIndex", FACE_VECTOR_INDEX, non_filterable=[PERSON_METADATA]
+        )
+        # Key = person, vector = the normalised mean of their faces.
+        self.centroid_vector_index = self._vector_index(
+            "CentroidVectorIndex", CENTROID_VECTOR_INDEX
+        )
+
         # Where to enrol people (`aws s3 cp photo.jpg s3://<IngestBucketName>/<Person>/`).
         CfnOutput(self, "IngestBucketName", value=self.ingest_bucket.bucket_name)
         CfnOutput(self, "ReportsBucketName", value=self.reports_bucket.bucket_name)
         CfnOutput(self, "CollectionId", value=config.collection_id)
+        CfnOutput(self, "VectorBucketName", value=config.bucket_name(VECTOR_BUCKET))
+        CfnOutput(self, "FaceVectorIndexArn", value=self.face_vector_index.attr_index_arn)
+        CfnOutput(self, "CentroidVectorIndexArn", value=self.centroid_vector_index.attr_index_arn)
 
         if not config.point_in_time_recovery:
             for table in (self.catalog_table, self.face_index_table):
@@ -202,6 +257,29 @@ class StatefulStack(Stack):
                 )
             )
         return bucket
+
+    def _vector_index(
+        self, construct_id: str, name: str, *, non_filterable: list[str] | None = None
+    ) -> s3vectors.CfnIndex:
+        """A 128-d float32 cosine index in the vector bucket; its dimension, metric and
+        metadata configuration can never change (a new embedding model needs a new index)."""
+        index = s3vectors.CfnIndex(
+            self,
+            construct_id,
+            vector_bucket_arn=self.vector_bucket.attr_vector_bucket_arn,
+            index_name=name,
+            dimension=VECTOR_DIMENSION,
+            distance_metric="cosine",
+            data_type="float32",
+            metadata_configuration=s3vectors.CfnIndex.MetadataConfigurationProperty(
+                non_filterable_metadata_keys=non_filterable
+            )
+            if non_filterable
+            else None,
+        )
+        index.apply_removal_policy(self.config.removal_policy)
+        index.override_logical_id(construct_id)
+        return index
 
     def _table(
         self,

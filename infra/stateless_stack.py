@@ -1,6 +1,6 @@
 """Everything that can be deleted and rebuilt: the functions, their event wiring, the two
-workflows and the API. Access is granted per function, on the exact buckets, tables and
-collection it uses (docs/contract.md), and nowhere else.
+workflows and the API. Access is granted per function, on the exact buckets, tables,
+collection, vector indexes and state machine it uses (docs/contract.md), and nowhere else.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def function_environment(config: EnvironmentConfig, data: DataResources) -> dict
         "CATALOG_TABLE": data.catalog_table.table_name,
         "FACE_INDEX_TABLE": data.face_index_table.table_name,
         "COLLECTION_ID": data.collection_id,
+        "VECTOR_BUCKET": data.vector_bucket_name,
+        "FACE_VECTOR_INDEX": data.face_vector_index,
+        "CENTROID_VECTOR_INDEX": data.centroid_vector_index,
         "WEIGHTS_PATH": WEIGHTS_PATH,
         "CROP_METHOD": config.crop_method,
         "REKOGNITION_MIN_SIMILARITY": f"{config.rekognition_min_similarity:g}",
@@ -84,6 +87,8 @@ class StatelessStack(Stack):
         )
         self.embed_faces.read(data.faces_bucket)
         self.embed_faces.read_write_table(data.catalog_table)
+        # The face's vector, then its person's centroid rewritten from the catalog's faces.
+        self.embed_faces.vectors(data.vector_index_arns, "PutVectors")
 
         self.index_faces = self._function(
             "IndexFacesFunction",
@@ -125,9 +130,8 @@ class StatelessStack(Stack):
         self.identify_faces.read_table(data.catalog_table)
         self.identify_faces.read_table(data.face_index_table)
         self.identify_faces.rekognition(data.collection_arn, "SearchFacesByImage")
-        self.api = IdentifyApi(
-            self, "IdentifyApi", identify_function=self.identify_faces.function, config=config
-        )
+        # QueryVectors with returnMetadata needs GetVectors too; GetVectors reads centroids.
+        self.identify_faces.vectors(data.vector_index_arns, "QueryVectors", "GetVectors")
 
         # --- Training workflow: one function per step, each with only what its step uses.
         training = config.training
@@ -233,12 +237,49 @@ class StatelessStack(Stack):
         self.reindex.read_write_table(data.catalog_table)
         self.reindex.read_write_table(data.face_index_table)
         self.reindex.rekognition(data.collection_arn, "IndexFaces", "DeleteFaces")
+        self.reindex.vectors(data.vector_index_arns, "PutVectors")
         self.reindex_workflow = ReindexWorkflow(
             self,
             "ReindexWorkflow",
             reindex_function=self.reindex.function,
             faces_bucket=data.faces_bucket,
             reports_bucket=data.reports_bucket,
+            config=config,
+        )
+
+        # --- Forget a person, behind the API: every trace of them, then a retraining.
+        self.forget_person = self._function(
+            "ForgetPersonFunction",
+            "functions.forget_person.handler.handler",
+            config.forget_person,
+            "DELETE /people/{name}: the person's photos, crops, faces, vectors, then retrain.",
+        )
+        for bucket in (
+            data.ingest_bucket,
+            data.faces_bucket,
+            data.quarantine_bucket,
+            data.models_bucket,
+            data.reports_bucket,
+        ):
+            self.forget_person.read(bucket)
+            self.forget_person.delete(bucket)
+        # Model metadata and reports may be rewritten without the person.
+        self.forget_person.put(data.models_bucket)
+        self.forget_person.put(data.reports_bucket)
+        self.forget_person.read_write_table(data.catalog_table)
+        self.forget_person.read_write_table(data.face_index_table)
+        self.forget_person.rekognition(data.collection_arn, "DeleteFaces")
+        self.forget_person.vectors(data.vector_index_arns, "DeleteVectors")
+        self.forget_person.start(self.training.state_machine)
+        self.forget_person.function.add_environment(
+            "TRAINING_STATE_MACHINE_ARN", self.training.state_machine.state_machine_arn
+        )
+
+        self.api = IdentifyApi(
+            self,
+            "IdentifyApi",
+            identify_function=self.identify_faces.function,
+            forget_function=self.forget_person.function,
             config=config,
         )
 

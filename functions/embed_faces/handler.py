@@ -1,4 +1,5 @@
-"""Faces bucket "Object Created" (a crop PNG) -> its FaceNet embedding in the catalog.
+"""Faces bucket "Object Created" (a crop PNG) -> its FaceNet embedding in the catalog, and
+(for the labelled face of a photo) in the S3 Vectors gallery with its person's centroid.
 
 align_faces already embeds every face it crops (it needs the embeddings to choose the
 labelled face of a photo with several faces), so this function only embeds a crop whose face
@@ -7,7 +8,7 @@ catalogued yet raises CropNotCatalogued, and the asynchronous retry finds it."""
 
 from __future__ import annotations
 
-from facerec.chain import embed_crop
+from facerec.chain import embed_crop, store_vectors
 from functions.events import object_created
 from functions.services import get_logger, key_ref, log, services
 
@@ -20,6 +21,12 @@ def handler(event: dict, context=None) -> dict:
     if obj.bucket != app.settings.faces_bucket:
         raise ValueError(f"embed_faces handles the faces bucket only, not {obj.bucket}")
     result = embed_crop(app.catalog, app.faces, lambda: app.analyser.embedder, obj.key)
-    answer = {"key_ref": key_ref(obj.key), "etag": obj.etag, "status": result.status}
+    stored = store_vectors(app.catalog, app.vector_gallery, obj.key)
+    answer = {
+        "key_ref": key_ref(obj.key),
+        "etag": obj.etag,
+        "status": result.status,
+        "vectors": stored.status,
+    }
     log(logger, "crop embedding", **answer)
     return answer

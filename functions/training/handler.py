@@ -5,7 +5,8 @@
 
 Each receives the whole state and returns it plus its own keys; embeddings, models and
 evaluations go to S3 and only their keys travel in the state. First input:
-``{"seed": 42, "test_size": 0.25}`` (both optional; also ``C`` and ``select_c``)."""
+``{"seed": 42, "test_size": 0.25}`` (both optional; also ``C``, ``select_c`` and ``far``, the
+false-accept rate of the "unknown" threshold)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from facerec import workflow
 from facerec.chain import indexed_crops, not_indexed_reason
 from facerec.errors import NotEnoughData
 from facerec.models import TrainedModel
+from facerec.openset import DEFAULT_FAR
 from functions.services import get_logger, log, services
 
 logger = get_logger(__name__)
@@ -28,6 +30,7 @@ def _options(state: dict) -> workflow.TrainOptions:
         select_c=bool(state.get("select_c", False)),
         test_size=float(state.get("test_size", 0.25)),
         seed=int(state.get("seed", 42)),
+        far=float(state.get("far", DEFAULT_FAR)),
     )
     if not 0 < options.test_size < 1:
         raise NotEnoughData(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -20,14 +22,17 @@ from facerec.errors import (
     ImageTooLarge,
     InvalidLabel,
     ModelNotFound,
+    NotEnoughData,
 )
 from facerec.images import encode_png
 from facerec.rekognition import UNKNOWN, EngineUnavailable
+from facerec.routing import route
 
+ENGINES = ("facenet", "nearest", "rekognition", "hybrid")
 ENGINE_CHOICES = {
-    "facenet": ("facenet",),
-    "rekognition": ("rekognition",),
+    **{name: (name,) for name in ENGINES},
     "both": ("facenet", "rekognition"),
+    "all": ENGINES,
 }
 DEFAULT_ENGINES = "facenet"
 # API Gateway hands Lambda at most 6 MB; base64 makes bytes 4/3 larger.
@@ -94,17 +99,16 @@ class IdentifyRequest:
 
 
 def _engines(value) -> tuple[str, ...]:
-    """One of "facenet", "rekognition", "both", or a list of engine names -> engine names."""
+    """A name of ENGINE_CHOICES, or a list of engine names -> engine names (ENGINES order)."""
     if isinstance(value, str) and value in ENGINE_CHOICES:
         return ENGINE_CHOICES[value]
-    names = ENGINE_CHOICES["both"]
-    if isinstance(value, list) and value and all(name in names for name in value):
-        return tuple(name for name in names if name in value)
+    if isinstance(value, list) and value and all(name in ENGINES for name in value):
+        return tuple(name for name in ENGINES if name in value)
     raise ApiError(
         400,
         "invalid_engines",
         f"engines must be one of {', '.join(ENGINE_CHOICES)} (or a list of "
-        f"{' and '.join(names)}); got {value!r}",
+        f"{', '.join(ENGINES)}); got {value!r}",
     )
 
 
@@ -132,13 +136,17 @@ def parse_body(raw: str | bytes | None, is_base64: bool = False) -> dict:
 
 @dataclass
 class IdentifyServices:
-    """What /identify runs on: the pipeline (its analyser, model and ingest store) and the
-    Rekognition engine (a RekognitionEngine, or an UnavailableEngine that says why not).
-    ``facenet_min_probability``: FaceNet answers under it are "unknown" (0 = never)."""
+    """What /identify runs on: the pipeline (its analyser, model and ingest store), the
+    nearest-neighbour engine (facerec.nearest), and the Rekognition engine (a
+    RekognitionEngine, or an UnavailableEngine that says why not).
+    ``facenet_min_probability``: FaceNet answers under it are "unknown" (0 = never);
+    ``routing_threshold``: the hybrid engine's, overriding the model's (None = the model's)."""
 
     pipeline: object
+    nearest: object
     rekognition: object
     facenet_min_probability: float = 0.0
+    routing_threshold: float | None = None
 
 
 def handle_identify(request: dict, services: IdentifyServices) -> tuple[int, dict]:
@@ -153,10 +161,20 @@ def handle_identify(request: dict, services: IdentifyServices) -> tuple[int, dic
         return 413, {"code": error.code, "message": str(error)}
     except (ImageError, InvalidLabel) as error:
         return 400, {"code": error.code, "message": str(error)}
-    except ModelNotFound as error:
+    except (ModelNotFound, NotEnoughData) as error:
         return 503, {"code": error.code, "message": str(error)}
     except EngineUnavailable as error:
         return 501, {"code": error.code, "message": str(error)}
+
+
+def handle_forget(raw_name: str, forget: Callable[[str], dict]) -> tuple[int, dict]:
+    """``DELETE /people/{name}``: the name as it came in the path (percent-encoding is
+    undone) -> (200, what ``forget(name)`` deleted) or (400, why the name is not valid).
+    Idempotent: forgetting someone already forgotten deletes nothing and still answers 200."""
+    try:
+        return 200, forget(unquote(raw_name))
+    except InvalidLabel as error:
+        return 400, {"code": error.code, "message": str(error)}
 
 
 def _read_key(services: IdentifyServices, key: str) -> bytes:
@@ -172,40 +190,109 @@ def _read_key(services: IdentifyServices, key: str) -> bytes:
 
 def identify(services: IdentifyServices, data: bytes, engines: tuple[str, ...]) -> dict:
     """Photo bytes -> every face with its box and, per engine, the person (or "unknown") and
-    its score: ``probability`` (FaceNet, 0-1) or ``similarity`` (Rekognition, 0-100).
-    Rekognition searches the largest face of an image only, so each face crop is sent alone."""
-    pipeline = services.pipeline
-    if engines == ("rekognition",) and not services.rekognition.available:
-        services.rekognition.identify([])  # raises EngineUnavailable, before any work
+    its scores: FaceNet ``probability`` (0-1) and open-set ``score``, nearest ``score``,
+    Rekognition ``similarity`` (0-100); hybrid says which engine answered. Rekognition
+    searches the largest face of an image only, so each face crop is sent alone."""
+    pipeline, rekognition = services.pipeline, services.rekognition
+    if engines == ("rekognition",) and not rekognition.available:
+        rekognition.identify([])  # raises EngineUnavailable, before any work
     image, analysed = pipeline.analyse_photo(data)
+    embeddings = np.stack([item.embedding for item in analysed])
     faces = [item.face.to_dict() for item in analysed]
     result = {"width": image.shape[1], "height": image.shape[0], "engines": {}, "faces": faces}
-    if "facenet" in engines:
+    if "facenet" in engines or "hybrid" in engines:
         model = pipeline.current_model()
-        labels, scores = model.classifier.predict_with_probability(
-            np.stack([item.embedding for item in analysed])
-        )
-        threshold = services.facenet_min_probability
+        facenet = model.identify(embeddings)
+        floor = services.facenet_min_probability
+        facenet_labels = np.where(facenet.probabilities >= floor, facenet.labels, UNKNOWN)
         result["model_id"] = model.model_id
-        result["engines"]["facenet"] = {"model_id": model.model_id, "min_probability": threshold}
-        for face, label, probability in zip(faces, labels, scores, strict=True):
+    if "facenet" in engines:
+        result["engines"]["facenet"] = {
+            "model_id": model.model_id,
+            "min_probability": floor,
+            "unknown_threshold": round(facenet.threshold, 6),
+        }
+        for n, face in enumerate(faces):
             face["facenet"] = {
-                "person": str(label) if probability >= threshold else UNKNOWN,
-                "probability": round(float(probability), 4),
+                "person": str(facenet_labels[n]),
+                "probability": round(float(facenet.probabilities[n]), 4),
+                "score": round(float(facenet.scores[n]), 4),
             }
+    if "nearest" in engines:
+        nearest = services.nearest.identify(embeddings)
+        result["engines"]["nearest"] = {
+            **services.nearest.describe(),
+            "unknown_threshold": round(nearest.threshold, 6),
+        }
+        for n, face in enumerate(faces):
+            face["nearest"] = {
+                "person": str(nearest.labels[n]),
+                "score": round(float(nearest.scores[n]), 4),
+            }
+    asked = {}  # face index -> Rekognition's answer
     if "rekognition" in engines:
-        engine = services.rekognition
-        if not engine.available:
-            result["engines"]["rekognition"] = {"available": False, "reason": engine.reason}
-        else:
-            answers = engine.identify([encode_png(item.crop) for item in analysed])
-            result["engines"]["rekognition"] = {
-                "available": True,
-                "collection_id": engine.collection.collection_id,
-                "min_similarity": engine.min_similarity,
-            }
-            for face, answer in zip(faces, answers, strict=True):
-                face["rekognition"] = {
-                    key: answer[key] for key in ("person", "similarity", "reason") if key in answer
-                }
+        asked = _ask_rekognition(rekognition, analysed, range(len(analysed)))
+        result["engines"]["rekognition"] = _rekognition_summary(rekognition)
+        for n, face in enumerate(faces):
+            if n in asked:
+                face["rekognition"] = asked[n]
+    if "hybrid" in engines:
+        threshold = routing_threshold(model, services.routing_threshold)
+        routed = route(facenet_labels, facenet.scores, threshold)
+        missing = [n for n in np.flatnonzero(routed) if n not in asked]
+        asked.update(_ask_rekognition(rekognition, analysed, missing))
+        result["engines"]["hybrid"] = {
+            "routing_threshold": round(threshold, 6),
+            "routed": int(routed.sum()),
+            "rekognition": _rekognition_summary(rekognition),
+        }
+        for n, face in enumerate(faces):
+            face["hybrid"] = _hybrid_answer(
+                str(facenet_labels[n]), float(facenet.scores[n]), asked.get(n), bool(routed[n])
+            )
     return result
+
+
+def routing_threshold(model, override: float | None) -> float:
+    """The hybrid engine's threshold: ``override``, else the one the training workflow chose
+    from both engines' held-out answers, else the model's "unknown" threshold (only unknown
+    faces are routed)."""
+    if override is not None:
+        return float(override)
+    chosen = (model.metadata.get("routing") or {}).get("threshold")
+    if chosen is not None:
+        return float(chosen)
+    return float((model.metadata.get("open_set") or {}).get("threshold", 0.0))
+
+
+def _ask_rekognition(engine, analysed, indices) -> dict[int, dict]:
+    """face index -> Rekognition's answer for each of ``indices`` (none when unavailable)."""
+    indices = [int(n) for n in indices]
+    if not engine.available or not indices:
+        return {}
+    answers = engine.identify([encode_png(analysed[n].crop) for n in indices])
+    return {
+        n: {key: answer[key] for key in ("person", "similarity", "reason") if key in answer}
+        for n, answer in zip(indices, answers, strict=True)
+    }
+
+
+def _rekognition_summary(engine) -> dict:
+    if not engine.available:
+        return {"available": False, "reason": engine.reason}
+    return {
+        "available": True,
+        "collection_id": engine.collection.collection_id,
+        "min_similarity": engine.min_similarity,
+    }
+
+
+def _hybrid_answer(label: str, score: float, asked: dict | None, routed: bool) -> dict:
+    """FaceNet's answer unless the face was routed and Rekognition answered it."""
+    answer = {"person": label, "engine": "facenet", "routed": routed, "score": round(score, 4)}
+    if routed and asked is not None:
+        answer.update(person=asked["person"], engine="rekognition")
+        answer.update({key: asked[key] for key in ("similarity", "reason") if key in asked})
+    elif routed:
+        answer["reason"] = "Rekognition is not available here; FaceNet's answer is kept"
+    return answer

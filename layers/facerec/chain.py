@@ -2,6 +2,7 @@
 
     ingest photo -> align_photo   (detect, crop, embed, record; bad photo -> quarantine)
     face crop    -> embed_crop    (FaceNet embedding, only if missing or made by other weights)
+                 -> store_vectors (labelled face and its person's centroid into S3 Vectors)
     face crop    -> index_crop    (Rekognition IndexFaces once per crop version + FaceId row)
 
 Every step is safe to repeat (events are delivered at least once): a photo is recognised by
@@ -15,6 +16,8 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from facerec.errors import FaceRecError, ImageTooLarge
 from facerec.images import decode_image
@@ -105,6 +108,21 @@ def embed_crop(
     embedding = embedder().embed(crop[None])[0]
     catalog.set_embedding(face, embedding)
     return StepResult("embedded")
+
+
+def store_vectors(catalog: DynamoCatalog, vectors, crop_key: str) -> StepResult:
+    """Put a labelled crop's embedding into the vector store (``vectors``, a VectorGallery)
+    and rewrite its person's centroid from every labelled face the catalog holds for them.
+    PutVectors overwrites by key, so a repeat writes the same vectors again."""
+    face = catalog.face_by_crop(crop_key)
+    if face is None:
+        raise CropNotCatalogued("no catalogued face holds this crop yet")
+    if face.person is None:
+        return StepResult("skipped", "not the labelled face of its photo")
+    vectors.put_faces([crop_key], [face.person], face.embedding[None])
+    faces = catalog.faces(face.person)
+    vectors.put_centroid(face.person, np.stack([known.embedding for known in faces]))
+    return StepResult("stored", f"{len(faces)} faces in the centroid")
 
 
 def index_crop(

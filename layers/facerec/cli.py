@@ -119,7 +119,13 @@ def cmd_train(app: App, args) -> int:
     from facerec.pipeline import TrainOptions
 
     model, evaluation = app.pipeline.train(
-        TrainOptions(C=args.C, select_c=args.select_c, test_size=args.test_size, seed=args.seed)
+        TrainOptions(
+            C=args.C,
+            select_c=args.select_c,
+            test_size=args.test_size,
+            seed=args.seed,
+            far=args.far,
+        )
     )
     meta = model.metadata
     print(
@@ -165,12 +171,17 @@ def cmd_evaluate(app: App, args) -> int:
 
 
 def cmd_identify(app: App, args) -> int:
+    from facerec.api import ENGINE_CHOICES, identify
+    from facerec.server import local_services
+
     results, failed = {}, 0
-    pipeline = app.pipeline
-    pipeline.current_model()  # missing weights or model stop here, before any photo
+    services = local_services(app.pipeline, routing_threshold=args.routing_threshold)
+    engines = ENGINE_CHOICES[args.engine]
+    if "facenet" in engines or "hybrid" in engines:
+        app.pipeline.current_model()  # missing weights or model stop here, before any photo
     for photo in args.photos:
         try:
-            results[str(photo)] = pipeline.identify(photo.read_bytes())
+            results[str(photo)] = identify(services, photo.read_bytes(), engines)
         except (FaceRecError, OSError) as error:
             failed += 1
             code = getattr(error, "code", "unreadable")
@@ -184,11 +195,33 @@ def cmd_identify(app: App, args) -> int:
                 continue
             for face in result["faces"]:
                 box = face["box"]
+                answers = "; ".join(
+                    f"{engine} {_describe_answer(face[engine])}"
+                    for engine in engines
+                    if engine in face
+                )
                 print(
-                    f"{photo}: {face['person']} (probability {face['probability']:.2f}) at "
-                    f"x={box['left']} y={box['top']} w={box['width']} h={box['height']}"
+                    f"{photo}: x={box['left']} y={box['top']} w={box['width']} "
+                    f"h={box['height']}: {answers}"
                 )
     return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _describe_answer(answer: dict) -> str:
+    """One engine's answer for one face, for the terminal."""
+    scores = [
+        f"{name} {answer[name]:.2f}"
+        for name in ("probability", "score", "similarity")
+        if answer.get(name) is not None
+    ]
+    via = f" via {answer['engine']}" if "engine" in answer else ""
+    return f"{answer['person']}{via} ({', '.join(scores)})"
+
+
+def cmd_forget(app: App, args) -> int:
+    deleted = app.pipeline.forget(args.person)
+    print(json.dumps(deleted, indent=2, ensure_ascii=False))
+    return EXIT_OK
 
 
 def cmd_demo(app: App, args) -> int:
@@ -196,18 +229,23 @@ def cmd_demo(app: App, args) -> int:
 
     sample = AssetPaths(app.cache_dir).sample_set
     print(f"== 1/5 ingest {sample / 'train'}")
-    cmd_ingest(app, argparse.Namespace(directory=sample / "train", quiet=True))
+    cmd_ingest(app, _arguments("ingest", sample / "train", "--quiet"))
     print("\n== 2/5 train, holding out a seeded 25 % of the enrolled faces")
-    cmd_train(app, argparse.Namespace(C=10.0, select_c=False, test_size=0.25, seed=42))
+    cmd_train(app, _arguments("train"))
     print(f"\n== 3/5 evaluate on {sample / 'val'} (photos never enrolled)")
     evaluation = app.workspace / "demo-evaluation.json"
-    cmd_evaluate(app, argparse.Namespace(directory=sample / "val", json=evaluation))
-    print("\n== 4/5 identify one val photo of each person")
+    cmd_evaluate(app, _arguments("evaluate", sample / "val", "--json", evaluation))
+    print("\n== 4/5 identify one val photo of each person, with every engine")
     photos = [sorted(folder.glob("*.jpg"))[0] for folder in sorted((sample / "val").iterdir())]
-    cmd_identify(app, argparse.Namespace(photos=photos, json=False))
+    cmd_identify(app, _arguments("identify", *photos, "--engine", "all"))
     print(f"\nworkspace: {app.workspace} ({app.pipeline.catalog.counts()})")
     print("\n== 5/5 compare the engines on the held-out faces: the report")
     return cmd_report(app, report_defaults())
+
+
+def _arguments(command: str, *argv) -> argparse.Namespace:
+    """A subcommand's arguments as the command line would give them (its defaults)."""
+    return build_parser().parse_args([command, *map(str, argv)])
 
 
 def _rekognition_for_report(args, training_faces, read_crop):
@@ -399,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="held-out fraction for evaluation (default 0.25; 0 = train on all)",
     )
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--far",
+        type=float,
+        default=0.01,
+        help="false-accept rate the unknown threshold is calibrated to (default 0.01)",
+    )
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate the current model")
@@ -414,7 +458,29 @@ def build_parser() -> argparse.ArgumentParser:
     identify = commands.add_parser("identify", help="name every face in photos")
     identify.add_argument("photos", type=Path, nargs="+")
     identify.add_argument("--json", action="store_true", help="print JSON")
+    identify.add_argument(
+        "--engine",
+        choices=("facenet", "nearest", "hybrid", "all"),
+        default="facenet",
+        help="facenet: the SVC with a calibrated unknown (default); nearest: the closest "
+        "enrolled faces, no training needed; hybrid: FaceNet, and Rekognition for faces it "
+        "is not sure of (Rekognition needs the cloud: locally FaceNet's answer is kept)",
+    )
+    identify.add_argument(
+        "--routing-threshold",
+        type=float,
+        help="hybrid: route faces whose open-set score is below this "
+        "(default: the model's, chosen at training)",
+    )
     identify.set_defaults(run=cmd_identify)
+
+    forget = commands.add_parser(
+        "forget",
+        help="delete a person everywhere (photos, crops, embeddings, models that knew them) "
+        "and retrain on the others",
+    )
+    forget.add_argument("person", help="the person's name, as their photo folder is named")
+    forget.set_defaults(run=cmd_forget)
 
     report = commands.add_parser(
         "report",

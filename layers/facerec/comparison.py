@@ -7,6 +7,8 @@
   recorded as not run with the reason; it is never simulated.
 - The cost model puts Rekognition's tiered price per image and its face storage against the
   Lambda cost of the FaceNet path from its measured duration and the configured memory.
+- When both ran, the hybrid (FaceNet first, Rekognition for the faces FaceNet is not sure of,
+  ``facerec.routing``) is replayed on the same faces for every routing threshold.
 
 ``compare`` returns one JSON-ready dict; ``facerec.report`` turns it into the HTML report.
 """
@@ -25,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from facerec.errors import FaceRecError, NoFaceFound, NotEnoughData
 from facerec.evaluation import DEFAULT_THRESHOLDS, evaluate_predictions, score_statistics
 from facerec.models import TrainedModel
+from facerec.openset import UNKNOWN as OPEN_SET_UNKNOWN
 from facerec.rekognition import (
     UNKNOWN,
     FaceCollection,
@@ -33,6 +36,7 @@ from facerec.rekognition import (
     UnavailableEngine,
     external_image_id,
 )
+from facerec.routing import COST_MODEL, routing_curve
 from facerec.storage.ports import BlobStore, FaceRecord
 from facerec.workflow import SIMILARITY_THRESHOLDS, face_ids_of
 
@@ -42,6 +46,7 @@ DEFAULT_VOLUMES = (1_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000
 DEFAULT_LAMBDA_MEMORY_MB = 3008  # the identify_faces function (infra/config.py)
 MIN_BOX_OVERLAP = 0.5  # intersection over union that makes a detected face the enrolled one
 SECONDS_PER_MONTH = 30 * 24 * 3600
+HYBRID_MONTHLY_IMAGES = 1_000_000  # the volume whose average Rekognition price a routed face pays
 MEASURED_LOCALLY = "this process on this machine, not in Lambda"
 
 
@@ -171,6 +176,8 @@ class EngineRun:
 
     ``answers``: face id -> ``{"person": str | None, "score": float | None, "seconds": float}``
     plus ``"reason"`` when there is no person (score None: the engine refused the face);
+    FaceNet's also hold ``"open_set_score"`` (float, None when refused or not finite) and
+    ``"accepted"`` (False: answered "unknown" or refused);
     ``gallery_refusals``: training crops the engine could not take (``crop_key``, ``reason``);
     ``reason``: why the engine did not run at all (then ``answers`` is empty)."""
 
@@ -215,24 +222,32 @@ def box_overlap(a: Sequence[int], b: Sequence[int]) -> float:
 
 def run_facenet(pipeline, model: TrainedModel, faces: Sequence[FaceRecord]) -> EngineRun:
     """The identify path per held-out photo (one labelled face each), timed from the photo's
-    bytes to the classifier's answer. The first photo also runs once untimed (TensorFlow
-    builds its graphs on first use)."""
+    bytes to the model's answer (``TrainedModel.identify``: the SVC's label, or "unknown" when
+    the open-set score is not above the model's threshold). ``score`` is the SVC's
+    probability, ``open_set_score`` the open-set score. The first photo also runs once
+    untimed (TensorFlow builds its graphs on first use)."""
+    thresholds = []
 
     def identify(face: FaceRecord) -> tuple[dict, float]:
         data = pipeline.ingest.get(face.photo_key)
         started = time.perf_counter()
         _, analysed = pipeline.analyse_photo(data)
-        labels, scores = model.classifier.predict_with_probability(
-            np.stack([item.embedding for item in analysed])
-        )
+        answers = model.identify(np.stack([item.embedding for item in analysed]))
         seconds = time.perf_counter() - started
+        thresholds.append(float(answers.threshold))
         overlaps = [box_overlap(face.box, item.face.box) for item in analysed]
         best = int(np.argmax(overlaps))
         if overlaps[best] < MIN_BOX_OVERLAP:
             raise NoFaceFound(
                 f"the enrolled face was not found again (best box overlap {overlaps[best]:.2f})"
             )
-        return {"person": str(labels[best]), "score": float(scores[best])}, seconds
+        label, open_set = str(answers.labels[best]), float(answers.scores[best])
+        return {
+            "person": label,
+            "score": float(answers.probabilities[best]),
+            "open_set_score": open_set if np.isfinite(open_set) else None,
+            "accepted": label != OPEN_SET_UNKNOWN,
+        }, seconds
 
     if faces:
         identify(faces[0])
@@ -242,7 +257,13 @@ def run_facenet(pipeline, model: TrainedModel, faces: Sequence[FaceRecord]) -> E
         try:
             answer, seconds = identify(face)
         except FaceRecError as error:
-            answer = {"person": None, "score": None, "reason": str(error)}
+            answer = {
+                "person": None,
+                "score": None,
+                "open_set_score": None,
+                "accepted": False,
+                "reason": str(error),
+            }
             seconds = time.perf_counter() - started
         answers[face.face_id] = {**answer, "seconds": seconds}
     meta = model.metadata
@@ -257,7 +278,11 @@ def run_facenet(pipeline, model: TrainedModel, faces: Sequence[FaceRecord]) -> E
             f"C = {meta['classifier']['C']}",
             "embedding": meta["embedding"]["model_id"],
             "crop": meta["crop"]["method"],
-            "timed": "per photo: decode, detect, crop, embed, classify",
+            "timed": "per photo: decode, detect, crop, embed, classify, open-set score",
+            "open_set_threshold": thresholds[0] if thresholds else None,
+            "open_set_score": (meta.get("open_set") or {}).get(
+                "score", "none: a model without an open-set part (its probability is used)"
+            ),
         },
     )
 
@@ -453,8 +478,17 @@ def summarise_engine(run: EngineRun, faces: Sequence[FaceRecord], labels: Sequen
         {"stage": "gallery", "key": item["crop_key"], "reason": item["reason"]}
         for item in run.gallery_refusals
     ]
+    open_set = {}
+    if any("accepted" in run.answers[face.face_id] for face in faces):
+        open_set["open_set"] = {
+            "unknown": sum(
+                run.answers[face.face_id]["person"] == OPEN_SET_UNKNOWN for face in faces
+            ),
+            "threshold": run.describe.get("open_set_threshold"),
+        }
     return {
         **summary,
+        **open_set,
         "answered": len(answered),
         "correct": evaluation["correct"],
         "accuracy_all": evaluation["correct"] / len(faces) if faces else None,
@@ -498,6 +532,100 @@ def training_history(models: BlobStore) -> list[dict]:
     return sorted(history, key=lambda item: item["model_id"])
 
 
+def stored_routing_threshold(metadata: dict) -> float | None:
+    """The routing threshold the training workflow stored in the model's metadata
+    (``metadata["routing"]``: a number, or a dict with ``"threshold"``; "-inf" / "inf"
+    allowed), or None."""
+    routing = metadata.get("routing")
+    value = routing.get("threshold") if isinstance(routing, Mapping) else routing
+    return None if value is None else float(value)
+
+
+def hybrid_routing(
+    model: TrainedModel,
+    faces: Sequence[FaceRecord],
+    facenet: EngineRun,
+    rekognition: EngineRun | None,
+    facenet_seconds: float,
+    memory_mb: int = DEFAULT_LAMBDA_MEMORY_MB,
+    prices: Prices = PRICES,
+    monthly_images: int = HYBRID_MONTHLY_IMAGES,
+) -> dict:
+    """The hybrid (FaceNet first, Rekognition for the faces ``facerec.routing.route`` sends
+    it) replayed on the held-out faces both engines answered, as a JSON-ready dict.
+
+    Ran: ``ran`` True, ``rule``, ``score`` (the open-set score in words), the keys of
+    ``routing_curve`` (``faces``, ``always_routed``, ``costs``, ``facenet_alone``,
+    ``rekognition_alone``, ``target``, ``best``, ``points``, ``candidates``), ``stored``
+    (None, or the model's stored routing threshold as a curve point plus ``metadata``),
+    ``monthly_images`` and ``assumptions``. Not run: ``ran`` False and ``reason`` only.
+
+    Costs: FaceNet's per face is one Lambda invocation of ``facenet_seconds`` (the measured
+    mean per photo) at ``memory_mb``; a Rekognition call is the average price per image at
+    ``monthly_images`` images a month. A FaceNet refusal is routed at every threshold."""
+    if rekognition is None:
+        return {"ran": False, "reason": "Rekognition was not part of this comparison."}
+    if rekognition.reason:
+        return {
+            "ran": False,
+            "reason": f"Rekognition did not run ({rekognition.reason}), so there is nothing to "
+            "route to: no hybrid figures.",
+        }
+    facenet_usd = lambda_cost(1, facenet_seconds, memory_mb, prices)["total"]
+    call_usd = rekognition_image_cost(monthly_images, prices) / monthly_images
+    facenet_answers = [facenet.answers[face.face_id] for face in faces]
+    arguments = (
+        [face.person for face in faces],
+        [answer["person"] for answer in facenet_answers],
+        # The probability stands in when a run has no open-set score (as identify does for a
+        # model without an open-set part).
+        [answer.get("open_set_score", answer["score"]) for answer in facenet_answers],
+        [rekognition.answers[face.face_id]["person"] for face in faces],
+        facenet_usd,
+        call_usd,
+    )
+    curve = routing_curve(*arguments)
+    stored_threshold = stored_routing_threshold(model.metadata)
+    stored = None
+    if stored_threshold is not None:
+        stored = {
+            **routing_curve(*arguments, thresholds=[stored_threshold])["points"][0],
+            "metadata": model.metadata["routing"],
+        }
+    open_set = model.metadata.get("open_set") or {}
+    recognition_seconds = np.median(
+        [answer["seconds"] for answer in rekognition.answers.values()] or [0.0]
+    )
+    assumptions = [
+        'Rule: a face goes to Rekognition when FaceNet answers "unknown" or its open-set score '
+        "is below the routing threshold (facerec.routing.route); otherwise FaceNet's answer is "
+        "kept and Rekognition is not called. A FaceNet refusal (the face was not found again) "
+        "is always routed.",
+        f"Cost model: {COST_MODEL}.",
+        f"FaceNet per face: one Lambda invocation of the measured mean {facenet_seconds:.3f} s "
+        f"at {memory_mb} MB, {_plain(facenet_usd)} USD.",
+        "Rekognition per routed face: one SearchFacesByImage call at the average price per "
+        f"image at {monthly_images:,} images a month, {_plain(call_usd)} USD.",
+        "Not included: face storage (the hybrid keeps the collection just as Rekognition alone "
+        "does), the Lambda time spent waiting for Rekognition's answer (median "
+        f"{recognition_seconds:.3f} s measured here), cold starts.",
+        "A Rekognition refusal or a match outside the gallery is a miss; accuracy is over all "
+        f"{len(faces)} held-out faces.",
+        "The best threshold is chosen on these same held-out faces: its accuracy is an "
+        "optimistic estimate; judge it on faces it was not chosen on.",
+    ]
+    return {
+        "ran": True,
+        "reason": "",
+        "rule": "route when FaceNet answers unknown or its open-set score < threshold",
+        "score": open_set.get("score", "the SVC's probability (no open-set part)"),
+        **curve,
+        "stored": stored,
+        "monthly_images": monthly_images,
+        "assumptions": assumptions,
+    }
+
+
 def assemble(
     model: TrainedModel,
     faces: Sequence[FaceRecord],
@@ -511,7 +639,8 @@ def assemble(
     measured_in: str = MEASURED_LOCALLY,
 ) -> dict:
     """The comparison as one JSON-ready dict: per face every engine's answer, per engine its
-    summary, the enrolment refusals, the training history and the cost model."""
+    summary, the enrolment refusals, the training history, the cost model and the hybrid
+    routing (``hybrid_routing``)."""
     labels = model.metadata["labels"]
     engines = {run.name: summarise_engine(run, faces, labels) for run in runs}
     if not engines.get("facenet", {}).get("ran"):
@@ -525,6 +654,16 @@ def assemble(
         else training_faces
     )
     meta = model.metadata
+    by_name = {run.name: run for run in runs}
+    hybrid = hybrid_routing(
+        model,
+        faces,
+        by_name["facenet"],
+        by_name.get("rekognition"),
+        facenet_seconds["mean"],
+        memory_mb,
+        prices,
+    )
     return {
         "schema": SCHEMA_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -562,6 +701,7 @@ def assemble(
             prices,
             measured_in,
         ),
+        "hybrid": hybrid,
     }
 
 

@@ -1,5 +1,6 @@
-"""A trained model as one artifact: the classifier and its metadata, with a clear warning
-when it is loaded under library versions other than those it was made with."""
+"""A trained model as one artifact: the classifier, its open-set identifier (the training
+faces and the calibrated "unknown" threshold) and its metadata, with a clear warning when it
+is loaded under library versions other than those it was made with."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 
 import joblib
+import numpy as np
 
 from facerec.classifier import FaceClassifier
+from facerec.openset import UNKNOWN, OpenSetIdentifier, open_set_scores
 
 TRACKED_LIBRARIES = ("scikit-learn", "numpy", "tensorflow-cpu", "keras", "mtcnn", "joblib")
-ARTIFACT_FORMAT = 1
+ARTIFACT_FORMAT = 2  # 2 added the open-set identifier
 
 
 class ModelVersionWarning(UserWarning):
@@ -32,12 +35,45 @@ def library_versions() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class FaceNetAnswers:
+    """The FaceNet engine's answers for N faces: ``labels`` (N,) str, the SVC's label or
+    "unknown" when ``scores`` (N,) float32, the open-set score, is not above ``threshold``;
+    ``probabilities`` (N,) the calibrated probability of the SVC's label (reported only)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    scores: np.ndarray
+    threshold: float
+
+    @property
+    def accepted(self) -> np.ndarray:
+        return self.labels != UNKNOWN
+
+
+@dataclass(frozen=True)
 class TrainedModel:
     """``metadata`` holds: model_id, created_at, labels, C, cv, embedding (model id, sha256,
-    preprocessing), crop (method, margin, size), split, libraries, evaluation summary."""
+    preprocessing), crop (method, margin, size), split, open_set (its calibration),
+    libraries, evaluation summary. ``open_set`` is None for models saved before format 2:
+    their answers are never "unknown"."""
 
     classifier: FaceClassifier
     metadata: dict
+    open_set: OpenSetIdentifier | None = None
+
+    def identify(self, embeddings) -> FaceNetAnswers:
+        """float32 (N, D) unit vectors -> the SVC's labels, accepted or "unknown" by the
+        open-set score of that label (facerec.openset; bench/OPEN_SET.md measures it)."""
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        labels, probabilities = self.classifier.predict_with_probability(embeddings)
+        labels = np.asarray(labels, dtype=str)
+        if self.open_set is None:
+            return FaceNetAnswers(labels, probabilities, probabilities.astype(np.float32), 0.0)
+        scores = open_set_scores(self.open_set.gallery_, embeddings, labels, self.open_set.cohort)
+        threshold = self.open_set.calibration_.threshold
+        return FaceNetAnswers(
+            np.where(scores > threshold, labels, UNKNOWN), probabilities, scores, threshold
+        )
 
     @property
     def model_id(self) -> str:
@@ -45,8 +81,14 @@ class TrainedModel:
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
+        open_set = None if self.open_set is None else self.open_set.to_bytes()
         joblib.dump(
-            {"format": ARTIFACT_FORMAT, "classifier": self.classifier, "metadata": self.metadata},
+            {
+                "format": ARTIFACT_FORMAT,
+                "classifier": self.classifier,
+                "open_set": open_set,
+                "metadata": self.metadata,
+            },
             buffer,
         )
         return buffer.getvalue()
@@ -55,7 +97,12 @@ class TrainedModel:
     def from_bytes(cls, data: bytes) -> TrainedModel:
         """Load an artifact this package wrote (joblib: only load artifacts you trust)."""
         payload = joblib.load(io.BytesIO(data))
-        model = cls(classifier=payload["classifier"], metadata=payload["metadata"])
+        open_set = payload.get("open_set")
+        model = cls(
+            classifier=payload["classifier"],
+            metadata=payload["metadata"],
+            open_set=None if open_set is None else OpenSetIdentifier.from_bytes(open_set),
+        )
         saved = model.metadata.get("libraries", {})
         current = library_versions()
         drift = {

@@ -45,10 +45,18 @@ def open_set_scores(gallery: Gallery, vectors, labels, cohort: int = COHORT, exc
     own = np.einsum("qd,qd->q", np.asarray(vectors, np.float32), gallery.centroids(labels))
     left_out = labels[:, None] if exclude is None else np.stack([labels, exclude], axis=1)
     _, others = gallery.search_centroids(vectors, cohort, exclude=left_out)
+    scores = cohort_normalised(own, others)
+    return np.where(gallery.face_counts(labels) > 0, scores, -np.inf).astype(np.float32)
+
+
+def cohort_normalised(own, others) -> np.ndarray:
+    """float32 (Q,): ``own`` (Q,) cosine to the proposed person's centroid minus the mean of
+    ``others`` (Q, K) cosines to the nearest other people's centroids (-inf pads missing
+    ones; a row with none subtracts 0)."""
+    others = np.asarray(others, dtype=np.float32)
     finite = np.isfinite(others)
-    count = finite.sum(axis=1)
-    mean = np.where(finite, others, 0.0).sum(axis=1) / np.maximum(count, 1)
-    return np.where(gallery.face_counts(labels) > 0, own - mean, -np.inf).astype(np.float32)
+    mean = np.where(finite, others, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+    return (np.asarray(own, dtype=np.float32) - mean).astype(np.float32)
 
 
 def far_threshold(impostor_scores, far: float) -> float:

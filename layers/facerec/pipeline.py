@@ -23,9 +23,11 @@ from facerec.errors import (
     ModelNotFound,
     NameCollision,
     NoFaceFound,
+    NotEnoughData,
     TooManyFaces,
 )
 from facerec.evaluation import evaluate_predictions
+from facerec.forget import forget_person
 from facerec.images import DEFAULT_LIMITS, ImageLimits, decode_image, encode_png
 from facerec.models import TrainedModel
 from facerec.naming import crop_key, ingest_key, validate_person_name
@@ -158,6 +160,7 @@ class Pipeline:
         self.models, self.reports = models, reports
         self.settings = analyser.settings
         self._model: TrainedModel | None = None
+        self.changes = 0  # labelled faces added or removed by this process (caches key on it)
 
     # ---- enrolment -------------------------------------------------------------------------
 
@@ -357,6 +360,7 @@ class Pipeline:
                 )
             )
         self.ingest.put(pending.key, pending.item.data)
+        self.changes += 1
         height, width = pending.image_shape[:2]
         self._replace_photo(
             PhotoRecord(
@@ -382,6 +386,29 @@ class Pipeline:
         evaluations = {"facenet": evaluate_facenet(model, training_set)} if len(test_index) else {}
         model, _ = publish(self.models, self.reports, self.catalog, model, evaluations)
         return model, evaluations.get("facenet")
+
+    def forget(self, person: str) -> dict:
+        """Delete ``person`` from every store (facerec.forget); when the current model knew
+        them, train a new one on the people who remain, with the deleted model's options
+        (``retrained``: its id, or ``not_retrained``: why not, e.g. fewer than 2 people)."""
+        current = self.catalog.current_model()
+        deleted = forget_person(
+            person,
+            self.catalog,
+            self.ingest,
+            self.faces,
+            self.quarantine,
+            self.models,
+            self.reports,
+        )
+        self.changes += 1
+        self._model = None
+        if deleted["current_model"]:
+            try:
+                deleted["retrained"] = self.train(TrainOptions.of(current.metadata))[0].model_id
+            except NotEnoughData as error:
+                deleted["not_retrained"] = str(error)
+        return deleted
 
     def current_model(self) -> TrainedModel:
         """The published model, loaded once per process (reloaded when a newer one appears)."""
@@ -453,24 +480,6 @@ class Pipeline:
         if len(faces) > self.settings.max_faces:
             raise TooManyFaces(f"{len(faces)} faces; at most {self.settings.max_faces}")
         return image, faces
-
-    def identify(self, data: bytes) -> dict:
-        """Photo bytes -> every face with its box, person and probability (JSON-ready).
-        Raises what analyse_photo raises, or ModelNotFound."""
-        model = self.current_model()
-        image, faces = self.analyse_photo(data)
-        labels, scores = model.classifier.predict_with_probability(
-            np.stack([face.embedding for face in faces])
-        )
-        return {
-            "model_id": model.model_id,
-            "width": image.shape[1],
-            "height": image.shape[0],
-            "faces": [
-                {**analysed.face.to_dict(), "person": str(label), "probability": round(float(p), 4)}
-                for analysed, label, p in zip(faces, labels, scores, strict=True)
-            ],
-        }
 
 
 def read_labelled_folder(root, on_skip: Callable[[str, str], None]) -> Iterator[PhotoInput]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from facerec.evaluation import threshold_table
@@ -31,6 +32,8 @@ COLOURS = {
     "wrong": "#c62828",
     "facenet": "#1565c0",
     "rekognition": "#ef6c00",
+    "hybrid": "#2e7d32",
+    "cost": "#6a1b9a",
 }
 
 
@@ -317,6 +320,98 @@ def cost_figure(cost: dict) -> Figure:
     return figure
 
 
+def threshold_position(value, low: float, high: float) -> float:
+    """Where a routing threshold ("-inf", "inf" or a number) goes on a plot whose finite
+    thresholds span [low, high]: the infinite ones just outside it."""
+    value = float(value)
+    pad = max(high - low, 0.1) * 0.12
+    if value == -np.inf:
+        return low - pad
+    return high + pad if value == np.inf else value
+
+
+def hybrid_figure(hybrid: dict) -> Figure:
+    """Hybrid accuracy (left axis) and USD per 1,000 faces (right axis) against the routing
+    threshold, as steps (a threshold's figures hold from just above the previous candidate up
+    to it); both single engines as horizontal reference lines, the best threshold marked."""
+    points = hybrid["points"]
+    values = [float(point["threshold"]) for point in points]
+    finite = [value for value in values if np.isfinite(value)]
+    low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    xs = [threshold_position(value, low, high) for value in values]
+    figure = Figure(figsize=(10, 4.8), layout="constrained")
+    accuracy = figure.subplots()
+    cost = accuracy.twinx()
+    facenet, rekognition = hybrid["facenet_alone"], hybrid["rekognition_alone"]
+    accuracy.plot(
+        xs,
+        [point["accuracy"] for point in points],
+        "o-",
+        drawstyle="steps-pre",
+        markersize=3,
+        color=COLOURS["hybrid"],
+        label="hybrid: accuracy",
+    )
+    cost.plot(
+        xs,
+        [point["cost_per_1000"] for point in points],
+        "s-",
+        drawstyle="steps-pre",
+        markersize=3,
+        color=COLOURS["cost"],
+        label="hybrid: USD per 1,000 faces",
+    )
+    for name, engine in (("facenet", facenet), ("rekognition", rekognition)):
+        title = engine_title(name)
+        accuracy.axhline(
+            engine["accuracy"],
+            color=COLOURS[name],
+            ls="--",
+            lw=1.2,
+            label=f"{title} alone: accuracy",
+        )
+        cost.axhline(
+            engine["cost_per_1000"],
+            color=COLOURS[name],
+            ls=":",
+            lw=1.4,
+            label=f"{title} alone: cost",
+        )
+    best = hybrid["best"]
+    where = threshold_position(best["threshold"], low, high)
+    accuracy.axvline(where, color="#333", lw=1, alpha=0.7)
+    accuracy.plot([where], [best["accuracy"]], "*", markersize=14, color="#333", zorder=5)
+    accuracy.annotate(
+        f"best: {_threshold(best['threshold'])}",
+        (where, best["accuracy"]),
+        xytext=(6, -14),
+        textcoords="offset points",
+        fontsize=9,
+    )
+    ticks = [tick for tick in MaxNLocator(6).tick_values(low, high) if low <= tick <= high]
+    ticks = ticks if finite else []
+    positions = [
+        threshold_position("-inf", low, high),
+        *ticks,
+        threshold_position("inf", low, high),
+    ]
+    accuracy.set_xticks(positions, ["−∞", *(f"{tick:g}" for tick in ticks), "+∞"])
+    lowest = min(point["accuracy"] for point in [*points, facenet, rekognition])
+    accuracy.set_ylim(max(0.0, lowest - 0.05), 1.02)
+    top = max(point["cost_per_1000"] for point in [*points, facenet, rekognition])
+    cost.set_ylim(0, top * 1.1 if top > 0 else 1)
+    accuracy.set_xlabel("routing threshold on FaceNet's open-set score (below it: Rekognition)")
+    accuracy.set_ylabel("accuracy on the held-out faces")
+    cost.set_ylabel("USD per 1,000 faces")
+    accuracy.set_title("Hybrid routing: accuracy and cost against the routing threshold")
+    accuracy.grid(True, alpha=0.3)
+    handles = [
+        handle for axes in (accuracy, cost) for handle in axes.get_legend_handles_labels()[0]
+    ]
+    figure.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    return figure
+
+
 def history_figure(history: list[dict]) -> Figure:
     """Training time against gallery size for every model in the models store."""
     figure = Figure(figsize=(7, 3.4), layout="constrained")
@@ -391,6 +486,16 @@ def _pct(value) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
+def _threshold(value) -> str:
+    """A routing threshold for reading: "−∞", "+∞", a number, or "–" for none."""
+    if value is None:
+        return "–"
+    value = float(value)
+    if not np.isfinite(value):
+        return "−∞" if value < 0 else "+∞"
+    return f"{value:.4g}"
+
+
 def _img(uri: str, alt: str, css: str = "plot") -> str:
     return f'<img class="{css}" src="{uri}" alt="{_e(alt)}">'
 
@@ -427,6 +532,16 @@ class Section:
     id: str
     title: str
     render: Callable[[dict, Callable[[str], bytes]], str]
+
+
+def _unknown(engine: dict) -> str:
+    """FaceNet's open-set "unknown" answers among the held-out faces, with the threshold."""
+    open_set = engine.get("open_set")
+    if open_set is None:
+        return "–"
+    threshold = open_set["threshold"]
+    at = "" if threshold is None else f" (score not above {threshold:.4g})"
+    return f"{open_set['unknown']} of {engine['held_out_faces']}{at}"
 
 
 def _summary(data: dict, read_crop) -> str:
@@ -470,6 +585,7 @@ def _summary(data: dict, read_crop) -> str:
             lambda e: f"<b>{e['accuracy_all']:.3f}</b> ({e['correct']} / {e['held_out_faces']})",
         ),
         row("faces answered", lambda e: str(e["answered"])),
+        row("answered &quot;unknown&quot; (open-set)", _unknown),
         row("wrong answers", lambda e: str(e["answered"] - e["correct"])),
         row("faces or crops refused", lambda e: str(len(e["refusals"]))),
         row(
@@ -719,6 +835,78 @@ def _cost(data: dict, read_crop) -> str:
     )
 
 
+def _hybrid(data: dict, read_crop) -> str:
+    hybrid = data.get("hybrid")
+    if hybrid is None:
+        return (
+            '<p class="notrun">This comparison was made before hybrid routing was measured: '
+            "make it again to see it.</p>"
+        )
+    if not hybrid["ran"]:
+        return f'<p class="notrun"><b>No hybrid figures:</b> {_e(hybrid["reason"])}</p>'
+    faces, best, target = hybrid["faces"], hybrid["best"], hybrid["target"]
+    parts = [
+        "<p>FaceNet answers first; a face goes to Rekognition only when FaceNet answers "
+        '"unknown" or its open-set score is below the routing threshold. Both engines answered '
+        f"the same {faces} held-out faces, so every threshold is replayed on them. FaceNet's "
+        f"unknowns and refusals ({hybrid['always_routed']} of {faces}) go to Rekognition at "
+        "any threshold.</p>"
+    ]
+    if best["reached"]:
+        sentence = (
+            f"Best routing threshold: <b>{_threshold(best['threshold'])}</b>, the cheapest that "
+            f"is as accurate as {_e(engine_title(target['engine']))} alone "
+            f"({target['accuracy']:.3f}): it sends {best['rekognition_calls']} of {faces} faces "
+            f"({_pct(best['routed_share'])}) to Rekognition for an accuracy of "
+            f"{best['accuracy']:.3f} at {_usd(best['cost_per_1000'])} per 1,000 faces."
+        )
+    else:
+        sentence = (
+            f"No routing threshold reaches the better engine's accuracy ({target['accuracy']:.3f}"
+            f", {_e(engine_title(target['engine']))}); the most accurate is "
+            f"<b>{_threshold(best['threshold'])}</b>: {best['accuracy']:.3f} at "
+            f"{_usd(best['cost_per_1000'])} per 1,000 faces."
+        )
+    parts.append(f"<p>{sentence}</p>")
+
+    def line(name: str, point: dict, threshold: str) -> list[str]:
+        return [
+            _e(name),
+            _e(threshold),
+            f"<b>{point['accuracy']:.3f}</b> ({point['correct']} / {faces})",
+            f"{point['rekognition_calls']} ({_pct(point['routed_share'])})",
+            _usd(point["cost_per_1000"]),
+        ]
+
+    rows = [
+        line("FaceNet alone", hybrid["facenet_alone"], "– (nothing routed)"),
+        line("Rekognition alone", hybrid["rekognition_alone"], "– (no FaceNet)"),
+        line("Hybrid at the best threshold", best, _threshold(best["threshold"])),
+    ]
+    if hybrid.get("stored"):
+        stored = hybrid["stored"]
+        rows.append(
+            line("Hybrid at the model's stored threshold", stored, _threshold(stored["threshold"]))
+        )
+    head = ["", "routing threshold", "accuracy", "Rekognition calls", "USD per 1,000 faces"]
+    parts.append(_table(head, rows))
+    parts.append(
+        _img(
+            _figure_uri(hybrid_figure(hybrid)),
+            "hybrid accuracy and cost per 1,000 faces against the routing threshold",
+        )
+    )
+    shown = len(hybrid["points"])
+    if shown < hybrid["candidates"]:
+        parts.append(
+            f'<p class="muted">The plot shows {shown} of the {hybrid["candidates"]} thresholds '
+            "evaluated (evenly spaced in rank; each point exact).</p>"
+        )
+    assumptions = "".join(f"<li>{_e(item)}</li>" for item in hybrid["assumptions"])
+    parts.append(f"<h3>Assumptions</h3><ul>{assumptions}</ul>")
+    return "".join(parts)
+
+
 def _operations(data: dict, read_crop) -> str:
     notes = "".join(f"<li>{_e(note)}</li>" for note in data["report"]["notes"])
     parts = [f'<ul class="notes">{notes}</ul>']
@@ -752,6 +940,7 @@ SECTIONS = (
     Section("thresholds", "Thresholds", _thresholds),
     Section("errors", "Wrong answers", _errors),
     Section("cost", "Cost model", _cost),
+    Section("hybrid", "Hybrid routing", _hybrid),
     Section("operations", "Scalability and operations", _operations),
 )
 

@@ -1,6 +1,7 @@
-"""``facerec serve``: the /identify API on localhost with the same request and response as
-API Gateway's (docs/openapi.yaml), over the embedded default. Rekognition is absent here and
-the answer says so plainly; it is never faked.
+"""``facerec serve``: the API on localhost with the same requests and responses as API
+Gateway's (docs/openapi.yaml): ``POST /identify`` and ``DELETE /people/{name}``, over the
+embedded default. Rekognition is absent here and the answer says so plainly; it is never
+faked.
 
 One request at a time (the models and the SQLite catalog are not shared across threads).
 """
@@ -12,22 +13,35 @@ import logging
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-from facerec.api import MAX_BODY_BYTES, ApiError, IdentifyServices, handle_identify, parse_body
+from facerec.api import (
+    MAX_BODY_BYTES,
+    ApiError,
+    IdentifyServices,
+    handle_forget,
+    handle_identify,
+    parse_body,
+)
+from facerec.nearest import LocalNearest
 from facerec.rekognition import UnavailableEngine
 
 LOCAL_REKOGNITION_REASON = (
     "Amazon Rekognition needs an AWS account; the local server runs FaceNet only "
     "(deploy the stack to compare both engines)"
 )
+ROUTES = "the routes are POST /identify and DELETE /people/{name}"
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 log = logging.getLogger("facerec.server")
 
 
-def local_services(pipeline, facenet_min_probability: float = 0.0) -> IdentifyServices:
+def local_services(
+    pipeline, facenet_min_probability: float = 0.0, routing_threshold: float | None = None
+) -> IdentifyServices:
     return IdentifyServices(
         pipeline,
+        LocalNearest(pipeline),
         UnavailableEngine("rekognition", LOCAL_REKOGNITION_REASON),
         facenet_min_probability,
+        routing_threshold,
     )
 
 
@@ -37,7 +51,7 @@ class IdentifyHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         if self.path.split("?")[0].rstrip("/") != "/identify":
-            self._send(404, {"code": "not_found", "message": "POST /identify is the only route"})
+            self._send(404, {"code": "not_found", "message": ROUTES})
             return
         length = self.headers.get("Content-Length")
         try:
@@ -53,6 +67,14 @@ class IdentifyHandler(BaseHTTPRequestHandler):
         status, answer = handle_identify(body, self.services)
         self._send(status, answer)
 
+    def do_DELETE(self) -> None:
+        path = self.path.split("?")[0]
+        prefix = "/people/"
+        if not path.startswith(prefix) or "/" in path[len(prefix) :].rstrip("/"):
+            self._send(404, {"code": "not_found", "message": ROUTES})
+            return
+        self._send(*handle_forget(path[len(prefix) :].rstrip("/"), self.services.pipeline.forget))
+
     def do_GET(self) -> None:
         if self.path == "/openapi.yaml" and OPENAPI.is_file():
             data = OPENAPI.read_bytes()
@@ -62,7 +84,7 @@ class IdentifyHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
-        self._send(405, {"code": "method_not_allowed", "message": "use POST /identify"})
+        self._send(405, {"code": "method_not_allowed", "message": ROUTES})
 
     def _send(self, status: int, body: dict) -> None:
         data = json.dumps(body, ensure_ascii=False).encode()

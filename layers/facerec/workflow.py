@@ -24,7 +24,9 @@ from facerec.classifier import FaceClassifier, cross_validate, holdout_split, se
 from facerec.embedding import EMBEDDING_SIZE, MODEL_ID
 from facerec.errors import NotEnoughData
 from facerec.evaluation import evaluate_predictions, render_markdown
+from facerec.gallery import Gallery
 from facerec.models import TrainedModel, library_versions
+from facerec.openset import DEFAULT_FAR, OpenSetIdentifier, calibrate
 from facerec.storage.ports import BlobStore, Catalog, FaceRecord, ModelRecord
 
 if TYPE_CHECKING:
@@ -33,12 +35,21 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """``test_size`` 0 trains on everything (no held-out evaluation)."""
+    """``test_size`` 0 trains on everything (no held-out evaluation); ``far`` is the
+    false-accept rate the "unknown" threshold is calibrated to."""
 
     C: float = 10.0
     select_c: bool = False
     test_size: float = 0.25
     seed: int = 42
+    far: float = DEFAULT_FAR
+
+    @classmethod
+    def of(cls, metadata: dict) -> TrainOptions:
+        """The options a model was trained with (its C as chosen), to train it again."""
+        split = metadata["split"]
+        far = (metadata.get("open_set") or {}).get("far_target", DEFAULT_FAR)
+        return cls(metadata["classifier"]["C"], False, split["test_size"], split["seed"], far)
 
 
 # Rekognition similarities are 0-100; its threshold table uses this scale.
@@ -134,6 +145,14 @@ def fit(
     )
     cv = cross_validate(X[train_index], y[train_index], C, options.seed)
     classifier = FaceClassifier(C=C, random_state=options.seed).fit(X[train_index], y[train_index])
+    open_set = OpenSetIdentifier(far=options.far, random_state=options.seed).fit(
+        X[train_index], y[train_index], training_set.face_ids[train_index]
+    )
+    # The nearest-neighbour engine's gallery is every labelled face (the cloud's vector
+    # store): its threshold is calibrated on all of them, the same way.
+    nearest = calibrate(
+        Gallery(X.shape[1]).add(training_set.face_ids, y, X), options.far, seed=options.seed
+    )
     created = datetime.now(UTC)
     metadata = {
         "model_id": created.strftime("%Y%m%dT%H%M%SZ")
@@ -150,6 +169,12 @@ def fit(
             "probabilities": "sigmoid calibration, reported only",
         },
         "cv": cv,
+        "open_set": {
+            **open_set.calibration_.to_dict(),
+            "label": "the SVC's; unknown when the score is not above the threshold",
+            "gallery": f"the training part's {len(train_index)} faces",
+        },
+        "nearest": {**nearest.to_dict(), "gallery": f"every labelled face ({len(y)})"},
         **analysis,
         "split": {
             "test_size": options.test_size,
@@ -161,7 +186,7 @@ def fit(
         "training_seconds": round(time.perf_counter() - started, 3),
         "libraries": library_versions(),
     }
-    return TrainedModel(classifier, metadata), test_index
+    return TrainedModel(classifier, metadata, open_set), test_index
 
 
 def held_out_index(model: TrainedModel, training_set: TrainingSet) -> np.ndarray:
@@ -173,15 +198,42 @@ def held_out_index(model: TrainedModel, training_set: TrainingSet) -> np.ndarray
 
 
 def evaluate_facenet(model: TrainedModel, training_set: TrainingSet) -> dict:
-    """The model's answers on the faces it held out."""
+    """The model's answers on the faces it held out: closed-set figures from the SVC's labels
+    (``accuracy``, what promotion compares), open-set figures (``open_set``: faces named
+    correctly and accepted, and those answered "unknown"), and ``answers`` per face (face_id,
+    truth, person or "unknown", label, probability, open-set score)."""
     test_index = held_out_index(model, training_set)
     if not len(test_index):
         raise NotEnoughData("the model was trained without a held-out part (test_size 0)")
-    labels, scores = model.classifier.predict_with_probability(training_set.embeddings[test_index])
+    answers = model.identify(training_set.embeddings[test_index])
+    closed_set = np.asarray(model.classifier.predict(training_set.embeddings[test_index]), str)
+    truth = training_set.labels[test_index]
     evaluation = evaluate_predictions(
-        training_set.labels[test_index], labels, scores, model.classifier.classes_
+        truth, closed_set, answers.probabilities, model.classifier.classes_
     )
-    evaluation.update(engine="facenet", score="probability", model_id=model.model_id)
+    accepted = answers.accepted
+    evaluation.update(
+        engine="facenet",
+        score="probability",
+        model_id=model.model_id,
+        open_set={
+            "threshold": answers.threshold,
+            "unknown": int((~accepted).sum()),
+            "correct_accepted": int(((closed_set == truth) & accepted).sum()),
+            "identification_rate": float(((closed_set == truth) & accepted).mean()),
+        },
+        answers=[
+            {
+                "face_id": str(training_set.face_ids[i]),
+                "truth": str(truth[n]),
+                "person": str(answers.labels[n]),
+                "label": str(closed_set[n]),
+                "probability": round(float(answers.probabilities[n]), 6),
+                "score": round(float(answers.scores[n]), 6),
+            }
+            for n, i in enumerate(test_index)
+        ],
+    )
     return evaluation
 
 
@@ -210,13 +262,21 @@ def evaluate_rekognition(
     misses ("unknown")."""
     test_index = held_out_index(model, training_set)
     exclude = face_ids_of(indexed, (str(key) for key in training_set.crop_keys[test_index]))
-    truth, predicted, scores, no_face = [], [], [], 0
+    truth, predicted, scores, no_face, answers = [], [], [], 0, []
     for i in test_index:
         answer = engine.identify([read_crop(str(training_set.crop_keys[i]))], exclude)[0]
         truth.append(str(training_set.labels[i]))
         predicted.append(answer["person"])
         scores.append(answer["similarity"] or 0.0)
         no_face += answer["similarity"] is None
+        answers.append(
+            {
+                "face_id": str(training_set.face_ids[i]),
+                "truth": truth[-1],
+                "person": answer["person"],
+                "similarity": answer["similarity"],
+            }
+        )
     evaluation = evaluate_predictions(
         truth, predicted, scores, model.classifier.classes_, SIMILARITY_THRESHOLDS
     )
@@ -228,8 +288,48 @@ def evaluate_rekognition(
         excluded_face_ids=len(exclude),
         no_face_in_crop=no_face,
         training_crops_not_indexed=len(training_crops - set(indexed.values())),
+        answers=answers,
     )
     return evaluation
+
+
+# Warm identify of one photo, p50, bench/RESULTS.md: the training workflow does not time
+# FaceNet, so the hybrid's cost per face uses the benchmark's figure.
+IDENTIFY_SECONDS = 0.122
+
+
+def evaluate_hybrid(facenet: dict, rekognition: dict) -> dict:
+    """The hybrid engine replayed on the held-out faces both evaluations answered: the
+    routing curve (facerec.routing.routing_curve: accuracy and Rekognition calls and cost per
+    1,000 faces against the threshold) and, as ``accuracy``, that of its ``best`` threshold:
+    the cheapest one reaching the better single engine's accuracy."""
+    from facerec.comparison import (
+        DEFAULT_LAMBDA_MEMORY_MB,
+        HYBRID_MONTHLY_IMAGES,
+        lambda_cost,
+        rekognition_image_cost,
+    )
+    from facerec.routing import routing_curve
+
+    asked = {answer["face_id"]: answer for answer in rekognition["answers"]}
+    answers = [answer for answer in facenet["answers"] if answer["face_id"] in asked]
+    curve = routing_curve(
+        [answer["truth"] for answer in answers],
+        [answer["person"] for answer in answers],
+        [answer["score"] for answer in answers],
+        [asked[answer["face_id"]]["person"] for answer in answers],
+        lambda_cost(1, IDENTIFY_SECONDS, DEFAULT_LAMBDA_MEMORY_MB)["total"],
+        rekognition_image_cost(HYBRID_MONTHLY_IMAGES) / HYBRID_MONTHLY_IMAGES,
+    )
+    best = curve["best"]
+    return {
+        **curve,
+        "engine": "hybrid",
+        "faces": len(answers),
+        "correct": best["correct"],
+        "accuracy": best["accuracy"],
+        "routing_threshold": best["threshold"],
+    }
 
 
 def should_promote(candidate: dict, current: ModelRecord | None) -> tuple[bool, str]:
@@ -268,8 +368,10 @@ def publish(
     """Write the evaluation report, then make the model current if it is not worse.
 
     ``evaluations`` holds the held-out evaluation per engine (``facenet`` absent when the
-    model was trained on everything: it is then promoted). The artifact stays in the models
-    bucket either way (versioned there); only a promoted model is registered in the catalog.
+    model was trained on everything: it is then promoted); with both engines' the hybrid's
+    is added and its routing threshold goes into the metadata (``routing``). The artifact
+    stays in the models bucket either way (versioned there); only a promoted model is
+    registered in the catalog.
     Returns the model with its evaluation in its metadata, and ``{"promoted", "model_id",
     "reason", "report_key"}``."""
     facenet = evaluations.get("facenet")
@@ -281,7 +383,17 @@ def publish(
             "accuracy": evaluations["rekognition"]["accuracy"],
             "faces": evaluations["rekognition"]["faces"],
         }
-    model = TrainedModel(model.classifier, metadata)
+        if facenet is not None:
+            hybrid = evaluations["hybrid"] = evaluate_hybrid(facenet, evaluations["rekognition"])
+            metadata["routing"] = {
+                "threshold": hybrid["routing_threshold"],
+                "accuracy": hybrid["accuracy"],
+                "routed_share": hybrid["best"]["routed_share"],
+                "target": hybrid["target"],
+                "reached": hybrid["best"]["reached"],
+                "chosen_on": f"this model's {hybrid['faces']} held-out faces",
+            }
+    model = TrainedModel(model.classifier, metadata, model.open_set)
     keys = save_model(models, model)
     current = catalog.current_model()
     if facenet is None:

@@ -27,6 +27,9 @@ ENV = {
     "CATALOG_TABLE": "facerec-test-catalog",
     "FACE_INDEX_TABLE": "facerec-test-face-index",
     "COLLECTION_ID": "facerec-test",
+    "VECTOR_BUCKET": "facerec-test-vectors",
+    "FACE_VECTOR_INDEX": "faces",
+    "CENTROID_VECTOR_INDEX": "centroids",
     "CROP_METHOD": "aligned",
     "REKOGNITION_MIN_SIMILARITY": "90",
     "LOG_LEVEL": "INFO",
@@ -41,6 +44,16 @@ def create_resources(session: boto3.session.Session) -> None:
     s3.put_bucket_versioning(
         Bucket=ENV["MODELS_BUCKET"], VersioningConfiguration={"Status": "Enabled"}
     )
+    vectors = session.client("s3vectors")
+    vectors.create_vector_bucket(vectorBucketName=ENV["VECTOR_BUCKET"])
+    for index in (ENV["FACE_VECTOR_INDEX"], ENV["CENTROID_VECTOR_INDEX"]):
+        vectors.create_index(
+            vectorBucketName=ENV["VECTOR_BUCKET"],
+            indexName=index,
+            dataType="float32",
+            dimension=128,
+            distanceMetric="cosine",
+        )
     dynamodb = session.client("dynamodb")
     dynamodb.create_table(
         TableName=ENV["CATALOG_TABLE"],
@@ -136,6 +149,24 @@ class Cloud:
     def items(self, table: str) -> list[dict]:
         pages = self.dynamodb.get_paginator("scan").paginate(TableName=table)
         return [item for page in pages for item in page["Items"]]
+
+    def vectors(self, index: str) -> dict[str, tuple[dict, list[float]]]:
+        """Every vector of one S3 Vectors index: key -> (metadata, data)."""
+        client = self.session.client("s3vectors")
+        arguments = {"vectorBucketName": ENV["VECTOR_BUCKET"], "indexName": index}
+        found, token = {}, None
+        while True:
+            page = client.list_vectors(
+                **arguments,
+                returnData=True,
+                returnMetadata=True,
+                **({"nextToken": token} if token else {}),
+            )
+            for vector in page["vectors"]:
+                found[vector["key"]] = (vector.get("metadata", {}), vector["data"]["float32"])
+            token = page.get("nextToken")
+            if not token:
+                return found
 
     def catalog_items(self, prefix: str = "") -> list[dict]:
         return sorted(

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facerec.api import identify
+from facerec.server import local_services
 from functions.identify_faces.handler import handler
 from tests.functions.support import (
     ENV,
@@ -47,13 +49,12 @@ def test_facenet_names_every_val_person_as_the_pipeline_does(deployed, enrolled,
         status, body = call({"image": b64(photo.read_bytes())})
 
         assert status == 200
-        local = pipeline.identify(photo.read_bytes())
+        local = identify(local_services(pipeline), photo.read_bytes(), ("facenet",))
         assert body["model_id"] == local["model_id"] == model.model_id
         assert (body["width"], body["height"]) == (local["width"], local["height"])
         assert [face["box"] for face in body["faces"]] == [face["box"] for face in local["faces"]]
         assert [face["facenet"] for face in body["faces"]] == [
-            {"person": face["person"], "probability": face["probability"]}
-            for face in local["faces"]
+            face["facenet"] for face in local["faces"]
         ]
         assert body["faces"][0]["facenet"]["person"] == photo.parent.name
         assert "rekognition" not in body["faces"][0]
@@ -149,7 +150,7 @@ def blank_png() -> bytes:
         ({}, 400, "invalid_request"),
         ({"image": "aGk=", "s3_key": "a/b.jpg"}, 400, "invalid_request"),
         ({"image": "aGk=", "colour": "red"}, 400, "invalid_request"),
-        ({"image": "aGk=", "engines": "all"}, 400, "invalid_engines"),
+        ({"image": "aGk=", "engines": "every"}, 400, "invalid_engines"),
         ({"image": "aGk=", "engines": ["facenet", "dlib"]}, 400, "invalid_engines"),
         ({"image": "aGk=", "engines": []}, 400, "invalid_engines"),
         ({"image": "aGk=", "engines": ["facenet"]}, 400, "not_an_image"),

@@ -87,3 +87,34 @@ def test_bad_requests_get_4xx(server):
 def test_the_contract_is_served(server):
     status, data = request(server, "GET", "/openapi.yaml")
     assert status == 200 and b"/identify" in data
+
+
+def test_delete_person_forgets_them_and_is_idempotent(pipeline, sample_set):
+    from facerec.pipeline import PhotoInput, TrainOptions
+
+    photos = [photo for photo in sample_photos(sample_set, "train", 4)]
+    pipeline.enrol(PhotoInput(p.parent.name, p.name, p.read_bytes()) for p in photos)
+    model, _ = pipeline.train(TrainOptions(test_size=0.0))
+    httpd = make_server(local_services(pipeline), "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, first = request(httpd, "DELETE", "/people/mindy%5Fkaling")
+        status_again, again = request(httpd, "DELETE", "/people/mindy_kaling")
+        bad = request(httpd, "DELETE", "/people/..%2Fetc")
+        nested = request(httpd, "DELETE", "/people/a/b")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+    first, again = json.loads(first), json.loads(again)
+    assert status == status_again == 200
+    assert first["person"] == "mindy_kaling" and first["photos"] == first["crops"] == 4
+    assert first["models"] == [model.model_id] and first["retrained"] != model.model_id
+    assert "mindy_kaling" not in pipeline.current_model().metadata["labels"]
+    assert pipeline.catalog.faces("mindy_kaling") == []
+    assert again["photos"] == again["crops"] == again["face_records"] == 0
+    assert again["models"] == [] and "retrained" not in again
+    assert bad[0] == 400 and json.loads(bad[1])["code"] == "invalid_label"
+    assert nested[0] == 404

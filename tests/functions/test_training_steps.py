@@ -85,6 +85,11 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
     assert model.metadata["split"]["test_faces"] == state["test_faces"] == 23
     assert model.metadata["embedding"]["weights_sha256"] == cloud.app.weights_sha256
     assert model.metadata["crop"]["method"] == "aligned"
+    open_set, nearest = model.metadata["open_set"], model.metadata["nearest"]
+    assert open_set["method"] == nearest["method"] == "leave-one-person-out"
+    assert open_set["far_target"] == nearest["far_target"] == 0.01
+    assert open_set["impostor_false_accepts"] <= 0.01 * open_set["impostor_scores"]
+    assert model.open_set.calibration_.threshold == open_set["threshold"]
 
     state = steps.evaluate_facenet(state)
     facenet = json.loads(cloud.get(REPORTS, state["facenet"]["key"]))
@@ -109,7 +114,14 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
     assert current.model_id == model.model_id
     assert current.metadata["evaluation"]["accuracy"] == facenet["accuracy"]
     report = json.loads(cloud.get(REPORTS, state["report_key"]))
-    assert report["promoted"] is True and set(report["engines"]) == {"facenet", "rekognition"}
+    assert report["promoted"] is True
+    assert set(report["engines"]) == {"facenet", "rekognition", "hybrid"}
+    hybrid = report["engines"]["hybrid"]
+    # the better single engine is FaceNet here, so the best threshold routes nothing it
+    # does not have to: accuracy at least FaceNet's, Rekognition asked for fewer faces
+    assert hybrid["faces"] == 23 and hybrid["accuracy"] >= facenet["accuracy"]
+    assert hybrid["best"]["reached"] and hybrid["best"]["routed"] < 23
+    assert current.metadata["routing"]["threshold"] == hybrid["routing_threshold"]
     assert f"{model.model_id}/holdout-evaluation.json" in cloud.keys(REPORTS)
 
     # the comparison report, after publishing: Rekognition is searched in the catalog's order

@@ -69,6 +69,15 @@ class Synthesized:
     def collection_arn(self) -> str:
         return f"arn:aws:rekognition:{REGION}:{ACCOUNT}:collection/facerec-{self.config.name}"
 
+    def vector_index_arn(self, index: str) -> str:
+        bucket = self.config.bucket_name("vectors")
+        return f"arn:aws:s3vectors:{REGION}:{ACCOUNT}:bucket/{bucket}/index/{index}"
+
+    @property
+    def vector_index_arns(self) -> tuple[str, str]:
+        """The faces index and the centroids index."""
+        return self.vector_index_arn("faces"), self.vector_index_arn("centroids")
+
 
 def synthesize(env: str, outdir: Path) -> Synthesized:
     app = cdk.App(context=app_context(env, account=ACCOUNT, region=REGION), outdir=str(outdir))

@@ -1,11 +1,13 @@
-"""POST /identify: signed requests only, the body validated before Lambda runs, logged and
-throttled per environment."""
+"""POST /identify and DELETE /people/{name}: signed requests only, the body or the path
+validated before Lambda runs, logged and throttled per environment."""
 
 from __future__ import annotations
 
+import pytest
 from infra_support import function_by_handler, resources_of_type
 
 IDENTIFY = "functions.identify_faces.handler.handler"
+FORGET = "functions.forget_person.handler.handler"
 
 
 def only(template: dict, resource_type: str) -> tuple[str, dict]:
@@ -15,15 +17,57 @@ def only(template: dict, resource_type: str) -> tuple[str, dict]:
     return logical_id, resource["Properties"]
 
 
-def test_one_regional_rest_api_with_a_single_post_identify(synthesized):
+def method(template: dict, http_method: str) -> tuple[str, dict]:
+    """(logical id, properties) of the one method with this HTTP method."""
+    found = [
+        (logical_id, resource["Properties"])
+        for logical_id, resource in resources_of_type(template, "AWS::ApiGateway::Method").items()
+        if resource["Properties"]["HttpMethod"] == http_method
+    ]
+    assert len(found) == 1, http_method
+    return found[0]
+
+
+def validator(template: dict, name: str) -> tuple[str, dict]:
+    found = [
+        (logical_id, resource["Properties"])
+        for logical_id, resource in resources_of_type(
+            template, "AWS::ApiGateway::RequestValidator"
+        ).items()
+        if resource["Properties"]["Name"] == name
+    ]
+    assert len(found) == 1, name
+    return found[0]
+
+
+def paths(template: dict) -> dict[str, str]:
+    """Resource logical id -> its full path (``/people/{name}``)."""
+    resources = resources_of_type(template, "AWS::ApiGateway::Resource")
+
+    def path(logical_id: str) -> str:
+        properties = resources[logical_id]["Properties"]
+        parent = properties["ParentId"]
+        prefix = path(parent["Ref"]) if "Ref" in parent else ""
+        return f"{prefix}/{properties['PathPart']}"
+
+    return {logical_id: path(logical_id) for logical_id in resources}
+
+
+def test_one_regional_rest_api_with_post_identify_and_delete_people(synthesized):
     template = synthesized.service_json
     _, api = only(template, "AWS::ApiGateway::RestApi")
     assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
     assert api["Name"] == f"facerec-{synthesized.config.name}"
-    _, resource = only(template, "AWS::ApiGateway::Resource")
-    assert resource["PathPart"] == "identify"
-    _, method = only(template, "AWS::ApiGateway::Method")
-    assert method["HttpMethod"] == "POST"
+    routes = paths(template)
+    assert sorted(routes.values()) == ["/identify", "/people", "/people/{name}"]
+    methods = {
+        (routes[properties["ResourceId"]["Ref"]], properties["HttpMethod"])
+        for properties in (
+            resource["Properties"]
+            for resource in resources_of_type(template, "AWS::ApiGateway::Method").values()
+        )
+    }
+    assert methods == {("/identify", "POST"), ("/people/{name}", "DELETE")}
 
 
 def test_the_api_description_states_the_size_limits(synthesized):
@@ -32,19 +76,20 @@ def test_the_api_description_states_the_size_limits(synthesized):
     assert "s3_key" in api["Description"]
 
 
-def test_post_identify_needs_a_sigv4_signature(synthesized):
-    _, method = only(synthesized.service_json, "AWS::ApiGateway::Method")
-    assert method["AuthorizationType"] == "AWS_IAM"
+@pytest.mark.parametrize("http_method", ["POST", "DELETE"])
+def test_every_method_needs_a_sigv4_signature(synthesized, http_method):
+    _, properties = method(synthesized.service_json, http_method)
+    assert properties["AuthorizationType"] == "AWS_IAM"
 
 
 def test_the_body_is_validated_against_the_request_model(synthesized):
     template = synthesized.service_json
-    _, method = only(template, "AWS::ApiGateway::Method")
-    validator_id, validator = only(template, "AWS::ApiGateway::RequestValidator")
+    _, post = method(template, "POST")
+    validator_id, identify_validator = validator(template, "identify-body")
     model_id, model = only(template, "AWS::ApiGateway::Model")
-    assert method["RequestValidatorId"] == {"Ref": validator_id}
-    assert validator["ValidateRequestBody"] is True
-    assert method["RequestModels"] == {"application/json": {"Ref": model_id}}
+    assert post["RequestValidatorId"] == {"Ref": validator_id}
+    assert identify_validator["ValidateRequestBody"] is True
+    assert post["RequestModels"] == {"application/json": {"Ref": model_id}}
     schema = model["Schema"]
     assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
     assert schema["type"] == "object"
@@ -78,24 +123,43 @@ def test_gateway_answers_bad_bodies_400_and_huge_ones_413_in_the_contracts_shape
     )
 
 
-def test_the_method_proxies_to_the_identify_function_only(synthesized):
+def test_delete_people_requires_the_name_in_the_path_and_has_no_body(synthesized):
     template = synthesized.service_json
-    identify, _ = function_by_handler(template, IDENTIFY)
-    _, method = only(template, "AWS::ApiGateway::Method")
-    integration = method["Integration"]
+    _, delete = method(template, "DELETE")
+    validator_id, people_validator = validator(template, "people-path")
+    assert delete["RequestValidatorId"] == {"Ref": validator_id}
+    assert people_validator["ValidateRequestParameters"] is True
+    assert people_validator["ValidateRequestBody"] is False
+    assert delete["RequestParameters"] == {"method.request.path.name": True}
+    assert "RequestModels" not in delete
+    assert paths(template)[delete["ResourceId"]["Ref"]] == "/people/{name}"
+
+
+@pytest.mark.parametrize(
+    ("http_method", "handler", "source_suffix"),
+    [("POST", IDENTIFY, "/POST/identify"), ("DELETE", FORGET, "/DELETE/people/*")],
+)
+def test_each_method_proxies_to_its_own_function_only(
+    synthesized, http_method, handler, source_suffix
+):
+    template = synthesized.service_json
+    function, _ = function_by_handler(template, handler)
+    _, properties = method(template, http_method)
+    integration = properties["Integration"]
     assert integration["Type"] == "AWS_PROXY"
-    assert integration["IntegrationHttpMethod"] == "POST"
-    assert {"Fn::GetAtt": [identify, "Arn"]} in integration["Uri"]["Fn::Join"][1]
+    assert integration["IntegrationHttpMethod"] == "POST"  # Lambda is always invoked by POST
+    assert "TimeoutInMillis" not in integration  # API Gateway's default, 29 s
+    assert {"Fn::GetAtt": [function, "Arn"]} in integration["Uri"]["Fn::Join"][1]
     api_permissions = [
         resource["Properties"]
         for resource in resources_of_type(template, "AWS::Lambda::Permission").values()
         if resource["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        and resource["Properties"]["FunctionName"] == {"Fn::GetAtt": [function, "Arn"]}
     ]
     assert api_permissions
     for permission in api_permissions:
-        assert permission["FunctionName"] == {"Fn::GetAtt": [identify, "Arn"]}
         source = permission["SourceArn"]["Fn::Join"][1]
-        assert source[-1].endswith("/POST/identify")  # this method only, not the whole API
+        assert source[-1].endswith(source_suffix)  # this method only, not the whole API
 
 
 def test_the_stage_logs_access_and_errors_but_never_bodies_and_is_throttled(synthesized):

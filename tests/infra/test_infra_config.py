@@ -32,6 +32,7 @@ def test_dev_reserves_no_concurrency_so_a_new_account_can_deploy_it():
         dev.training,
         dev.report,
         dev.reindex,
+        dev.forget_person,
     )
     assert all(setting.reserved_concurrency is None for setting in settings)
     assert load_config("prod").index_faces.reserved_concurrency is not None
@@ -40,6 +41,13 @@ def test_dev_reserves_no_concurrency_so_a_new_account_can_deploy_it():
 def test_identify_fits_api_gateways_29_second_integration_limit():
     for name in ENVIRONMENTS:
         assert load_config(name).identify_faces.timeout.to_seconds() <= 29
+
+
+def test_forget_loads_no_model_and_may_outlive_the_api_integration():
+    for name in ENVIRONMENTS:
+        forget = load_config(name).forget_person
+        assert (forget.memory_mb, forget.timeout.to_seconds()) == (1024, 300)
+        assert forget.reserved_concurrency is None
 
 
 def test_the_report_step_times_facenet_at_the_identify_functions_memory():
@@ -80,7 +88,7 @@ def test_names_carry_the_environment_and_no_user_or_branch():
 def test_bucket_names_stay_valid_in_the_longest_region():
     # S3: 3-63 characters, lower case, digits and hyphens.
     config = load_config("prod", account="123456789012", region="ap-southeast-5")
-    for purpose in ("ingest", "faces", "models", "reports", "quarantine", "access-logs"):
+    for purpose in ("ingest", "faces", "models", "reports", "quarantine", "access-logs", "vectors"):
         name = config.bucket_name(purpose)
         assert len(name) <= 63 and name == name.lower(), name
 

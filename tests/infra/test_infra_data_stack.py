@@ -1,4 +1,4 @@
-"""The stateful stack: buckets, tables and the collection, per environment."""
+"""The stateful stack: buckets, tables, the collection and the vector store, per environment."""
 
 from __future__ import annotations
 
@@ -155,9 +155,69 @@ def test_one_rekognition_collection_per_environment(synthesized):
     assert collection["Properties"]["CollectionId"] == f"facerec-{synthesized.config.name}"
 
 
+VECTOR_RESOURCES = ("VectorBucket", "FaceVectorIndex", "CentroidVectorIndex")
+
+
+def test_one_encrypted_vector_bucket_per_environment(synthesized):
+    synthesized.data.resource_count_is("AWS::S3Vectors::VectorBucket", 1)
+    bucket = synthesized.data_json["Resources"]["VectorBucket"]
+    assert bucket["Type"] == "AWS::S3Vectors::VectorBucket"
+    properties = bucket["Properties"]
+    assert properties["VectorBucketName"] == synthesized.config.bucket_name("vectors")
+    assert properties["EncryptionConfiguration"] == {"SseType": "AES256"}
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "name", "metadata"),
+    [
+        # The faces' person is read back with each hit, never filtered on.
+        ("FaceVectorIndex", "faces", {"NonFilterableMetadataKeys": ["person"]}),
+        ("CentroidVectorIndex", "centroids", None),
+    ],
+)
+def test_two_128_d_float32_cosine_indexes_in_the_vector_bucket(
+    synthesized, logical_id, name, metadata
+):
+    synthesized.data.resource_count_is("AWS::S3Vectors::Index", 2)
+    index = synthesized.data_json["Resources"][logical_id]
+    assert index["Type"] == "AWS::S3Vectors::Index"
+    properties = index["Properties"]
+    assert properties["IndexName"] == name
+    assert properties["Dimension"] == 128
+    assert properties["DistanceMetric"] == "cosine"
+    assert properties["DataType"] == "float32"
+    assert properties.get("MetadataConfiguration") == metadata
+    assert properties["VectorBucketArn"] == {"Fn::GetAtt": ["VectorBucket", "VectorBucketArn"]}
+    assert "EncryptionConfiguration" not in properties  # the bucket's SSE-S3 applies
+
+
+def test_the_vector_store_is_an_output(synthesized):
+    outputs = synthesized.data_json["Outputs"]
+    assert outputs["VectorBucketName"]["Value"] == synthesized.config.bucket_name("vectors")
+    assert outputs["FaceVectorIndexArn"]["Value"] == {"Fn::GetAtt": ["FaceVectorIndex", "IndexArn"]}
+    assert outputs["CentroidVectorIndexArn"]["Value"] == {
+        "Fn::GetAtt": ["CentroidVectorIndex", "IndexArn"]
+    }
+
+
+def test_the_service_stack_names_the_indexes_as_s3_vectors_arns_them(synthesized):
+    # DataResources.imported builds the ARNs by name; this is the format S3 Vectors documents
+    # (arn:aws:s3vectors:<region>:<account>:bucket/<bucket>/index/<index>).
+    data = synthesized.service_stack.data
+    assert [resolve(synthesized.service_stack.resolve(arn)) for arn in data.vector_index_arns] == [
+        *synthesized.vector_index_arns
+    ]
+
+
 def test_prod_retains_every_stateful_resource_and_recovers_tables(prod):
     resources = prod.data_json["Resources"]
-    for logical_id in [*BUCKETS, "CatalogTable", "FaceIndexTable", "FaceCollection"]:
+    for logical_id in [
+        *BUCKETS,
+        "CatalogTable",
+        "FaceIndexTable",
+        "FaceCollection",
+        *VECTOR_RESOURCES,
+    ]:
         assert resources[logical_id]["DeletionPolicy"] == "Retain", logical_id
         assert resources[logical_id]["UpdateReplacePolicy"] == "Retain", logical_id
     for table in ("CatalogTable", "FaceIndexTable"):
@@ -173,7 +233,13 @@ def test_prod_retains_every_stateful_resource_and_recovers_tables(prod):
 
 def test_dev_deletes_everything_with_the_stack(dev):
     resources = dev.data_json["Resources"]
-    for logical_id in [*BUCKETS, "CatalogTable", "FaceIndexTable", "FaceCollection"]:
+    for logical_id in [
+        *BUCKETS,
+        "CatalogTable",
+        "FaceIndexTable",
+        "FaceCollection",
+        *VECTOR_RESOURCES,
+    ]:
         assert resources[logical_id]["DeletionPolicy"] == "Delete", logical_id
     for table in ("CatalogTable", "FaceIndexTable"):
         properties = resources[table]["Properties"]
@@ -198,6 +264,8 @@ def test_the_data_stack_holds_only_data(synthesized):
         "AWS::S3::BucketPolicy",
         "AWS::DynamoDB::Table",
         "AWS::Rekognition::Collection",
+        "AWS::S3Vectors::VectorBucket",
+        "AWS::S3Vectors::Index",
         "AWS::CDK::Metadata",
     }
     extra = types - stateful

@@ -27,6 +27,7 @@ EVALUATE_REKOGNITION = "functions.training.handler.evaluate_rekognition"
 PUBLISH = "functions.training.handler.publish_model"
 REPORT = "functions.training.handler.write_report"
 REINDEX = "functions.reindex.handler.handler"
+FORGET = "functions.forget_person.handler.handler"
 HANDLERS = (
     ALIGN,
     EMBED,
@@ -39,6 +40,7 @@ HANDLERS = (
     PUBLISH,
     REPORT,
     REINDEX,
+    FORGET,
 )
 ASYNCHRONOUS = (ALIGN, EMBED, INDEX)  # invoked by EventBridge
 
@@ -68,6 +70,7 @@ TABLE_WRITE = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 }
+S3_DELETE = {"s3:DeleteObject", "s3:DeleteObjectVersion"}
 XRAY = {"xray:PutTelemetryRecords", "xray:PutTraceSegments"}
 LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 
@@ -95,10 +98,19 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
     def rekognition(*actions: str) -> None:
         allow(s.collection_arn, {f"rekognition:{action}" for action in actions})
 
+    def vectors(*actions: str) -> None:
+        for index in s.vector_index_arns:
+            allow(index, {f"s3vectors:{action}" for action in actions})
+
+    def delete(bucket: str) -> None:
+        allow(s.bucket_arn(bucket), {"s3:ListBucketVersions"})
+        allow(f"{s.bucket_arn(bucket)}/*", S3_DELETE)
+
     if handler == ALIGN:
         read("ingest"), put("faces"), put("quarantine"), table("catalog", write=True)
     elif handler == EMBED:
         read("faces"), table("catalog", write=True)
+        vectors("PutVectors")
     elif handler == INDEX:
         read("faces"), table("catalog", write=True), table("face-index", write=True)
         rekognition("IndexFaces", "DeleteFaces")
@@ -106,6 +118,7 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
         read("ingest"), read("models")
         table("catalog", write=False), table("face-index", write=False)
         rekognition("SearchFacesByImage")
+        vectors("QueryVectors", "GetVectors")
     elif handler == GATHER:
         table("catalog", write=False), put("models")
     elif handler == TRAIN:
@@ -125,10 +138,31 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
     elif handler == REINDEX:
         read("faces"), table("catalog", write=True), table("face-index", write=True)
         rekognition("IndexFaces", "DeleteFaces")
+        vectors("PutVectors")
+    elif handler == FORGET:
+        for bucket in ("ingest", "faces", "quarantine", "models", "reports"):
+            read(bucket), delete(bucket)
+        put("models"), put("reports")
+        table("catalog", write=True), table("face-index", write=True)
+        rekognition("DeleteFaces")
+        vectors("DeleteVectors")
+        allow(f"<{training_state_machine(s)}>", {"states:StartExecution"})
     return expected
 
 
-def test_eleven_functions_all_from_one_image(synthesized):
+def training_state_machine(s: Synthesized) -> str:
+    """The logical id of the training state machine."""
+    (logical_id,) = [
+        logical_id
+        for logical_id, resource in resources_of_type(
+            s.service_json, "AWS::StepFunctions::StateMachine"
+        ).items()
+        if resource["Properties"]["StateMachineName"] == s.config.resource_name("training")
+    ]
+    return logical_id
+
+
+def test_twelve_functions_all_from_one_image(synthesized):
     functions = resources_of_type(synthesized.service_json, "AWS::Lambda::Function")
     assert len(functions) == len(HANDLERS)
     images = {json.dumps(f["Properties"]["Code"]["ImageUri"]) for f in functions.values()}
@@ -160,6 +194,7 @@ def test_memory_timeout_and_concurrency_come_from_the_config(synthesized, handle
         IDENTIFY: config.identify_faces,
         REPORT: config.report,
         REINDEX: config.reindex,
+        FORGET: config.forget_person,
     }.get(handler, config.training)
     _, properties = function_by_handler(synthesized.service_json, handler)
     assert properties["MemorySize"] == settings.memory_mb
@@ -177,7 +212,11 @@ def test_prod_reserves_concurrency_for_the_event_chain(prod):
 def test_every_function_gets_the_contract_environment(synthesized, handler):
     config = synthesized.config
     _, properties = function_by_handler(synthesized.service_json, handler)
-    assert properties["Environment"]["Variables"] == {
+    variables = dict(properties["Environment"]["Variables"])
+    if handler == FORGET:  # it alone starts a retraining
+        arn = variables.pop("TRAINING_STATE_MACHINE_ARN")
+        assert arn == {"Ref": training_state_machine(synthesized)}
+    assert variables == {
         "INGEST_BUCKET": config.bucket_name("ingest"),
         "FACES_BUCKET": config.bucket_name("faces"),
         "MODELS_BUCKET": config.bucket_name("models"),
@@ -186,6 +225,9 @@ def test_every_function_gets_the_contract_environment(synthesized, handler):
         "CATALOG_TABLE": config.resource_name("catalog"),
         "FACE_INDEX_TABLE": config.resource_name("face-index"),
         "COLLECTION_ID": f"facerec-{config.name}",
+        "VECTOR_BUCKET": config.bucket_name("vectors"),
+        "FACE_VECTOR_INDEX": "faces",
+        "CENTROID_VECTOR_INDEX": "centroids",
         "WEIGHTS_PATH": "/opt/facerec/facenet_keras.h5",
         "CROP_METHOD": "aligned",
         "REKOGNITION_MIN_SIMILARITY": "90",
@@ -226,10 +268,17 @@ def test_no_function_role_has_a_wildcard_action_or_a_foreign_resource(synthesize
         _, properties = function_by_handler(template, handler)
         permissions = role_permissions(template, properties["Role"]["Fn::GetAtt"][0])
         for resource, actions in permissions.items():
-            assert not any(action in ("*", "s3:*", "dynamodb:*") for action in actions)
+            assert not any(
+                action in ("*", "s3:*", "dynamodb:*", "s3vectors:*", "states:*")
+                for action in actions
+            )
             assert not any(action.startswith("rekognition:") for action in actions) or (
                 resource == synthesized.collection_arn
             )
+            # S3 Vectors: the two indexes only, never the vector bucket or '*'.
+            if any(action.startswith("s3vectors:") for action in actions):
+                assert resource in synthesized.vector_index_arns, resource
+                assert all(action.startswith("s3vectors:") for action in actions), resource
             assert resource == "*" or resource.startswith(("<", "arn:aws:"))
             assert (
                 f"-{synthesized.config.name}" in resource
@@ -352,4 +401,72 @@ def test_only_eventbridge_and_the_api_may_invoke_functions(synthesized):
         function_by_handler(template, EMBED)[0]: {"events.amazonaws.com"},
         function_by_handler(template, INDEX)[0]: {"events.amazonaws.com"},
         function_by_handler(template, IDENTIFY)[0]: {"apigateway.amazonaws.com"},
+        function_by_handler(template, FORGET)[0]: {"apigateway.amazonaws.com"},
     }
+
+
+VECTOR_ACTIONS = {
+    EMBED: {"s3vectors:PutVectors"},
+    IDENTIFY: {"s3vectors:QueryVectors", "s3vectors:GetVectors"},
+    REINDEX: {"s3vectors:PutVectors"},
+    FORGET: {"s3vectors:DeleteVectors"},
+}
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_s3_vectors_actions_name_exactly_the_two_indexes(synthesized, handler):
+    template = synthesized.service_json
+    _, properties = function_by_handler(template, handler)
+    role_id = properties["Role"]["Fn::GetAtt"][0]
+    statements = [
+        statement
+        for policy in resources_of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if any(
+            action.startswith("s3vectors:")
+            for action in (
+                [statement["Action"]]
+                if isinstance(statement["Action"], str)
+                else statement["Action"]
+            )
+        )
+    ]
+    if handler not in VECTOR_ACTIONS:
+        assert statements == []
+        return
+    assert len(statements) == 1
+    (statement,) = statements
+    actions = statement["Action"]
+    assert set([actions] if isinstance(actions, str) else actions) == VECTOR_ACTIONS[handler]
+    assert sorted(resolve(statement["Resource"])) == sorted(synthesized.vector_index_arns)
+
+
+def test_only_the_forget_function_deletes_objects_or_starts_the_training(synthesized):
+    template = synthesized.service_json
+    training = f"<{training_state_machine(synthesized)}>"
+    for handler in HANDLERS:
+        _, properties = function_by_handler(template, handler)
+        permissions = role_permissions(template, properties["Role"]["Fn::GetAtt"][0])
+        starts = {
+            resource
+            for resource, actions in permissions.items()
+            if "states:StartExecution" in actions
+        }
+        deletes = {
+            resource
+            for resource, actions in permissions.items()
+            if actions & (S3_DELETE | {"s3:ListBucketVersions"})
+        }
+        if handler == FORGET:
+            assert starts == {training}
+            assert deletes == {
+                arn
+                for bucket in ("ingest", "faces", "quarantine", "models", "reports")
+                for arn in (synthesized.bucket_arn(bucket), f"{synthesized.bucket_arn(bucket)}/*")
+            }
+            # Every version of a model (the models bucket is versioned) can be removed.
+            assert permissions[f"{synthesized.bucket_arn('models')}/*"] >= S3_DELETE
+            assert "rekognition:DeleteFaces" in permissions[synthesized.collection_arn]
+        else:
+            assert starts == set() and deletes == set(), handler

@@ -44,7 +44,8 @@ def test_demo_ingests_trains_evaluates_and_identifies(demo_run):
     assert held_out >= 0.9 and accuracy >= 0.96
     assert "10-fold CV accuracy" in out
     for person in ("ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling"):
-        assert re.search(rf"/{person}/[^:]+: {person} \(probability", out), person
+        answers = rf"/{person}/[^:]+: x=\d+ y=\d+ w=\d+ h=\d+: facenet {person} \(probability "
+        assert re.search(answers + rf"[0-9.]+, score [0-9.]+\); nearest {person} ", out), person
     saved = json.loads((workspace / "demo-evaluation.json").read_text())
     assert saved["photos"] == 25 and saved["accuracy"] == accuracy
     report = Path(out.rstrip().splitlines()[-1].removeprefix("report: "))
@@ -64,7 +65,7 @@ def test_identify_reports_bad_files_and_exits_3(demo_run, assets, tmp_path, caps
     answers = json.loads(capsys.readouterr().out)
     assert code == EXIT_PARTIAL
     assert answers[str(bad)]["error"] == "not_an_image"
-    assert any(face["person"] == "madonna" for face in answers[str(good)]["faces"])
+    assert any(face["facenet"]["person"] == "madonna" for face in answers[str(good)]["faces"])
 
 
 def test_ingest_summary_counts_problems(demo_run, assets, tmp_path, capsys, sample_set):
@@ -112,3 +113,36 @@ def test_fresh_process_missing_weights_and_bad_usage(tmp_path):
     assert "FaceNet weights not found" in result.stderr and "make setup" in result.stderr
     usage = subprocess.run([sys.executable, "-m", "facerec"], capture_output=True, text=True)
     assert usage.returncode == EXIT_USAGE and "usage: facerec" in usage.stderr
+
+
+def test_forget_deletes_a_person_everywhere_and_retrains(demo_run, assets, tmp_path, capsys):
+    """elton_john has 13 enrolled photos and one quarantined (no face) in the sample set."""
+    demo_workspace, _, _ = demo_run
+    workspace = tmp_path / "workspace"
+    shutil.copytree(demo_workspace, workspace)
+    (workspace / "demo-evaluation.json").unlink()  # the demo's output file, not a store
+    before = json.loads((workspace / "models").glob("*/metadata.json").__next__().read_text())
+    assert "elton_john" in before["labels"]
+    photo = sorted((assets.sample_set / "val" / "elton_john").glob("*.jpg"))[0]
+
+    assert main(run(workspace, assets, "forget", "elton_john")) == EXIT_OK
+    deleted = json.loads(capsys.readouterr().out)
+
+    assert deleted["photos"] >= 13 and deleted["crops"] >= 13 and deleted["quarantined"] == 1
+    assert deleted["photo_records"] == deleted["photos"] + deleted["quarantined"]
+    assert deleted["face_records"] >= deleted["photos"]
+    assert before["model_id"] in deleted["models"] and deleted["current_model"] is True
+    for path in workspace.rglob("*"):  # buckets, catalog and its log: not a byte of the name
+        assert not path.is_file() or b"elton_john" not in path.read_bytes(), path
+    new = json.loads((workspace / "models" / deleted["retrained"] / "metadata.json").read_text())
+    assert sorted(new["labels"]) == ["ben_afflek", "jerry_seinfeld", "madonna", "mindy_kaling"]
+
+    assert main(run(workspace, assets, "identify", "--json", "--engine", "all", str(photo))) == 0
+    face = json.loads(capsys.readouterr().out)[str(photo)]["faces"][0]
+    assert {face[engine]["person"] for engine in ("facenet", "nearest", "hybrid")} == {"unknown"}
+
+    assert main(run(workspace, assets, "forget", "elton_john")) == EXIT_OK
+    again = json.loads(capsys.readouterr().out)
+    assert again["models"] == [] and again["current_model"] is False
+    assert again["photos"] == again["crops"] == again["quarantined"] == again["face_records"] == 0
+    assert main(run(workspace, assets, "forget", "../etc")) == EXIT_ERROR

@@ -1,7 +1,8 @@
 """The comparison report from the real models on the sample set, opened in headless Chromium.
 
-Two reports: FaceNet alone (Rekognition not run, with the reason), and both engines with
-Rekognition's answers recorded through botocore's Stubber on a real boto3 client. The browser
+Two reports: FaceNet alone (Rekognition not run, with the reason, so no hybrid routing), and
+both engines with Rekognition's answers recorded through botocore's Stubber on a real boto3
+client (with the hybrid routing curve). The browser
 test needs Debian's Chromium (`apt-get install chromium`); without it that one test is skipped.
 """
 
@@ -112,19 +113,29 @@ def test_facenet_answers_are_the_classifiers_on_the_held_out_photos(
     comparison = facenet_only
     _, held_out = split_faces(pipeline.labelled_faces(), held_out_model)
     assert len(comparison["faces"]) == len(held_out) == 23
-    labels, scores = held_out_model.classifier.predict_with_probability(
-        np.stack([face.embedding for face in held_out])
-    )
+    expected = held_out_model.identify(np.stack([face.embedding for face in held_out]))
     answers = [face["answers"]["facenet"] for face in comparison["faces"]]
-    assert [answer["person"] for answer in answers] == labels.tolist()
-    np.testing.assert_allclose([answer["score"] for answer in answers], scores, atol=0.02)
+    assert [answer["person"] for answer in answers] == expected.labels.tolist()
+    assert [answer["accepted"] for answer in answers] == expected.accepted.tolist()
+    np.testing.assert_allclose(
+        [answer["score"] for answer in answers], expected.probabilities, atol=0.02
+    )
+    np.testing.assert_allclose(
+        [answer["open_set_score"] for answer in answers], expected.scores, atol=0.02
+    )
     facenet = comparison["engines"]["facenet"]
+    assert facenet["open_set"] == {
+        "unknown": int((~expected.accepted).sum()),
+        "threshold": pytest.approx(expected.threshold),
+    }
     assert facenet["accuracy_all"] >= 0.9 and facenet["refusals"] == []
     assert all(0 < answer["seconds"] < 30 for answer in answers)
     assert comparison["cost"]["seconds_per_photo"] == facenet["seconds"]["mean"]
     assert comparison["cost"]["stored_faces"] == 69
     rekognition = comparison["engines"]["rekognition"]
     assert rekognition["ran"] is False and rekognition["reason"] == NO_CREDENTIALS
+    assert comparison["hybrid"]["ran"] is False and "points" not in comparison["hybrid"]
+    assert NO_CREDENTIALS in comparison["hybrid"]["reason"]
     assert [item["code"] for item in comparison["enrolment_refusals"]] == ["no_face"]
     assert comparison["enrolment_refusals"][0]["photo_key"].startswith("elton_john/")
 
@@ -141,6 +152,16 @@ def test_two_engines_on_the_same_faces(two_engines):
     assert first["rekognition"]["person"] != comparison["faces"][0]["truth"]
     assert first["facenet"]["person"] == comparison["faces"][0]["truth"]
     assert comparison["cost"]["stored_faces"] == 68  # 69 training crops, one refused
+    hybrid = comparison["hybrid"]
+    assert hybrid["ran"] and hybrid["faces"] == len(held_out)
+    assert hybrid["facenet_alone"]["correct"] == comparison["engines"]["facenet"]["correct"]
+    assert hybrid["rekognition_alone"]["correct"] == rekognition["correct"]
+    points = hybrid["points"]
+    assert points[0]["threshold"] == "-inf" and points[-1]["threshold"] == "inf"
+    assert points[-1]["correct"] == rekognition["correct"]  # everything routed
+    assert hybrid["best"]["reached"] and hybrid["best"]["correct"] >= hybrid["target"]["correct"]
+    assert hybrid["best"]["threshold"] in [point["threshold"] for point in points]
+    json.dumps(comparison, allow_nan=False)
 
 
 def open_in_chromium(pages: list[Path], workdir: Path) -> list[dict]:
@@ -198,6 +219,11 @@ PAGE_FACTS = """(async () => {
     sections: [...document.querySelectorAll("section")].map((s) => s.id),
     headings: [...document.querySelectorAll("section > h2")].map((h) => h.textContent),
     images,
+    hybrid: {
+      images: document.querySelectorAll("#hybrid img").length,
+      notices: document.querySelectorAll("#hybrid .notrun").length,
+      text: document.getElementById("hybrid").textContent,
+    },
   };
 })()"""
 
@@ -261,3 +287,9 @@ def test_reports_render_in_headless_chromium(facenet_only, two_engines, enrolled
         assert all(url.startswith(("file:", "data:")) for url in page["requests"]), path.name
     # The two-engine page also shows the wrong answer's thumbnail and both engines' figures.
     assert len(seen[1]["images"]) > len(seen[0]["images"])
+    # Hybrid routing: a notice without Rekognition; the plot and the best threshold with it.
+    facenet_only, both = seen[0]["hybrid"], seen[1]["hybrid"]
+    assert (facenet_only["images"], facenet_only["notices"]) == (0, 1)
+    assert "No hybrid figures" in facenet_only["text"] and NO_CREDENTIALS in facenet_only["text"]
+    assert (both["images"], both["notices"]) == (1, 0)
+    assert "Best routing threshold" in both["text"] and "Rekognition alone" in both["text"]

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from facerec.api import identify
 from facerec.classifier import FaceClassifier
 from facerec.images import decode_image
 from facerec.pipeline import TrainOptions, read_labelled_folder
+from facerec.server import local_services
 
 pytestmark = pytest.mark.model
 
@@ -101,12 +103,14 @@ def test_batched_detection_matches_one_photo_at_a_time(analyser, sample_set):
 def test_identify_names_every_face_with_box_and_probability(enrolled, sample_set):
     pipeline, _, model = enrolled
     photo = sorted((sample_set / "val" / "madonna").glob("*.jpg"))[0]
-    answer = pipeline.identify(photo.read_bytes())
+    answer = identify(local_services(pipeline), photo.read_bytes(), ("facenet", "nearest"))
     assert answer["model_id"] == model.model_id
     assert answer["faces"], "no face found"
     best = max(answer["faces"], key=lambda face: face["box"]["width"] * face["box"]["height"])
-    assert best["person"] == "madonna"
-    assert 0.0 < best["probability"] <= 1.0
+    assert best["facenet"]["person"] == best["nearest"]["person"] == "madonna"
+    assert 0.0 < best["facenet"]["probability"] <= 1.0
+    assert best["facenet"]["score"] > answer["engines"]["facenet"]["unknown_threshold"]
+    assert best["nearest"]["score"] > answer["engines"]["nearest"]["unknown_threshold"]
     assert set(best["box"]) == {"left", "top", "width", "height"}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import boto3
 import numpy as np
@@ -23,11 +24,13 @@ from facerec.comparison import (
     collection_gallery,
     cost_model,
     enrolment_refusals,
+    hybrid_routing,
     index_gallery,
     lambda_cost,
     prepare_rekognition,
     rekognition_image_cost,
     rekognition_unavailable,
+    run_facenet,
     run_rekognition,
     split_faces,
     training_history,
@@ -35,7 +38,7 @@ from facerec.comparison import (
 from facerec.errors import NotEnoughData
 from facerec.evaluation import DEFAULT_THRESHOLDS
 from facerec.images import encode_png
-from facerec.models import TrainedModel
+from facerec.models import FaceNetAnswers, TrainedModel
 from facerec.rekognition import (
     FaceCollection,
     RekognitionEngine,
@@ -80,21 +83,45 @@ CROPS = {
     item.crop_key: encode_png(np.full((160, 160, 3), 40 + 7 * i, np.uint8))
     for i, item in enumerate(TRAINING + HELD_OUT)
 }
+
+
+def facenet_answer(person: str, probability: float, open_set: float, seconds: float) -> dict:
+    """One FaceNet answer as run_facenet records it."""
+    return {
+        "person": person,
+        "score": probability,
+        "open_set_score": open_set,
+        "accepted": person != "unknown",
+        "seconds": seconds,
+    }
+
+
 # FaceNet's answers for the held-out faces, as run_facenet records them: one wrong (bob as ann).
 FACENET_ANSWERS = {
-    HELD_OUT[0].face_id: {"person": "ann", "score": 0.91, "seconds": 0.21},
-    HELD_OUT[1].face_id: {"person": "ann", "score": 0.85, "seconds": 0.25},
-    HELD_OUT[2].face_id: {"person": "bob", "score": 0.77, "seconds": 0.30},
-    HELD_OUT[3].face_id: {"person": "ann", "score": 0.31, "seconds": 0.20},
-    HELD_OUT[4].face_id: {"person": "cy", "score": 0.88, "seconds": 0.24},
+    HELD_OUT[0].face_id: facenet_answer("ann", 0.91, 0.52, 0.21),
+    HELD_OUT[1].face_id: facenet_answer("ann", 0.85, 0.44, 0.25),
+    HELD_OUT[2].face_id: facenet_answer("bob", 0.77, 0.18, 0.30),
+    HELD_OUT[3].face_id: facenet_answer("ann", 0.31, 0.05, 0.20),
+    HELD_OUT[4].face_id: facenet_answer("cy", 0.88, 0.36, 0.24),
+}
+# A weaker FaceNet for the hybrid (Rekognition, stubbed: right on ann, ann, bob's second face;
+# wrong on bob's first; refuses cy's): FaceNet right on 1 and 2 only, "unknown" on cy's face.
+HYBRID_ANSWERS = {
+    HELD_OUT[0].face_id: facenet_answer("bob", 0.52, 0.10, 0.25),
+    HELD_OUT[1].face_id: facenet_answer("ann", 0.93, 0.40, 0.25),
+    HELD_OUT[2].face_id: facenet_answer("bob", 0.81, 0.30, 0.25),
+    HELD_OUT[3].face_id: facenet_answer("ann", 0.64, 0.20, 0.25),
+    HELD_OUT[4].face_id: facenet_answer("unknown", 0.47, 0.05, 0.25),
 }
 
 
-def model_with_split(test_face_ids: list[str]) -> TrainedModel:
-    """A trained model's metadata as Pipeline.train writes it (the classifier is not used)."""
+def model_with_split(test_face_ids: list[str], **extra) -> TrainedModel:
+    """A trained model's metadata as Pipeline.train writes it (the classifier is not used),
+    plus ``extra`` metadata keys."""
     return TrainedModel(
         None,
         {
+            **extra,
             "model_id": "20261128T120000Z-abcdef12",
             "created_at": "2026-11-28T12:00:00+00:00",
             "labels": LABELS,
@@ -194,18 +221,33 @@ def rekognition_run(client, stubber) -> tuple[EngineRun, RekognitionGallery]:
     return run_rekognition(engine, CROPS.__getitem__, HELD_OUT, gallery), gallery
 
 
-def two_engine_comparison(client, stubber, **options) -> dict:
-    """FaceNet's recorded answers and Rekognition's stubbed ones on the same held-out faces."""
+def two_engine_comparison(
+    client, stubber, answers: dict = FACENET_ANSWERS, metadata: dict | None = None, **options
+) -> dict:
+    """FaceNet's recorded answers and Rekognition's stubbed ones on the same held-out faces
+    (``metadata``: extra model metadata)."""
     run, _ = rekognition_run(client, stubber)
     facenet = EngineRun(
         "facenet",
         FACENET_SCORE,
         DEFAULT_THRESHOLDS,
-        FACENET_ANSWERS,
-        describe={"timed": "per photo: decode, detect, crop, embed, classify"},
+        answers,
+        describe={
+            "timed": "per photo: decode, detect, crop, embed, classify, open-set score",
+            "open_set_threshold": 0.07,
+        },
     )
-    model = model_with_split([item.face_id for item in HELD_OUT])
+    model = model_with_split([item.face_id for item in HELD_OUT], **(metadata or {}))
     return assemble(model, HELD_OUT, [facenet, run], len(TRAINING), [], [], **options)
+
+
+def hybrid_comparison(client, stubber, **options) -> dict:
+    """The weaker FaceNet (HYBRID_ANSWERS) against the stubbed Rekognition, at 2048 MB, with a
+    routing threshold of 0.3 stored in the model's metadata."""
+    routing = {"threshold": 0.3, "chosen_on": "the held-out faces"}
+    return two_engine_comparison(
+        client, stubber, HYBRID_ANSWERS, {"routing": routing}, memory_mb=2048, **options
+    )
 
 
 # ---- cost model ----------------------------------------------------------------------------
@@ -391,8 +433,175 @@ def test_an_engine_that_did_not_run_has_a_reason_and_no_answers():
     }
     assert set(comparison["faces"][0]["answers"]) == {"facenet"}
     assert comparison["cost"]["stored_faces"] == len(TRAINING)
+    # No hybrid figures without Rekognition: the reason, and no curve.
+    hybrid = comparison["hybrid"]
+    assert set(hybrid) == {"ran", "reason"} and hybrid["ran"] is False
+    assert "Rekognition did not run (no AWS credentials)" in hybrid["reason"]
+    alone = assemble(model, HELD_OUT, [facenet], len(TRAINING), [], [])["hybrid"]
+    assert alone == {"ran": False, "reason": "Rekognition was not part of this comparison."}
     with pytest.raises(NotEnoughData, match="FaceNet run is missing"):
         assemble(model, HELD_OUT, [absent], len(TRAINING), [], [])
+
+
+# ---- hybrid routing ------------------------------------------------------------------------
+
+FACENET_USD = 0.25 * 2 * 0.0000166667 + 0.2 / 1e6  # 0.25 s at 2048 MB, one request
+CALL_USD = 0.001  # the average price per image at 1 M images a month: the first tier
+
+
+def test_the_hybrid_is_replayed_on_the_same_faces(rekognition):
+    comparison = hybrid_comparison(*rekognition)
+    hybrid = comparison["hybrid"]
+    assert hybrid["ran"] is True and hybrid["faces"] == 5 and hybrid["always_routed"] == 1
+    assert hybrid["costs"]["facenet_per_face"] == pytest.approx(FACENET_USD)
+    assert hybrid["costs"]["rekognition_per_call"] == pytest.approx(CALL_USD)
+    # Per threshold: (routed, correct). Routed are the unknown cy and the scores below t.
+    assert [(p["threshold"], p["routed"], p["correct"]) for p in hybrid["points"]] == [
+        ("-inf", 1, 2),  # cy to Rekognition, which refuses the crop: FaceNet's 2 only
+        (0.1, 1, 2),  # ann's 0.10 is not below 0.10
+        (0.2, 2, 3),  # ann's wrong "bob" goes to Rekognition: right
+        (0.3, 3, 4),  # bob's wrong "ann" too: right
+        (0.4, 4, 3),  # bob's right "bob" (0.30) too: Rekognition says cy
+        ("inf", 5, 3),  # Rekognition alone's answers, FaceNet paid as well
+    ]
+    for point in hybrid["points"]:
+        assert point["rekognition_calls"] == point["routed"]
+        assert point["accuracy"] == pytest.approx(point["correct"] / 5)
+        assert point["cost_per_1000"] == pytest.approx(
+            1000 * (FACENET_USD + CALL_USD * point["routed"] / 5)
+        )
+    assert (hybrid["facenet_alone"]["correct"], hybrid["rekognition_alone"]["correct"]) == (2, 3)
+    engines = comparison["engines"]
+    assert hybrid["facenet_alone"]["correct"] == engines["facenet"]["correct"]
+    assert hybrid["rekognition_alone"]["correct"] == engines["rekognition"]["correct"]
+    assert hybrid["facenet_alone"]["cost_per_1000"] == pytest.approx(1000 * FACENET_USD)
+    assert hybrid["rekognition_alone"]["cost_per_1000"] == pytest.approx(1.0)
+    assert hybrid["target"] == {"engine": "rekognition", "correct": 3, "accuracy": 0.6}
+    best = hybrid["best"]
+    # The cheapest threshold as accurate as Rekognition alone: 0.2 (0.3 is more accurate).
+    assert (best["threshold"], best["routed"], best["correct"], best["reached"]) == (
+        0.2,
+        2,
+        3,
+        True,
+    )
+    assert best["cost_per_1000"] == pytest.approx(1000 * FACENET_USD + 0.4)
+    stored = hybrid["stored"]
+    assert (stored["threshold"], stored["routed"], stored["correct"]) == (0.3, 3, 4)
+    assert stored["metadata"] == {"threshold": 0.3, "chosen_on": "the held-out faces"}
+    text = " ".join(hybrid["assumptions"])
+    for fact in ("0.250 s at 2048 MB", "1,000,000 images a month, 0.001 USD", "no FaceNet cost"):
+        assert fact in text
+    assert engines["facenet"]["open_set"] == {"unknown": 1, "threshold": 0.07}
+    assert "open_set" not in engines["rekognition"]
+    json.dumps(comparison, allow_nan=False)
+
+
+def test_a_facenet_that_answers_every_face_keeps_them_all_at_the_best_threshold(rekognition):
+    # FaceNet alone (4 of 5) beats Rekognition alone (3) and answers "unknown" nowhere:
+    # routing nothing (-inf) already reaches it, and nothing is cheaper.
+    hybrid = two_engine_comparison(*rekognition)["hybrid"]
+    assert [(p["threshold"], p["routed"], p["correct"]) for p in hybrid["points"]] == [
+        ("-inf", 0, 4),
+        (0.05, 0, 4),
+        (0.18, 1, 5),
+        (0.36, 2, 4),
+        (0.44, 3, 3),
+        (0.52, 4, 3),
+        ("inf", 5, 3),
+    ]
+    assert hybrid["target"]["engine"] == "facenet" and hybrid["best"]["threshold"] == "-inf"
+    assert hybrid["best"]["rekognition_calls"] == 0 and hybrid["stored"] is None
+
+
+def test_answers_without_an_open_set_score_route_on_their_probability():
+    # A run recorded before the open-set score: its probability stands in (identify answers
+    # with the probability for a model without an open-set part).
+    legacy = {
+        face_id: {key: answer[key] for key in ("person", "score", "seconds")}
+        for face_id, answer in FACENET_ANSWERS.items()
+    }
+    facenet = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, legacy)
+    rekognition = EngineRun(
+        "rekognition",
+        "similarity (0-100)",
+        (),
+        {item.face_id: {"person": item.person, "score": 99.0, "seconds": 0.3} for item in HELD_OUT},
+    )
+    model = model_with_split([item.face_id for item in HELD_OUT], routing=0.5)
+    hybrid = hybrid_routing(model, HELD_OUT, facenet, rekognition, 0.25)
+    assert [p["threshold"] for p in hybrid["points"]] == [
+        "-inf",
+        0.31,
+        0.77,
+        0.85,
+        0.88,
+        0.91,
+        "inf",
+    ]
+    assert hybrid["stored"]["routed"] == 1 and hybrid["stored"]["correct"] == 5  # 0.31 routed
+    assert hybrid["best"]["threshold"] == 0.77 and hybrid["best"]["correct"] == 5
+
+
+def fake_photo(*faces: tuple[tuple[int, int, int, int], str, float, float]) -> list:
+    """Analysed faces of one photo: (box, label, probability, open-set score) each."""
+    return [
+        SimpleNamespace(
+            embedding=np.full(128, index, np.float32),
+            face=SimpleNamespace(box=box),
+            answer=(label, probability, score),
+        )
+        for index, (box, label, probability, score) in enumerate(faces)
+    ]
+
+
+def test_run_facenet_records_the_open_set_answer_of_the_enrolled_face():
+    enrolled, elsewhere = (10, 10, 110, 130), (300, 300, 400, 420)
+    photos = {
+        HELD_OUT[0].photo_key: fake_photo(
+            (elsewhere, "bob", 0.6, 0.1), (enrolled, "ann", 0.9, 0.45)
+        ),
+        HELD_OUT[1].photo_key: fake_photo((enrolled, "unknown", 0.7, 0.12)),
+        HELD_OUT[2].photo_key: fake_photo((elsewhere, "bob", 0.8, 0.5)),
+        HELD_OUT[3].photo_key: fake_photo((enrolled, "unknown", 0.4, -np.inf)),
+    }
+    analysed = []
+    pipeline = SimpleNamespace(
+        ingest=SimpleNamespace(get=lambda key: key),
+        analyse_photo=lambda key: (None, analysed.append(key) or photos[key]),
+    )
+
+    def identify(embeddings):
+        items = photos[analysed[-1]]
+        assert embeddings.shape == (len(items), 128)
+        labels, probabilities, scores = zip(*(item.answer for item in items), strict=True)
+        return FaceNetAnswers(
+            np.array(labels), np.array(probabilities), np.array(scores, np.float32), 0.2
+        )
+
+    metadata = {
+        "classifier": {"kind": "SVC", "kernel": "linear", "C": 1.0},
+        "embedding": {"model_id": "facenet"},
+        "crop": {"method": "aligned"},
+        "open_set": {"score": "centroid cosine minus mean of the 20 nearest other centroids"},
+    }
+    model = SimpleNamespace(model_id="m", metadata=metadata, identify=identify)
+    run = run_facenet(pipeline, model, HELD_OUT[:4])
+    answers = [run.answers[item.face_id] for item in HELD_OUT[:4]]
+    assert {key: answers[0][key] for key in ("person", "accepted")} == {
+        "person": "ann",
+        "accepted": True,
+    }
+    assert answers[0]["score"] == 0.9 and answers[0]["open_set_score"] == pytest.approx(0.45)
+    assert (answers[1]["person"], answers[1]["accepted"]) == ("unknown", False)
+    assert answers[1]["score"] == 0.7 and answers[1]["open_set_score"] == pytest.approx(0.12)
+    assert answers[2]["person"] is None and answers[2]["accepted"] is False
+    assert answers[2]["open_set_score"] is None and "not found again" in answers[2]["reason"]
+    assert answers[3]["open_set_score"] is None  # -inf is not JSON: no score
+    assert run.describe["open_set_threshold"] == 0.2
+    assert run.describe["open_set_score"].startswith("centroid cosine")
+    assert analysed.count(HELD_OUT[0].photo_key) == 2  # the untimed warm-up call
+    json.dumps(run.answers, allow_nan=False)
 
 
 def test_enrolment_refusals_and_training_history_come_from_the_stores(tmp_path):

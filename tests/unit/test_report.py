@@ -14,12 +14,13 @@ from PIL import Image
 
 from facerec.comparison import FACENET_SCORE, EngineRun, assemble
 from facerec.evaluation import DEFAULT_THRESHOLDS
-from facerec.report import SECTIONS, build, render
+from facerec.report import SECTIONS, build, hybrid_figure, render
 from tests.unit.test_comparison import (
     CROPS,
     FACENET_ANSWERS,
     HELD_OUT,
     TRAINING,
+    hybrid_comparison,
     model_with_split,
     stubbed_rekognition,
     two_engine_comparison,
@@ -88,8 +89,9 @@ def test_the_page_is_self_contained(two_engines):
     assert not {"script", "link", "iframe", "object"} & set(page.tags)
     assert "http://" not in html and "https://" not in html
     assert "default-src 'none'; img-src data:" in html
-    # Two confusion matrices, two score plots, the cost chart, three wrong-answer thumbnails.
-    assert len(page.images) == 8
+    # Two confusion matrices, two score plots, the cost chart, three wrong-answer thumbnails,
+    # the hybrid routing plot.
+    assert len(page.images) == 9
     sizes = [decoded(image["src"]).size for image in page.images]
     assert all(width > 0 and height > 0 for width, height in sizes)
     thumbnails = [decoded(image["src"]).size for image in page.images if image["class"] == "thumb"]
@@ -105,6 +107,9 @@ def test_summary_shows_each_engines_figures_and_refusals(two_engines):
     assert "found no face in the crop" in summary  # refused held-out crop
     assert "LOW_SHARPNESS" in summary and "cy/c2-0.png" in summary  # refused training crop
     assert "0.240 s (p95" in summary
+    assert "answered &quot;unknown&quot; (open-set)</td><td>0 of 5 (score not above 0.07)" in (
+        summary
+    )
     assert "$0.012 vs $1.00" in summary  # cost per 1,000 photos at 1 M a month
 
 
@@ -198,3 +203,79 @@ def test_an_engine_not_run_says_why_once_and_nothing_leaks_into_the_page():
         assert "Not run (see the summary)" in section(html, part)
     assert "crop not available" in section(html, "errors")  # unreadable crop, no broken image
     assert list(numbers["report"]["engines"]) == ["facenet"]
+    hybrid = section(html, "hybrid")
+    assert '<p class="notrun"><b>No hybrid figures:</b> Rekognition did not run (' in hybrid
+    assert "<img" not in hybrid and "<table>" not in hybrid
+    assert numbers["hybrid"]["ran"] is False and "points" not in numbers["hybrid"]
+
+
+def test_a_comparison_made_before_hybrid_routing_still_renders():
+    run = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, FACENET_ANSWERS)
+    model = model_with_split([item.face_id for item in HELD_OUT])
+    comparison = assemble(model, HELD_OUT, [run], len(TRAINING), [], [])
+    del comparison["hybrid"]
+    html, _ = render(comparison, CROPS.__getitem__)
+    assert "made before hybrid routing was measured" in section(html, "hybrid")
+
+
+@pytest.fixture(scope="module")
+def hybrid():
+    """(numbers, hybrid section HTML) of the weaker FaceNet against the stubbed Rekognition."""
+    with stubbed_rekognition() as pair:
+        comparison = hybrid_comparison(*pair)
+    html, numbers = render(comparison, CROPS.__getitem__)
+    return numbers, section(html, "hybrid")
+
+
+def test_hybrid_section_states_the_best_threshold_in_one_sentence(hybrid):
+    _, part = hybrid
+    assert (
+        "Best routing threshold: <b>0.2</b>, the cheapest that is as accurate as Amazon "
+        "Rekognition alone (0.600): it sends 2 of 5 faces (40.0%) to Rekognition for an "
+        "accuracy of 0.600 at $0.41 per 1,000 faces."
+    ) in part
+    assert "unknowns and refusals (1 of 5) go to Rekognition at any threshold" in part
+
+
+def test_hybrid_table_puts_both_engines_beside_the_hybrid(hybrid):
+    _, part = hybrid
+    rows = re.findall(r"<tr>(.*?)</tr>", part)
+    cells = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in rows]
+    assert cells == [
+        ["", "routing threshold", "accuracy", "Rekognition calls", "USD per 1,000 faces"],
+        ["FaceNet alone", "– (nothing routed)", "<b>0.400</b> (2 / 5)", "0 (0.0%)", "$0.0085"],
+        ["Rekognition alone", "– (no FaceNet)", "<b>0.600</b> (3 / 5)", "5 (100.0%)", "$1.00"],
+        ["Hybrid at the best threshold", "0.2", "<b>0.600</b> (3 / 5)", "2 (40.0%)", "$0.41"],
+        [
+            "Hybrid at the model&#x27;s stored threshold",
+            "0.3",
+            "<b>0.800</b> (4 / 5)",
+            "3 (60.0%)",
+            "$0.61",
+        ],
+    ]
+    assert part.count("<li>") == 7 and "0.250 s at 2048 MB" in part
+
+
+def test_hybrid_plot_is_one_embedded_png(hybrid):
+    numbers, part = hybrid
+    images = Page(part).images
+    assert len(images) == 1 and "routing threshold" in images[0]["alt"]
+    width, height = decoded(images[0]["src"]).size
+    assert (width, height) == (1000, 480)
+    figure = hybrid_figure(numbers["hybrid"])
+    accuracy, cost = figure.axes
+    assert accuracy.get_ylabel() == "accuracy on the held-out faces"
+    assert cost.get_ylabel() == "USD per 1,000 faces"
+    labels = [text.get_text() for text in accuracy.get_xticklabels()]
+    assert labels[0] == "−∞" and labels[-1] == "+∞"
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert "FaceNet + SVC alone: accuracy" in legend
+    assert "Amazon Rekognition alone: cost" in legend
+
+
+def test_hybrid_json_holds_the_curve(hybrid):
+    numbers, _ = hybrid
+    again = json.loads(json.dumps(numbers, allow_nan=False))
+    assert again["hybrid"]["best"]["threshold"] == 0.2
+    assert [point["threshold"] for point in again["hybrid"]["points"]][::5] == ["-inf", "inf"]

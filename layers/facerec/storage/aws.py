@@ -79,6 +79,35 @@ class S3BlobStore:
             for item in page.get("Contents", []):
                 yield item["Key"]
 
+    def purge(self, prefix: str) -> int:
+        """Delete every version and delete marker of every key under ``prefix`` (a plain
+        DeleteObject would leave the old versions of a versioned bucket)."""
+        keys: set[str] = set()
+        pages = self.client.get_paginator("list_object_versions").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            versions = page.get("Versions", []) + page.get("DeleteMarkers", [])
+            keys.update(version["Key"] for version in versions)
+            for start in range(0, len(versions), 1000):  # DeleteObjects takes 1,000 at most
+                batch = versions[start : start + 1000]
+                response = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={
+                        "Objects": [
+                            {"Key": item["Key"], "VersionId": item["VersionId"]} for item in batch
+                        ],
+                        "Quiet": True,
+                    },
+                )
+                if response.get("Errors"):
+                    error = response["Errors"][0]
+                    raise RuntimeError(
+                        f"S3 refused to delete {len(response['Errors'])} object versions in "
+                        f"{self.bucket} (first: {error.get('Code')}: {error.get('Message')})"
+                    )
+        return len(keys)
+
 
 class KeepExisting:
     """A BlobStore whose ``put`` leaves an existing object alone.
@@ -105,6 +134,9 @@ class KeepExisting:
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         return self.store.keys(prefix)
+
+    def purge(self, prefix: str) -> int:
+        return self.store.purge(prefix)
 
 
 def _decimal(value: float) -> Decimal:
@@ -259,6 +291,46 @@ class DynamoCatalog:
     def current_model(self) -> ModelRecord | None:
         item = self.table.get_item(Key={"pk": "MODEL", "sk": "CURRENT"}).get("Item")
         return _model(item) if item else None
+
+    def models(self) -> list[ModelRecord]:
+        """Every registered model (a scan), oldest first."""
+        items = _scan_all(self.table, FilterExpression=Attr("pk").begins_with("MODEL#"))
+        return sorted((_model(item) for item in items), key=lambda model: model.model_id)
+
+    def delete_model(self, model_id: str) -> None:
+        """Delete a model's record, and the current-model pointer when it points at it."""
+        self.table.delete_item(Key={"pk": f"MODEL#{model_id}", "sk": "META"})
+        try:
+            self.table.delete_item(
+                Key={"pk": "MODEL", "sk": "CURRENT"},
+                ConditionExpression=Attr("model_id").eq(model_id),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def forget_person(self, person: str) -> dict[str, int]:
+        """Delete every item that names the person's keys (one scan): their photos and faces,
+        crop pointers, handled-event markers and Rekognition indexing claims."""
+        folder = f"{person}/"
+        photos = faces = other = 0
+        projection = {"ProjectionExpression": "pk, sk"}
+        with self.table.batch_writer() as batch:
+            for item in _scan_all(self.table, **projection):
+                pk, sk = item["pk"], item["sk"]
+                if pk.startswith(f"PHOTO#{folder}"):
+                    photos += sk == "META"
+                    faces += sk.startswith("FACE#")
+                elif (
+                    pk.startswith(f"CROP#{folder}")
+                    or (pk.startswith("OBJECT#") and pk.split("#", 2)[2].startswith(folder))
+                    or (pk.startswith("REKOGNITION#") and sk.startswith(f"CROP#{folder}"))
+                ):
+                    other += 1
+                else:
+                    continue
+                batch.delete_item(Key={"pk": pk, "sk": sk})
+        return {"photo_records": photos, "face_records": faces, "other_records": other}
 
     # ---- idempotency ----------------------------------------------------------------------
 

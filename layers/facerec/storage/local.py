@@ -52,6 +52,18 @@ class FolderBlobStore:
             if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
                 yield key
 
+    def purge(self, prefix: str) -> int:
+        """Delete every key under ``prefix`` and the folders that leaves empty."""
+        keys = list(self.keys(prefix))
+        for key in keys:
+            path = self._path(key)
+            path.unlink()
+            for folder in path.parents:
+                if folder == self.root or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+        return len(keys)
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos (
@@ -84,6 +96,8 @@ class SqliteCatalog:
         self._db.execute("PRAGMA journal_mode = WAL")
         # WAL + NORMAL: never corrupt; a power cut may lose the last commits, not the file.
         self._db.execute("PRAGMA synchronous = NORMAL")
+        # Deleted rows are overwritten, not left in free pages: forgetting a person is real.
+        self._db.execute("PRAGMA secure_delete = ON")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -193,6 +207,35 @@ class SqliteCatalog:
             "SELECT model_id, artifact_key, created_at, metadata FROM models WHERE is_current = 1"
         ).fetchone()
         return ModelRecord(row[0], row[1], row[2], json.loads(row[3])) if row else None
+
+    def models(self) -> list[ModelRecord]:
+        rows = self._db.execute(
+            "SELECT model_id, artifact_key, created_at, metadata FROM models ORDER BY model_id"
+        ).fetchall()
+        return [ModelRecord(row[0], row[1], row[2], json.loads(row[3])) for row in rows]
+
+    def delete_model(self, model_id: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM models WHERE model_id = ?", (model_id,))
+        self._scrub()
+
+    def forget_person(self, person: str) -> dict[str, int]:
+        """Delete the person's photos (any status) and every face of them; the database file
+        and its write-ahead log keep no copy afterwards (secure_delete, WAL truncated)."""
+        keys = [
+            row[0] for row in self._db.execute("SELECT key FROM photos WHERE person = ?", (person,))
+        ]
+        with self._db:
+            faces = self._db.execute(
+                "DELETE FROM faces WHERE photo_key IN (SELECT key FROM photos WHERE person = ?)",
+                (person,),
+            ).rowcount
+            self._db.execute("DELETE FROM photos WHERE person = ?", (person,))
+        self._scrub()
+        return {"photo_records": len(keys), "face_records": faces}
+
+    def _scrub(self) -> None:
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def counts(self) -> dict[str, int]:
         """people (labelled), photos by status, faces, labelled faces, models."""

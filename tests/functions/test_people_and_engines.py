@@ -1,0 +1,267 @@
+"""The vector gallery kept by embed_faces, the nearest and hybrid engines behind /identify,
+and DELETE /people/{name}: against moto (S3, DynamoDB, S3 Vectors storage) and Stubber
+(Rekognition, Step Functions, and S3 Vectors' QueryVectors, which moto lacks)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from botocore.stub import ANY, Stubber
+
+from facerec.api import IdentifyServices, handle_identify
+from facerec.nearest import VectorNearest
+from functions.align_faces.handler import handler as align
+from functions.embed_faces.handler import handler as embed
+from functions.forget_person.handler import handler as forget
+from tests.functions.support import (
+    ACCOUNT,
+    ENV,
+    b64,
+    copy_gallery,
+    install_model,
+    sample_photos,
+    search_params,
+    search_response,
+)
+
+pytestmark = pytest.mark.model
+
+INGEST, FACES = ENV["INGEST_BUCKET"], ENV["FACES_BUCKET"]
+BUCKETS = ("INGEST", "FACES", "MODELS", "REPORTS", "QUARANTINE")
+TRAINING_ARN = f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:facerec-test-training"
+
+
+def unit(vector) -> np.ndarray:
+    vector = np.asarray(vector, np.float64)
+    return vector / np.linalg.norm(vector)
+
+
+def test_embed_stores_labelled_faces_and_the_person_centroid(cloud, sample_set):
+    photos = sample_photos(sample_set, "train", 2)
+    ben = [photo for photo in photos if photo.parent.name == "ben_afflek"]
+    for photo in ben:
+        align(cloud.put(INGEST, f"ben_afflek/{photo.name}", photo.read_bytes()))
+    for event in cloud.created_events(FACES):
+        assert embed(event)["vectors"] == "stored"
+        assert embed(event)["vectors"] == "stored"  # a repeat rewrites the same vectors
+
+    faces = cloud.app.catalog.faces("ben_afflek")
+    stored = cloud.vectors(ENV["FACE_VECTOR_INDEX"])
+    assert sorted(stored) == sorted(face.crop_key for face in faces)
+    for face in faces:
+        metadata, data = stored[face.crop_key]
+        assert metadata == {"person": "ben_afflek"}
+        np.testing.assert_allclose(data, face.embedding, atol=1e-6)
+    ((person, (_, centroid)),) = cloud.vectors(ENV["CENTROID_VECTOR_INDEX"]).items()
+    expected = unit(np.mean([face.embedding for face in faces], axis=0))
+    assert person == "ben_afflek"
+    np.testing.assert_allclose(centroid, expected, atol=1e-6)
+
+
+@pytest.fixture
+def deployed(cloud, enrolled):
+    """The session's enrolled photos, crops, face index rows and model in the cloud stores;
+    every labelled face and centroid in the vector store (as embed_faces leaves them)."""
+    pipeline, _, model = enrolled
+    face_ids = copy_gallery(cloud, pipeline)
+    faces = pipeline.catalog.faces()
+    gallery = cloud.app.vector_gallery
+    gallery.put_faces(
+        [face.crop_key for face in faces],
+        [face.person for face in faces],
+        np.stack([face.embedding for face in faces]),
+    )
+    for person in sorted({face.person for face in faces}):
+        gallery.put_centroid(person, np.stack([f.embedding for f in faces if f.person == person]))
+    install_model(cloud, model)
+    return cloud, pipeline, model, face_ids
+
+
+def query_response(key: str, person: str, distance: float) -> dict:
+    return {
+        "vectors": [{"key": key, "distance": distance, "metadata": {"person": person}}],
+        "distanceMetric": "cosine",
+    }
+
+
+def test_nearest_engine_names_a_face_from_the_vector_store(deployed, sample_set):
+    cloud, pipeline, model, _ = deployed
+    photo = sample_photos(sample_set, "val", 1)[0]
+    person = photo.parent.name
+    _, analysed = pipeline.analyse_photo(photo.read_bytes())
+    embedding = analysed[0].embedding
+    faces = pipeline.catalog.faces()
+    centroids = {
+        name: unit(np.mean([f.embedding for f in faces if f.person == name], axis=0))
+        for name in sorted({face.person for face in faces})
+    }
+    similarity = {name: float(centroid @ embedding) for name, centroid in centroids.items()}
+    others = sorted((name for name in centroids if name != person), key=lambda n: -similarity[n])
+    nearest_face = max(
+        (f for f in faces if f.person == person), key=lambda f: f.embedding @ embedding
+    )
+
+    client = cloud.app.s3vectors
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "query_vectors",
+            query_response(
+                nearest_face.crop_key, person, 1 - float(nearest_face.embedding @ embedding)
+            ),
+            {
+                "vectorBucketName": ENV["VECTOR_BUCKET"],
+                "indexName": ENV["FACE_VECTOR_INDEX"],
+                "queryVector": {"float32": ANY},
+                "topK": 1,
+                "returnMetadata": True,
+                "returnDistance": True,
+            },
+        )
+        stubber.add_response(
+            "get_vectors",
+            {"vectors": [{"key": person, "data": {"float32": centroids[person].tolist()}}]},
+            {
+                "vectorBucketName": ENV["VECTOR_BUCKET"],
+                "indexName": ENV["CENTROID_VECTOR_INDEX"],
+                "keys": [person],
+                "returnData": True,
+                "returnMetadata": False,
+            },
+        )
+        stubber.add_response(
+            "query_vectors",
+            {
+                "vectors": [
+                    {"key": name, "distance": 1 - similarity[name]} for name in [person, *others]
+                ],
+                "distanceMetric": "cosine",
+            },
+            {
+                "vectorBucketName": ENV["VECTOR_BUCKET"],
+                "indexName": ENV["CENTROID_VECTOR_INDEX"],
+                "queryVector": {"float32": ANY},
+                "topK": ANY,
+                "returnMetadata": False,
+                "returnDistance": True,
+            },
+        )
+        services = IdentifyServices(
+            pipeline, VectorNearest(cloud.app.vector_gallery, pipeline.current_model), None
+        )
+        status, body = handle_identify(
+            {"image": b64(photo.read_bytes()), "engines": "nearest"}, services
+        )
+        stubber.assert_no_pending_responses()
+
+    expected = similarity[person] - np.mean([similarity[name] for name in others])
+    assert status == 200
+    assert body["engines"]["nearest"]["unknown_threshold"] == round(
+        model.metadata["nearest"]["threshold"], 6
+    )
+    assert body["faces"][0]["nearest"] == {
+        "person": person,
+        "score": pytest.approx(expected, abs=1e-3),
+    }
+
+
+def test_hybrid_keeps_sure_faces_and_routes_the_others_to_rekognition(deployed, sample_set):
+    cloud, pipeline, model, face_ids = deployed
+    photo = sample_photos(sample_set, "val", 1)[0]
+    request = {"image": b64(photo.read_bytes()), "engines": "hybrid"}
+    rekognition = cloud.app.rekognition_engine()
+
+    sure = IdentifyServices(pipeline, None, rekognition, routing_threshold=float("-inf"))
+    status, body = handle_identify(request, sure)  # no Rekognition response is queued
+    assert status == 200 and body["engines"]["hybrid"]["routed"] == 0
+    assert body["faces"][0]["hybrid"]["engine"] == "facenet"
+    assert body["faces"][0]["hybrid"]["person"] == photo.parent.name
+
+    face_id = next(face_id for key, face_id in face_ids.items() if key.startswith("madonna/"))
+    cloud.stubber.add_response(
+        "search_faces_by_image", search_response([(face_id, 99.1)]), search_params()
+    )
+    every = IdentifyServices(pipeline, None, rekognition, routing_threshold=float("inf"))
+    status, body = handle_identify(request, every)
+    cloud.stubber.assert_no_pending_responses()
+    assert status == 200 and body["engines"]["hybrid"]["routed"] == 1
+    assert body["faces"][0]["hybrid"] == {
+        "person": "madonna",
+        "engine": "rekognition",
+        "routed": True,
+        "score": body["faces"][0]["hybrid"]["score"],
+        "similarity": 99.1,
+    }
+    assert body["model_id"] == model.model_id
+
+
+def delete_event(name: str) -> dict:
+    """An API Gateway REST proxy event (IAM-authorised) for DELETE /people/{name}."""
+    return {
+        "resource": "/people/{name}",
+        "path": f"/people/{name}",
+        "httpMethod": "DELETE",
+        "headers": {},
+        "pathParameters": {"name": name},
+        "requestContext": {"requestId": str(uuid.uuid4()), "accountId": ACCOUNT},
+        "body": None,
+        "isBase64Encoded": False,
+    }
+
+
+def everything(cloud) -> str:
+    """Every key, object version, table item and vector of the deployment, as one string."""
+    parts = []
+    for name in BUCKETS:
+        versions = cloud.s3.list_object_versions(Bucket=ENV[f"{name}_BUCKET"])
+        for version in versions.get("Versions", []) + versions.get("DeleteMarkers", []):
+            parts.append(version["Key"])
+            if "Versions" in versions and version in versions["Versions"]:
+                body = cloud.s3.get_object(
+                    Bucket=ENV[f"{name}_BUCKET"], Key=version["Key"], VersionId=version["VersionId"]
+                )["Body"].read()
+                parts.append(body.decode("latin-1"))
+    for table in (ENV["CATALOG_TABLE"], ENV["FACE_INDEX_TABLE"]):
+        parts += [json.dumps(item, default=str) for item in cloud.items(table)]
+    for index in (ENV["FACE_VECTOR_INDEX"], ENV["CENTROID_VECTOR_INDEX"]):
+        parts += [json.dumps([key, meta]) for key, (meta, _) in cloud.vectors(index).items()]
+    return "\n".join(parts)
+
+
+def test_delete_person_removes_them_everywhere_and_starts_retraining(deployed):
+    cloud, _, model, face_ids = deployed
+    cloud.app.settings = replace(cloud.app.settings, training_state_machine_arn=TRAINING_ARN)
+    assert "madonna" in everything(cloud)
+    madonna = sorted(face_id for key, face_id in face_ids.items() if key.startswith("madonna/"))
+    cloud.stubber.add_response(
+        "delete_faces",
+        {"DeletedFaces": madonna},
+        {"CollectionId": ENV["COLLECTION_ID"], "FaceIds": madonna},
+    )
+    with Stubber(cloud.app.stepfunctions) as stepfunctions:
+        stepfunctions.add_response(
+            "start_execution",
+            {"executionArn": f"{TRAINING_ARN}:forget", "startDate": "2026-11-28T00:00:00Z"},
+            {"stateMachineArn": TRAINING_ARN, "input": ANY},
+        )
+        response = forget(delete_event("madonna"))
+        stepfunctions.assert_no_pending_responses()
+    cloud.stubber.assert_no_pending_responses()
+
+    assert response["statusCode"] == 200
+    deleted = json.loads(response["body"])
+    assert deleted["rekognition_faces"] == len(madonna)
+    assert deleted["face_vectors"] == deleted["photos"] == deleted["crops"] == len(madonna)
+    assert deleted["models"] == [model.model_id] and deleted["current_model"] is True
+    assert deleted["retraining"] == f"{TRAINING_ARN}:forget"
+    assert "madonna" not in everything(cloud)  # keys, object versions, items, vectors
+    assert cloud.app.catalog.current_model() is None
+
+    again = json.loads(forget(delete_event("madonna"))["body"])  # no AWS call is queued
+    assert again["models"] == [] and again["rekognition_faces"] == again["photos"] == 0
+    assert "retraining" not in again
+    bad = forget(delete_event("..%2Fetc"))
+    assert bad["statusCode"] == 400 and json.loads(bad["body"])["code"] == "invalid_label"
