@@ -157,7 +157,7 @@ class StatelessStack(Stack):
             "EvaluateFaceNetFunction",
             "functions.training.handler.evaluate_facenet",
             training,
-            "Training step 3: FaceNet classifier on the held-out split.",
+            "Training step 3: FaceNet and the nearest-neighbour engine on the held-out split.",
         )
         self.evaluate_facenet.read(data.models_bucket)
         self.evaluate_facenet.put(data.reports_bucket)

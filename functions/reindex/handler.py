@@ -1,5 +1,6 @@
-"""Distributed Map item processor over the faces bucket: re-embed (with the current weights)
-and re-index (into the current collection) every crop of a batch. Needed after a change of
+"""Distributed Map item processor over the faces bucket: re-embed (with the current weights),
+re-store in the vector gallery and re-index (into the current collection) every crop of a
+batch. Needed after a change of
 FaceNet weights, for a new collection with a newer face model, and to enrol an archive.
 
 Event: ``{"Items": [{"Key", "ETag", "Size"}, ...], "BatchInput": {...}}`` (ItemBatcher) or
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from facerec.chain import embed_crop, index_crop
+from facerec.chain import embed_crop, index_crop, store_vectors
 from facerec.errors import FaceRecError
 from functions.events import batch_items
 from functions.services import get_logger, log, services
@@ -26,6 +27,7 @@ def handler(event: dict, context=None) -> dict:
         key = item["Key"]
         try:
             embed_crop(app.catalog, app.faces, lambda: app.analyser.embedder, key, force=True)
+            store_vectors(app.catalog, app.vector_gallery, key)
             result = index_crop(
                 app.catalog, app.faces, app.collection, app.face_index, key, item.get("ETag", "")
             )

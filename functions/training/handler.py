@@ -82,12 +82,21 @@ def train_classifier(state: dict, context=None) -> dict:
 
 def evaluate_facenet(state: dict, context=None) -> dict:
     training_set, model = _load(state)
-    evaluation = workflow.evaluate_facenet(model, training_set)
-    key = f"{model.model_id}/facenet-evaluation.json"
-    _save_json(key, evaluation)
-    summary = {"accuracy": evaluation["accuracy"], "faces": evaluation["faces"], "key": key}
-    log(logger, "facenet evaluated", model_id=model.model_id, **summary)
-    return {**state, "facenet": summary}
+    summaries = {}
+    for engine, evaluate in (
+        ("facenet", workflow.evaluate_facenet),
+        ("nearest", workflow.evaluate_nearest),
+    ):
+        evaluation = evaluate(model, training_set)
+        key = f"{model.model_id}/{engine}-evaluation.json"
+        _save_json(key, evaluation)
+        summaries[engine] = {
+            "accuracy": evaluation["accuracy"],
+            "faces": evaluation["faces"],
+            "key": key,
+        }
+        log(logger, f"{engine} evaluated", model_id=model.model_id, **summaries[engine])
+    return {**state, **summaries}
 
 
 def evaluate_rekognition(state: dict, context=None) -> dict:
@@ -110,7 +119,7 @@ def publish_model(state: dict, context=None) -> dict:
     _, model = _load(state)
     evaluations = {
         engine: json.loads(app.reports.get(state[engine]["key"]))
-        for engine in ("facenet", "rekognition")
+        for engine in ("facenet", "nearest", "rekognition")
         if engine in state
     }
     _, result = workflow.publish(app.models, app.reports, app.catalog, model, evaluations)

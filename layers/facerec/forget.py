@@ -74,7 +74,9 @@ def _purge_quarantine(quarantine: BlobStore, folder: str) -> int:
     reason and the bytes of every one whose key is in ``folder``."""
     purged = 0
     for key in list(quarantine.keys("")):
-        if key.endswith(".json") and json.loads(quarantine.get(key))["key"].startswith(folder):
+        if key.endswith(".json") and json.loads(quarantine.get(key)).get("key", "").startswith(
+            folder
+        ):
             purged += quarantine.purge(key.removesuffix(".json")) > 0
     return purged
 
@@ -82,8 +84,13 @@ def _purge_quarantine(quarantine: BlobStore, folder: str) -> int:
 def _models_that_knew(person: str, catalog: Catalog, models: BlobStore) -> list[str]:
     """Ids of the registered models and of the stored ones (promoted or not) with ``person``
     among their labels."""
-    knew = {record.model_id for record in catalog.models() if person in record.metadata["labels"]}
-    for key in models.keys(""):
-        if key.endswith("/metadata.json") and person in json.loads(models.get(key))["labels"]:
-            knew.add(key.removesuffix("/metadata.json"))
+    suffix = "/metadata.json"
+    knew = {
+        key.removesuffix(suffix)
+        for key in models.keys("")
+        if key.endswith(suffix) and person in json.loads(models.get(key)).get("labels", [])
+    }
+    knew |= {
+        model.model_id for model in catalog.models() if person in model.metadata.get("labels", [])
+    }
     return sorted(knew)

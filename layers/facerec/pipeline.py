@@ -36,6 +36,7 @@ from facerec.workflow import (
     TrainOptions,
     describe_analysis,
     evaluate_facenet,
+    evaluate_nearest,
     fit,
     gather,
     labelled_faces,
@@ -383,7 +384,14 @@ class Pipeline:
         Returns the model and its held-out evaluation (None when test_size is 0)."""
         training_set = gather(self.catalog, self.settings.crop_method)
         model, test_index = fit(training_set, options, self.analyser.describe())
-        evaluations = {"facenet": evaluate_facenet(model, training_set)} if len(test_index) else {}
+        evaluations = (
+            {
+                "facenet": evaluate_facenet(model, training_set),
+                "nearest": evaluate_nearest(model, training_set),
+            }
+            if len(test_index)
+            else {}
+        )
         model, _ = publish(self.models, self.reports, self.catalog, model, evaluations)
         return model, evaluations.get("facenet")
 

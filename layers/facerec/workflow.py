@@ -26,7 +26,7 @@ from facerec.errors import NotEnoughData
 from facerec.evaluation import evaluate_predictions, render_markdown
 from facerec.gallery import Gallery
 from facerec.models import TrainedModel, library_versions
-from facerec.openset import DEFAULT_FAR, OpenSetIdentifier, calibrate
+from facerec.openset import DEFAULT_FAR, UNKNOWN, OpenSetIdentifier, calibrate
 from facerec.storage.ports import BlobStore, Catalog, FaceRecord, ModelRecord
 
 if TYPE_CHECKING:
@@ -237,6 +237,29 @@ def evaluate_facenet(model: TrainedModel, training_set: TrainingSet) -> dict:
     return evaluation
 
 
+def evaluate_nearest(model: TrainedModel, training_set: TrainingSet) -> dict:
+    """The nearest-neighbour engine on the same held-out faces, its gallery the training part
+    (``model.open_set``): the nearest face's person, or "unknown" (a miss here: every
+    held-out face is of an enrolled person)."""
+    test_index = held_out_index(model, training_set)
+    if not len(test_index) or model.open_set is None:
+        raise NotEnoughData("the model has no held-out part or no open-set gallery")
+    labels, scores = model.open_set.predict_with_score(training_set.embeddings[test_index])
+    evaluation = evaluate_predictions(
+        training_set.labels[test_index], labels, scores, model.classifier.classes_
+    )
+    evaluation.update(
+        engine="nearest",
+        score="open-set score",
+        model_id=model.model_id,
+        open_set={
+            "threshold": model.open_set.calibration_.threshold,
+            "unknown": int((labels == UNKNOWN).sum()),
+        },
+    )
+    return evaluation
+
+
 def face_ids_of(indexed: Mapping[str, str], crop_keys: Iterable[str]) -> frozenset[str]:
     """The FaceIds of ``indexed`` (FaceId -> crop key) whose crop is one of ``crop_keys``: the
     held-out crops' own faces, which an evaluation must never match (every labelled crop is
@@ -378,6 +401,11 @@ def publish(
     metadata = dict(model.metadata)
     if facenet is not None:
         metadata["evaluation"] = {"accuracy": facenet["accuracy"], "faces": facenet["faces"]}
+    if "nearest" in evaluations:
+        metadata["nearest_evaluation"] = {
+            "accuracy": evaluations["nearest"]["accuracy"],
+            "faces": evaluations["nearest"]["faces"],
+        }
     if "rekognition" in evaluations:
         metadata["rekognition_evaluation"] = {
             "accuracy": evaluations["rekognition"]["accuracy"],

@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from facerec.chain import not_indexed_reason
 from facerec.rekognition import crop_key_from_external_image_id, external_image_id
-from facerec.storage.aws import DynamoCatalog, S3BlobStore
+from facerec.storage.aws import DynamoCatalog, KeepExisting, S3BlobStore
 from facerec.storage.ports import FaceRecord, ModelRecord, PhotoRecord
 from functions.events import EventError, batch_items, object_created
 from functions.settings import Settings, SettingsError
@@ -194,3 +194,171 @@ def test_blob_store_on_s3(dynamo):
         store.get("a/missing.png")
     store.delete("a/b.png")
     assert not store.exists("a/b.png")
+
+
+# ---- purge, models and forgetting a person (moto) ----------------------------------------------
+
+
+def versions_under(s3, bucket: str, prefix: str = "") -> list[tuple[str, bool]]:
+    """(key, is_delete_marker) of every version left under ``prefix``."""
+    found = []
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        found += [(item["Key"], False) for item in page.get("Versions", [])]
+        found += [(item["Key"], True) for item in page.get("DeleteMarkers", [])]
+    return sorted(found)
+
+
+def versioned_bucket(session, name: str = "facerec-test-versioned"):
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return s3, name
+
+
+def test_purge_on_a_versioned_bucket_deletes_every_version_and_delete_marker(dynamo):
+    s3, bucket = versioned_bucket(dynamo)
+    store = S3BlobStore(s3, bucket)
+    for n in range(3):
+        store.put("Ada/a.jpg", f"a{n}".encode())
+    store.put("Ada/sub/b.jpg", b"b")
+    store.delete("Ada/sub/b.jpg")  # a delete marker on top of a version
+    store.put("Ada/gone.jpg", b"g")
+    store.delete("Ada/gone.jpg")
+    for n in range(2):
+        store.put("Ada_Lovelace/c.jpg", f"c{n}".encode())
+    store.put("Ada.jpg", b"d")
+    assert len(versions_under(s3, bucket, "Ada/")) == 7
+    others = versions_under(s3, bucket, "Ada_") + versions_under(s3, bucket, "Ada.")
+
+    assert store.purge("Ada/") == 3  # keys, not versions
+    assert versions_under(s3, bucket, "Ada/") == []
+    assert versions_under(s3, bucket, "Ada_") + versions_under(s3, bucket, "Ada.") == others
+    assert list(store.keys()) == ["Ada.jpg", "Ada_Lovelace/c.jpg"]
+    assert store.get("Ada_Lovelace/c.jpg") == b"c1"
+    assert store.purge("Ada/") == 0
+    assert KeepExisting(store).purge("Ada_Lovelace/") == 1
+    assert versions_under(s3, bucket) == [("Ada.jpg", False)]
+
+
+def test_purge_deletes_more_than_a_thousand_versions_in_batches(dynamo):
+    s3, bucket = versioned_bucket(dynamo)
+    batches = []  # the size of every DeleteObjects request
+    s3.meta.events.register(
+        "provide-client-params.s3.DeleteObjects",
+        lambda params, **_: batches.append(len(params["Delete"]["Objects"])),
+    )
+    for n in range(1005):
+        s3.put_object(Bucket=bucket, Key=f"Bulk/{n:04d}.png", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="Bulk/0000.png", Body=b"y")  # a second version
+    s3.delete_object(Bucket=bucket, Key="Bulk/0001.png")  # and a delete marker
+    s3.put_object(Bucket=bucket, Key="Other/keep.png", Body=b"k")
+    assert len(versions_under(s3, bucket, "Bulk/")) == 1007
+
+    assert S3BlobStore(s3, bucket).purge("Bulk/") == 1005
+    assert versions_under(s3, bucket, "Bulk/") == []
+    assert versions_under(s3, bucket) == [("Other/keep.png", False)]
+    assert max(batches) <= 1000 and sum(batches) == 1007  # DeleteObjects takes 1,000 at most
+
+
+def test_purge_on_an_unversioned_bucket(dynamo):
+    s3 = dynamo.client("s3")
+    store = S3BlobStore(s3, ENV["INGEST_BUCKET"])
+    for key in ("Ada/a.jpg", "Ada/b.jpg", "Ada_Lovelace/a.jpg"):
+        store.put(key, b"x")
+    assert store.purge("Ada/") == 2
+    assert list(store.keys()) == ["Ada_Lovelace/a.jpg"]
+    assert store.purge("Ada/") == 0
+
+
+def model_record(model_id: str, labels: list[str]) -> ModelRecord:
+    return ModelRecord(model_id, f"{model_id}/model.joblib", "2026-01-01", {"labels": labels})
+
+
+def test_models_and_delete_model_on_dynamodb(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"])
+    assert catalog.models() == []
+    catalog.put_model(model_record("m2", ["Ada"]))
+    catalog.put_model(model_record("m1", ["Ada"]))
+    catalog.put_model(model_record("m3", ["Bob"]), make_current=False)
+    assert [model.model_id for model in catalog.models()] == ["m1", "m2", "m3"]
+    assert catalog.models()[2] == model_record("m3", ["Bob"])
+    assert catalog.current_model().model_id == "m1"
+
+    catalog.delete_model("m2")  # not current: the pointer stays
+    assert catalog.current_model().model_id == "m1"
+    assert [model.model_id for model in catalog.models()] == ["m1", "m3"]
+    catalog.delete_model("m1")  # current: the pointer goes with it
+    assert catalog.current_model() is None
+    assert catalog.get_model("m1") is None
+    assert [model.model_id for model in catalog.models()] == ["m3"]
+    catalog.delete_model("m1")  # deleting again, or a model never stored, is no error
+    catalog.delete_model("never")
+    assert [model.model_id for model in catalog.models()] == ["m3"]
+    assert catalog.counts()["models"] == 1
+
+
+def fill_catalog(catalog: DynamoCatalog, person: str, sha: str) -> None:
+    """Items of every kind for ``person``: photos (enrolled with a labelled and an unlabelled
+    face, enrolled with one face, rejected), crop pointers, handled-event markers and indexing
+    claims in two collections (one finished, one pending)."""
+    group, single, bad = f"{person}/group.jpg", f"{person}/single.jpg", f"{person}/bad.jpg"
+    catalog.put_photo(
+        PhotoRecord(group, person, f"{sha}-group", "enrolled", "", 2, 640, 480),
+        [face(group, 0, person), face(group, 1, None)],
+    )
+    catalog.put_photo(
+        PhotoRecord(single, person, f"{sha}-single", "enrolled", "", 1, 640, 480),
+        [face(single, 0, person)],
+    )
+    catalog.put_photo(PhotoRecord(bad, person, f"{sha}-bad", "rejected", "blurry"), [])
+    for key in (group, single, bad):
+        catalog.mark_object_handled(ENV["INGEST_BUCKET"], key, "e1", "enrolled")
+    catalog.mark_object_handled(ENV["INGEST_BUCKET"], group, "e2", "enrolled")  # 2nd version
+    catalog.mark_object_handled(ENV["FACES_BUCKET"], f"{person}/group-0.png", "e1", "embedded")
+    claim = catalog.claim_indexing("c1", f"{person}/group-0.png", "e1")
+    assert catalog.finish_indexing(claim, "indexed", f"{person}-face")
+    assert catalog.claim_indexing("c1", f"{person}/single-0.png", "e1") is not None
+    assert catalog.claim_indexing("c2", f"{person}/group-0.png", "e1") is not None
+
+
+def test_forget_person_on_dynamodb_deletes_every_item_of_theirs(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"], "facenet@abc")
+    fill_catalog(catalog, "Ada", "sha-ada")
+    fill_catalog(catalog, "Ada_Lovelace", "sha-lovelace")  # a name that starts with theirs
+    catalog.put_model(model_record("m1", ["Ada", "Ada_Lovelace"]))
+    table = dynamo.resource("dynamodb").Table(ENV["CATALOG_TABLE"])
+
+    def items() -> list[tuple[str, str]]:
+        return sorted((item["pk"], item["sk"]) for item in table.scan()["Items"])
+
+    lovelace = [item for item in items() if "Ada_Lovelace/" in item[0] + item[1]]
+    assert len(items()) == 2 * len(lovelace) + 2
+
+    assert catalog.forget_person("Ada") == {
+        "photo_records": 3,
+        "face_records": 3,
+        # 3 crop pointers, 5 handled-event markers, 3 indexing claims
+        "other_records": 11,
+    }
+    assert items() == sorted([*lovelace, ("MODEL", "CURRENT"), ("MODEL#m1", "META")])
+    assert catalog.faces("Ada") == [] and catalog.get_photo("Ada/group.jpg") is None
+    assert catalog.photo_with_sha256("sha-ada-group") is None
+    assert catalog.face_by_crop("Ada/group-0.png") is None
+    assert catalog.indexing_state("c1", "Ada/group-0.png") is None
+    assert not catalog.object_handled(ENV["INGEST_BUCKET"], "Ada/group.jpg", "e1")
+    assert [f.face_id for f in catalog.faces("Ada_Lovelace")] == [
+        "Ada_Lovelace/group.jpg#0",
+        "Ada_Lovelace/single.jpg#0",
+    ]
+    assert catalog.face_by_crop("Ada_Lovelace/group-1.png").person is None
+    assert catalog.object_handled(ENV["FACES_BUCKET"], "Ada_Lovelace/group-0.png", "e1")
+    assert catalog.indexing_state("c1", "Ada_Lovelace/group-0.png")["state"] == "indexed"
+    assert catalog.current_model().model_id == "m1"  # models are forget.py's business
+
+    assert catalog.forget_person("Ada") == {
+        "photo_records": 0,
+        "face_records": 0,
+        "other_records": 0,
+    }
+    assert len(items()) == len(lovelace) + 2

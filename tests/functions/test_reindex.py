@@ -53,6 +53,9 @@ def test_a_batch_is_reembedded_and_indexed_into_a_new_collection(cloud, sample_s
         }
     ]
     assert len(cloud.items(ENV["FACE_INDEX_TABLE"])) == 2
+    assert sorted(cloud.vectors(ENV["FACE_VECTOR_INDEX"])) == sorted(i["Key"] for i in items)
+    people = sorted(cloud.vectors(ENV["CENTROID_VECTOR_INDEX"]))
+    assert people == sorted(item["Key"].split("/")[0] for item in items)
 
     # the same batch again: the embeddings are rewritten, nothing is indexed twice
     assert reindex(batch)["processed"] == 2

@@ -95,6 +95,9 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
     facenet = json.loads(cloud.get(REPORTS, state["facenet"]["key"]))
     assert facenet["faces"] == 23 and facenet["accuracy"] >= 0.9
     assert state["facenet"]["accuracy"] == facenet["accuracy"]
+    nearest = json.loads(cloud.get(REPORTS, state["nearest"]["key"]))
+    assert nearest["faces"] == 23 and nearest["accuracy"] >= 0.9
+    assert nearest["open_set"]["threshold"] == model.metadata["open_set"]["threshold"]
 
     held_out = held_out_crops(model)
     queue_searches(cloud, gallery, held_out)
@@ -115,7 +118,8 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
     assert current.metadata["evaluation"]["accuracy"] == facenet["accuracy"]
     report = json.loads(cloud.get(REPORTS, state["report_key"]))
     assert report["promoted"] is True
-    assert set(report["engines"]) == {"facenet", "rekognition", "hybrid"}
+    assert set(report["engines"]) == {"facenet", "nearest", "rekognition", "hybrid"}
+    assert current.metadata["nearest_evaluation"]["accuracy"] == nearest["accuracy"]
     hybrid = report["engines"]["hybrid"]
     # the better single engine is FaceNet here, so the best threshold routes nothing it
     # does not have to: accuracy at least FaceNet's, Rekognition asked for fewer faces

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -360,3 +361,185 @@ def test_workspace_buckets_are_separate_folders_beside_the_catalog(tmp_path):
         workspace.ingest.put("../faces/Ben/a.bin", b"cross-bucket")
     assert workspace.faces.get("Ben/a.bin") == b"faces"
     workspace.catalog.close()
+
+
+# ---- purge, models, forget_person -------------------------------------------------------------
+
+
+def test_purge_deletes_exactly_the_prefix_and_the_folders_it_empties(store, tmp_path):
+    doomed = ["Ada_Lovelace/a.jpg", "Ada_Lovelace/sub/deeper/b.jpg", "Ada_Lovelace/sub/c.png"]
+    kept = ["Ada_Lovelace2/a.jpg", "Ada_Lovelace.jpg", "Ada/a.jpg", "Alan_Turing/sub/a.jpg"]
+    for key in doomed + kept:
+        store.put(key, key.encode())
+    assert store.purge("Ada_Lovelace/") == 3
+    assert list(store.keys()) == sorted(kept)
+    assert all(store.get(key) == key.encode() for key in kept)
+    assert not (tmp_path / "bucket" / "Ada_Lovelace").exists()  # the emptied folders went
+    assert (tmp_path / "bucket" / "Alan_Turing" / "sub").is_dir()
+    assert store.root.is_dir()  # the bucket itself stays
+    assert store.purge("Ada_Lovelace/") == 0
+
+
+def test_purge_keeps_a_folder_that_still_holds_other_keys(store, tmp_path):
+    store.put("Ada_Lovelace/x/a.bin", b"1")
+    store.put("Ada_Lovelace/y.bin", b"2")
+    assert store.purge("Ada_Lovelace/x/") == 1
+    assert list(store.keys()) == ["Ada_Lovelace/y.bin"]
+    assert not (tmp_path / "bucket" / "Ada_Lovelace" / "x").exists()
+    assert (tmp_path / "bucket" / "Ada_Lovelace").is_dir()
+
+
+def test_purge_of_a_missing_bucket_or_prefix_is_zero(tmp_path):
+    store = FolderBlobStore(tmp_path / "never-created")
+    assert store.purge("Ada_Lovelace/") == 0
+    store.put("Alan_Turing/a.bin", b"1")
+    assert store.purge("Ada_Lovelace/") == 0
+    assert list(store.keys()) == ["Alan_Turing/a.bin"]
+
+
+def test_purge_by_a_file_prefix_deletes_the_pair_stored_under_one_hash(store):
+    for key in ("abc123.bin", "abc123.json", "abc1234.bin", "def.json"):
+        store.put(key, b"x")
+    assert store.purge("abc1234") == 1
+    assert store.purge("abc123") == 2
+    assert list(store.keys()) == ["def.json"]
+
+
+def test_models_lists_every_model_and_delete_clears_current_only_for_itself(catalog):
+    assert catalog.models() == []
+    catalog.put_model(model("m2"))
+    catalog.put_model(model("m1"))
+    catalog.put_model(model("m3"))
+    assert [record.model_id for record in catalog.models()] == ["m1", "m2", "m3"]
+    assert catalog.models()[0] == model("m1")
+
+    catalog.delete_model("m1")  # not the current one: m3 stays current
+    assert [record.model_id for record in catalog.models()] == ["m2", "m3"]
+    assert catalog.current_model() == model("m3")
+    catalog.delete_model("m3")  # the current one: no current model afterwards
+    assert catalog.current_model() is None
+    assert [record.model_id for record in catalog.models()] == ["m2"]
+    catalog.delete_model("m3")  # deleting a missing model is not an error
+    catalog.delete_model("nothing")
+    assert [record.model_id for record in catalog.models()] == ["m2"]
+    assert catalog.counts()["models"] == 1
+    catalog.put_model(model("m4"))
+    assert catalog.current_model().model_id == "m4"
+
+
+def fill_two_people(catalog) -> None:
+    """Zebulon_Quartz: photos of every status, a group photo with unlabelled faces; Ann: one
+    enrolled photo with an unlabelled face, one rejected."""
+    catalog.put_photo(
+        photo("Zebulon_Quartz/group.jpg", "Zebulon_Quartz", face_count=3),
+        [
+            face("Zebulon_Quartz/group.jpg", 0, None),
+            face("Zebulon_Quartz/group.jpg", 1, "Zebulon_Quartz"),
+            face("Zebulon_Quartz/group.jpg", 2, None),
+        ],
+    )
+    catalog.put_photo(
+        photo("Zebulon_Quartz/b.jpg", "Zebulon_Quartz", face_count=1),
+        [face("Zebulon_Quartz/b.jpg", 0, "Zebulon_Quartz")],
+    )
+    catalog.put_photo(
+        photo("Zebulon_Quartz/none.jpg", "Zebulon_Quartz", status="no_face", reason="no face"),
+        [],
+    )
+    catalog.put_photo(
+        photo("Zebulon_Quartz/bad.jpg", "Zebulon_Quartz", status="rejected", reason="bad"), []
+    )
+    catalog.put_photo(
+        photo("Ann/a.jpg", "Ann", face_count=2),
+        [face("Ann/a.jpg", 0, "Ann"), face("Ann/a.jpg", 1, None)],
+    )
+    catalog.put_photo(photo("Ann/bad.jpg", "Ann", status="rejected"), [])
+
+
+def test_forget_person_deletes_every_photo_and_face_of_theirs_and_nothing_else(catalog):
+    fill_two_people(catalog)
+    catalog.put_model(model("m1"))
+    ann_before = catalog.faces("Ann")
+
+    assert catalog.forget_person("Zebulon_Quartz") == {"photo_records": 4, "face_records": 4}
+
+    for name in ("group", "b", "none", "bad"):
+        assert catalog.get_photo(f"Zebulon_Quartz/{name}.jpg") is None
+    assert catalog.faces("Zebulon_Quartz") == []
+    assert face_ids(catalog.faces(labelled_only=False)) == ["Ann/a.jpg#0", "Ann/a.jpg#1"]
+    assert catalog.get_photo("Ann/bad.jpg").status == "rejected"
+    assert [f.embedding.tobytes() for f in catalog.faces("Ann")] == [
+        f.embedding.tobytes() for f in ann_before
+    ]
+    assert catalog.current_model() == model("m1")  # models are forget.py's business
+    assert catalog.counts() == {
+        "people": 1,
+        "photos": 2,
+        "photos_enrolled": 1,
+        "photos_no_face": 0,
+        "photos_rejected": 1,
+        "faces": 2,
+        "faces_labelled": 1,
+        "models": 1,
+    }
+
+    assert catalog.forget_person("Zebulon_Quartz") == {"photo_records": 0, "face_records": 0}
+    assert catalog.forget_person("Nobody") == {"photo_records": 0, "face_records": 0}
+    assert catalog.counts()["photos"] == 2
+
+
+def test_forget_person_does_not_touch_a_person_whose_name_starts_with_theirs(catalog):
+    catalog.put_photo(photo("Ann/a.jpg", "Ann", face_count=1), [face("Ann/a.jpg", 0, "Ann")])
+    catalog.put_photo(
+        photo("Ann_Lee/a.jpg", "Ann_Lee", face_count=1), [face("Ann_Lee/a.jpg", 0, "Ann_Lee")]
+    )
+    assert catalog.forget_person("Ann") == {"photo_records": 1, "face_records": 1}
+    assert face_ids(catalog.faces(labelled_only=False)) == ["Ann_Lee/a.jpg#0"]
+
+
+def test_forget_person_leaves_no_copy_in_the_database_file_or_its_log(tmp_path):
+    """Hundreds of rows carry the name (keys, crop keys, labels, reasons, indexes), so pages of
+    the file and the log really held it before; afterwards neither holds a byte of it."""
+    name = "Zebulon_Quartz"
+    path = tmp_path / "catalog.sqlite"
+    wal = tmp_path / "catalog.sqlite-wal"
+    catalog = SqliteCatalog(path)
+
+    def raw() -> bytes:
+        return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+    try:
+        for n in range(300):
+            key = f"{name}/photo{n:04d}.jpg"
+            catalog.put_photo(
+                photo(key, name, status="enrolled", reason=f"{name} enrolled", face_count=2),
+                [face(key, 0, name, seed=n), face(key, 1, None, seed=n + 1000)],
+            )
+            other = f"Ann/photo{n:04d}.jpg"
+            catalog.put_photo(photo(other, "Ann", face_count=1), [face(other, 0, "Ann", seed=n)])
+        for n in range(50):
+            key = f"{name}/bad{n}.jpg"
+            catalog.put_photo(photo(key, name, status="rejected", reason=f"{name}: blurry"), [])
+        assert wal.exists() and name.encode() in wal.read_bytes()  # the log held it
+        with closing(sqlite3.connect(path)) as other:  # move the log into the file's pages
+            other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert name.encode() in path.read_bytes()  # and so did the file's pages
+
+        # more writes after the checkpoint, so the log holds the name again
+        for n in range(20):
+            key = f"{name}/late{n}.jpg"
+            catalog.put_photo(photo(key, name, face_count=1), [face(key, 0, name, seed=n)])
+        assert name.encode() in wal.read_bytes()
+
+        assert catalog.forget_person(name) == {"photo_records": 370, "face_records": 620}
+        assert name.encode() not in raw()
+        assert name.encode("utf-16-le") not in raw()
+        assert catalog.counts()["photos"] == 300 and catalog.counts()["faces"] == 300
+    finally:
+        catalog.close()
+    assert name.encode() not in raw()
+    reopened = SqliteCatalog(path)
+    try:
+        assert len(reopened.faces("Ann")) == 300 and reopened.faces(name) == []
+    finally:
+        reopened.close()

@@ -81,32 +81,28 @@ class S3BlobStore:
 
     def purge(self, prefix: str) -> int:
         """Delete every version and delete marker of every key under ``prefix`` (a plain
-        DeleteObject would leave the old versions of a versioned bucket)."""
-        keys: set[str] = set()
+        DeleteObject would leave the old versions of a versioned bucket). The listing is read
+        to the end before anything is deleted: a page must not start at a deleted version."""
         pages = self.client.get_paginator("list_object_versions").paginate(
             Bucket=self.bucket, Prefix=prefix
         )
-        for page in pages:
-            versions = page.get("Versions", []) + page.get("DeleteMarkers", [])
-            keys.update(version["Key"] for version in versions)
-            for start in range(0, len(versions), 1000):  # DeleteObjects takes 1,000 at most
-                batch = versions[start : start + 1000]
-                response = self.client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={
-                        "Objects": [
-                            {"Key": item["Key"], "VersionId": item["VersionId"]} for item in batch
-                        ],
-                        "Quiet": True,
-                    },
+        versions = [
+            {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for page in pages
+            for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        for start in range(0, len(versions), 1000):  # DeleteObjects takes 1,000 at most
+            response = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": versions[start : start + 1000], "Quiet": True},
+            )
+            if response.get("Errors"):
+                error = response["Errors"][0]
+                raise RuntimeError(
+                    f"S3 refused to delete {len(response['Errors'])} object versions in "
+                    f"{self.bucket} (first: {error.get('Code')}: {error.get('Message')})"
                 )
-                if response.get("Errors"):
-                    error = response["Errors"][0]
-                    raise RuntimeError(
-                        f"S3 refused to delete {len(response['Errors'])} object versions in "
-                        f"{self.bucket} (first: {error.get('Code')}: {error.get('Message')})"
-                    )
-        return len(keys)
+        return len({item["Key"] for item in versions})
 
 
 class KeepExisting:

@@ -1,0 +1,464 @@
+"""facerec.forget.forget_person over real stores filled through their ports: the local workspace
+(folders + SQLite), and once in the cloud shape (S3, DynamoDB and S3 Vectors in moto; the
+Rekognition collection behind botocore's Stubber, as moto has no collections)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import boto3
+import numpy as np
+import pytest
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+
+from facerec.errors import InvalidLabel
+from facerec.forget import forget_person
+from facerec.rekognition import FaceIndexTable, IndexRow, external_image_id
+from facerec.storage.aws import DynamoCatalog, KeepExisting, S3BlobStore
+from facerec.storage.local import LocalWorkspace
+from facerec.storage.ports import FaceRecord, ModelRecord, PhotoRecord
+from facerec.vectors import VectorGallery
+
+REGION = "us-east-1"
+PERSON = "Ada"  # forgotten; "Ada_Lovelace" starts with the same letters and must stay
+BUCKETS = ("ingest", "faces", "models", "reports", "quarantine")
+
+
+@dataclass
+class Stores:
+    ingest: object
+    faces: object
+    models: object
+    reports: object
+    quarantine: object
+    catalog: object
+
+
+def stores_of(workspace) -> Stores:
+    return Stores(*(getattr(workspace, name) for name in (*BUCKETS, "catalog")))
+
+
+def forget(stores: Stores, person: str = PERSON, **cloud) -> dict:
+    return forget_person(
+        person,
+        stores.catalog,
+        stores.ingest,
+        stores.faces,
+        stores.quarantine,
+        stores.models,
+        stores.reports,
+        **cloud,
+    )
+
+
+def unit_vector(rng) -> np.ndarray:
+    vector = rng.standard_normal(128).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def face(photo_key: str, index: int, person: str | None, rng) -> FaceRecord:
+    return FaceRecord(
+        f"{photo_key}#{index}",
+        photo_key,
+        index,
+        person,
+        (10, 20, 110, 140),
+        0.99,
+        f"{photo_key.rsplit('.', 1)[0]}-{index}.png",
+        "aligned",
+        unit_vector(rng),
+    )
+
+
+def store_model(stores: Stores, model_id: str, labels: list[str], register: bool) -> None:
+    """A trained model in the models store (artifact + metadata.json) with its reports, and
+    (``register``) its record in the catalog, which makes it the current model."""
+    metadata = {"labels": labels, "evaluation": {"accuracy": 0.9}}
+    stores.models.put(f"{model_id}/model.joblib", b"joblib " + model_id.encode())
+    stores.models.put(f"{model_id}/metadata.json", json.dumps(metadata).encode())
+    stores.reports.put(f"{model_id}/report.html", b"<html></html>")
+    stores.reports.put(f"{model_id}/charts/confusion.png", b"png")
+    if register:
+        record = ModelRecord(model_id, f"{model_id}/model.joblib", "2026-01-01", metadata)
+        stores.catalog.put_model(record)
+
+
+def quarantine(stores: Stores, name: str, key: str, with_bytes: bool = True) -> None:
+    record = {"key": key, "code": "no_face", "reason": "no face found"}
+    stores.quarantine.put(f"{name}.json", json.dumps(record).encode())
+    if with_bytes:
+        stores.quarantine.put(f"{name}.bin", b"\xff\xd8 photo bytes")
+
+
+def fill(stores: Stores, current: str = "m1") -> dict[str, list[FaceRecord]]:
+    """Ada: enrolled photos (one a group photo with an unlabelled face), a no_face and a
+    rejected photo, a photo never processed, a crop whose photo has no record, three
+    quarantined photos (one refused unread: a reason without bytes). Models: m1 (registered,
+    knew Ada), m2 (registered, never knew her), m3 (only stored, knew her), m4 (registered
+    only, knew her). Returns the labelled faces per person."""
+    rng = np.random.default_rng(7)
+    labelled: dict[str, list[FaceRecord]] = {}
+    photos = {
+        "Ada/a.jpg": 2,
+        "Ada/b.jpg": 1,
+        "Ada_Lovelace/a.jpg": 2,
+        "Ada_Lovelace/b.jpg": 1,
+        "Bob/a.jpg": 1,
+    }
+    for key, count in photos.items():
+        person = key.split("/")[0]
+        faces = [face(key, index, person if index == 0 else None, rng) for index in range(count)]
+        stores.catalog.put_photo(
+            PhotoRecord(key, person, f"sha-{key}", "enrolled", "", count, 640, 480), faces
+        )
+        stores.ingest.put(key, b"\xff\xd8 " + key.encode())
+        for record in faces:
+            stores.faces.put(record.crop_key, b"png " + record.crop_key.encode())
+        labelled.setdefault(person, []).append(faces[0])
+    stores.catalog.put_photo(PhotoRecord("Ada/none.jpg", "Ada", "sha-n", "no_face", "none"), [])
+    stores.catalog.put_photo(PhotoRecord("Ada/bad.jpg", "Ada", "sha-r", "rejected", "bad"), [])
+    stores.catalog.put_photo(PhotoRecord("Bob/bad.jpg", "Bob", "sha-rb", "rejected", "bad"), [])
+    stores.ingest.put("Ada/unprocessed.jpg", b"\xff\xd8 never seen")
+    stores.faces.put("Ada/orphan-0.png", b"png orphan")
+    quarantine(stores, "aaa111", "Ada/none.jpg")
+    quarantine(stores, "aaa222", "Ada/bad.jpg")
+    quarantine(stores, "size-aaa333", "Ada/huge.jpg", with_bytes=False)
+    quarantine(stores, "bbb111", "Ada_Lovelace/bad.jpg")
+    quarantine(stores, "ccc111", "Bob/bad.jpg")
+    models = {"m1": ["Ada", "Bob"], "m2": ["Ada_Lovelace", "Bob"], "m4": ["Ada", "Bob"]}
+    for model_id in sorted(models, key=lambda model_id: model_id == current):  # current last
+        store_model(stores, model_id, models[model_id], register=True)
+    store_model(stores, "m3", ["Ada", "Ada_Lovelace"], register=False)
+    stores.models.delete("m4/model.joblib")  # m4: a record whose files are gone
+    stores.models.delete("m4/metadata.json")
+    return labelled
+
+
+KEPT_INGEST = ["Ada_Lovelace/a.jpg", "Ada_Lovelace/b.jpg", "Bob/a.jpg"]
+KEPT_CROPS = [
+    "Ada_Lovelace/a-0.png",
+    "Ada_Lovelace/a-1.png",
+    "Ada_Lovelace/b-0.png",
+    "Bob/a-0.png",
+]
+KEPT_QUARANTINE = ["bbb111.bin", "bbb111.json", "ccc111.bin", "ccc111.json"]
+KEPT_MODELS = ["m2/metadata.json", "m2/model.joblib"]
+KEPT_REPORTS = ["m2/charts/confusion.png", "m2/report.html"]
+DELETED = {
+    "person": "Ada",
+    "photos": 3,  # a, b and the never-processed one
+    "crops": 4,  # a-0, a-1 (unlabelled), b-0 and the orphan
+    "quarantined": 3,
+    "models": ["m1", "m3", "m4"],
+    "current_model": True,
+    "photo_records": 4,  # a, b, none, bad
+    "face_records": 3,
+}
+
+
+def assert_only_others_remain(stores: Stores) -> None:
+    assert list(stores.ingest.keys()) == KEPT_INGEST
+    assert list(stores.faces.keys()) == KEPT_CROPS
+    assert list(stores.quarantine.keys()) == KEPT_QUARANTINE
+    assert list(stores.models.keys()) == KEPT_MODELS
+    assert list(stores.reports.keys()) == KEPT_REPORTS
+    assert [model.model_id for model in stores.catalog.models()] == ["m2"]
+    catalog = stores.catalog
+    assert catalog.faces(PERSON) == []
+    assert [f.face_id for f in catalog.faces(labelled_only=False)] == [
+        "Ada_Lovelace/a.jpg#0",
+        "Ada_Lovelace/a.jpg#1",
+        "Ada_Lovelace/b.jpg#0",
+        "Bob/a.jpg#0",
+    ]
+    for key in ("Ada/a.jpg", "Ada/b.jpg", "Ada/none.jpg", "Ada/bad.jpg"):
+        assert catalog.get_photo(key) is None
+    assert catalog.get_photo("Bob/bad.jpg").status == "rejected"
+    assert catalog.counts()["photos"] == 4
+
+
+NOTHING = {
+    "person": "Ada",
+    "photos": 0,
+    "crops": 0,
+    "quarantined": 0,
+    "models": [],
+    "current_model": False,
+    "photo_records": 0,
+    "face_records": 0,
+}
+
+
+# ---- the local workspace ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    workspace = LocalWorkspace(tmp_path / "ws")
+    yield workspace
+    workspace.catalog.close()
+
+
+def test_forget_deletes_the_person_everywhere_and_nothing_else(workspace):
+    stores = stores_of(workspace)
+    labelled = fill(stores)
+    lovelace = {f.face_id: f.embedding.tobytes() for f in workspace.catalog.faces("Ada_Lovelace")}
+
+    assert forget(stores) == DELETED
+
+    assert_only_others_remain(stores)
+    assert workspace.catalog.current_model() is None  # m1 was current and knew Ada
+    assert {
+        f.face_id: f.embedding.tobytes() for f in workspace.catalog.faces("Ada_Lovelace")
+    } == lovelace
+    assert [f.face_id for f in workspace.catalog.faces("Bob")] == [
+        f.face_id for f in labelled["Bob"]
+    ]
+    assert workspace.ingest.get("Bob/a.jpg") == b"\xff\xd8 Bob/a.jpg"
+    assert not (workspace.ingest.root / "Ada").exists()
+    assert not (workspace.faces.root / "Ada").exists()
+    assert not (workspace.models.root / "m1").exists()
+    assert not (workspace.reports.root / "m3").exists()
+
+
+def test_forgetting_twice_deletes_nothing_the_second_time(workspace):
+    stores = stores_of(workspace)
+    fill(stores)
+    assert forget(stores) == DELETED
+    assert forget(stores) == NOTHING
+    assert_only_others_remain(stores)
+
+
+def test_the_current_model_stays_when_it_never_knew_the_person(workspace):
+    stores = stores_of(workspace)
+    fill(stores, current="m2")
+    assert workspace.catalog.current_model().model_id == "m2"
+    assert forget(stores) == {**DELETED, "current_model": False}
+    assert workspace.catalog.current_model().model_id == "m2"
+    assert_only_others_remain(stores)
+
+
+def test_forgetting_someone_never_enrolled_deletes_nothing(workspace):
+    stores = stores_of(workspace)
+    fill(stores)
+    before = {name: list(getattr(stores, name).keys()) for name in BUCKETS}
+    assert forget(stores, "Carol") == {**NOTHING, "person": "Carol"}
+    assert {name: list(getattr(stores, name).keys()) for name in BUCKETS} == before
+    assert workspace.catalog.current_model().model_id == "m1"
+
+
+@pytest.mark.parametrize("name", ["../x", "", "Ada/x", ".hidden", "a\x00b"])
+def test_a_name_no_photo_could_carry_is_refused_and_nothing_is_deleted(workspace, name):
+    stores = stores_of(workspace)
+    fill(stores)
+    before = {name: list(getattr(stores, name).keys()) for name in BUCKETS}
+    counts = workspace.catalog.counts()
+    with pytest.raises(InvalidLabel):
+        forget(stores, name)
+    assert {name: list(getattr(stores, name).keys()) for name in BUCKETS} == before
+    assert workspace.catalog.counts() == counts
+
+
+# ---- the cloud shape ----------------------------------------------------------------------------
+
+
+CATALOG_TABLE, FACE_INDEX_TABLE = "facerec-test-catalog", "facerec-test-face-index"
+VECTOR_BUCKET, FACES_INDEX, CENTROIDS_INDEX = "facerec-test-vectors", "faces", "centroids"
+
+
+def create_tables(dynamodb) -> None:
+    """The catalog and face-index tables as tests/functions/support.py creates them."""
+    dynamodb.create_table(
+        TableName=CATALOG_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "gsi1",
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    dynamodb.create_table(
+        TableName=FACE_INDEX_TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "face_id", "AttributeType": "S"},
+            {"AttributeName": "person", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "face_id", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "person-index",
+                "KeySchema": [{"AttributeName": "person", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+
+
+def all_versions(s3, bucket: str) -> list[str]:
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
+    return sorted(
+        item["Key"]
+        for page in pages
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
+    )
+
+
+def vector_keys(client, index: str) -> list[str]:
+    keys, token = [], None
+    while True:
+        page = client.list_vectors(
+            vectorBucketName=VECTOR_BUCKET,
+            indexName=index,
+            **({"nextToken": token} if token else {}),
+        )
+        keys += [vector["key"] for vector in page["vectors"]]
+        token = page.get("nextToken")
+        if not token:
+            return sorted(keys)
+
+
+def face_id(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+@pytest.fixture
+def cloud(monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    with mock_aws():
+        session = boto3.session.Session(region_name=REGION)
+        s3 = session.client("s3")
+        for name in BUCKETS:
+            s3.create_bucket(Bucket=f"facerec-test-{name}")
+        for name in ("models", "ingest"):
+            s3.put_bucket_versioning(
+                Bucket=f"facerec-test-{name}", VersioningConfiguration={"Status": "Enabled"}
+            )
+        create_tables(session.client("dynamodb"))
+        vectors = session.client("s3vectors")
+        vectors.create_vector_bucket(vectorBucketName=VECTOR_BUCKET)
+        for index in (FACES_INDEX, CENTROIDS_INDEX):
+            vectors.create_index(
+                vectorBucketName=VECTOR_BUCKET,
+                indexName=index,
+                dataType="float32",
+                dimension=128,
+                distanceMetric="cosine",
+            )
+        yield session
+
+
+def test_forget_in_the_cloud_also_clears_rekognition_and_the_vector_store(cloud):
+    s3 = cloud.client("s3")
+    blob = {name: S3BlobStore(s3, f"facerec-test-{name}") for name in BUCKETS}
+    blob["ingest"] = KeepExisting(blob["ingest"])
+    catalog = DynamoCatalog(cloud.resource("dynamodb"), CATALOG_TABLE, "facenet@abc")
+    stores = Stores(**blob, catalog=catalog)
+    labelled = fill(stores)
+    stores.ingest.store.put("Ada/a.jpg", b"a second version of the photo")
+    catalog.mark_object_handled("facerec-test-ingest", "Ada/a.jpg", "e1", "enrolled")
+    claim = catalog.claim_indexing("c1", "Ada/a-0.png", "e1")
+    catalog.finish_indexing(claim, "indexed", face_id(1))
+    catalog.mark_object_handled("facerec-test-ingest", "Bob/a.jpg", "e1", "enrolled")
+
+    face_index = FaceIndexTable(cloud.resource("dynamodb"), FACE_INDEX_TABLE)
+    rows = {  # Ada's faces in two collections (the old one and a re-indexed one), and Bob's
+        face_id(1): ("Ada", "Ada/a-0.png", "c1"),
+        face_id(2): ("Ada", "Ada/b-0.png", "c1"),
+        face_id(3): ("Ada", "Ada/a-0.png", "c2"),
+        face_id(4): ("Bob", "Bob/a-0.png", "c1"),
+        face_id(5): ("Ada_Lovelace", "Ada_Lovelace/a-0.png", "c2"),
+    }
+    for face_id_, (person, crop_key, collection_id) in rows.items():
+        photo_key = crop_key.rsplit("-", 1)[0] + ".jpg"
+        face_index.put(
+            IndexRow(
+                face_id_, person, photo_key, crop_key, external_image_id(crop_key), collection_id
+            )
+        )
+
+    gallery = VectorGallery(cloud.client("s3vectors"), VECTOR_BUCKET, FACES_INDEX, CENTROIDS_INDEX)
+    for person, faces in labelled.items():
+        vectors = np.array([f.embedding for f in faces])
+        gallery.put_faces([f.crop_key for f in faces], [person] * len(faces), vectors)
+        gallery.put_centroid(person, vectors)
+    vectors_client = cloud.client("s3vectors")
+    assert vector_keys(vectors_client, FACES_INDEX) == sorted(
+        [
+            "Ada/a-0.png",
+            "Ada/b-0.png",
+            "Ada_Lovelace/a-0.png",
+            "Ada_Lovelace/b-0.png",
+            "Bob/a-0.png",
+        ]
+    )
+
+    rekognition = cloud.client("rekognition")
+    sent: list[dict] = []
+    rekognition.meta.events.register(
+        "provide-client-params.rekognition.DeleteFaces",
+        lambda params, **_: sent.append(params),
+    )
+    with Stubber(rekognition) as stubber:
+        for collection_id, deleted in (("c1", [face_id(1), face_id(2)]), ("c2", [face_id(3)])):
+            stubber.add_response(
+                "delete_faces",
+                {"DeletedFaces": deleted},
+                {"CollectionId": collection_id, "FaceIds": ANY},
+            )
+        result = forget(
+            stores, face_index=face_index, collection_client=rekognition, vectors=gallery
+        )
+        stubber.assert_no_pending_responses()
+
+    assert [(call["CollectionId"], sorted(call["FaceIds"])) for call in sent] == [
+        ("c1", [face_id(1), face_id(2)]),
+        ("c2", [face_id(3)]),
+    ]
+    assert result == {
+        **DELETED,
+        "rekognition_faces": 3,
+        "face_vectors": 2,  # the labelled crops a-0 and b-0
+        "other_records": 5,  # 3 crop pointers, 1 handled-event marker, 1 indexing claim
+    }
+    assert_only_others_remain(stores)
+    assert sorted(row.face_id for row in face_index.rows()) == [face_id(4), face_id(5)]
+    assert face_index.by_person("Ada") == []
+    assert vector_keys(vectors_client, FACES_INDEX) == sorted(
+        ["Ada_Lovelace/a-0.png", "Ada_Lovelace/b-0.png", "Bob/a-0.png"]
+    )
+    assert vector_keys(vectors_client, CENTROIDS_INDEX) == ["Ada_Lovelace", "Bob"]
+    # the versioned buckets keep no old version or delete marker of anything deleted
+    assert all_versions(s3, "facerec-test-models") == KEPT_MODELS
+    assert all_versions(s3, "facerec-test-ingest") == KEPT_INGEST
+    assert catalog.indexing_state("c1", "Ada/a-0.png") is None
+    assert catalog.object_handled("facerec-test-ingest", "Bob/a.jpg", "e1")
+    assert catalog.current_model() is None
+
+    with Stubber(rekognition) as stubber:  # a second run calls Rekognition not at all
+        again = forget(
+            stores, face_index=face_index, collection_client=rekognition, vectors=gallery
+        )
+        stubber.assert_no_pending_responses()
+    assert again == {
+        **NOTHING,
+        "rekognition_faces": 0,
+        "face_vectors": 0,
+        "other_records": 0,
+    }
