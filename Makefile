@@ -6,7 +6,7 @@ CACHE := .cache
 STAMP := $(VENV)/.installed
 CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 npx --no-install cdk
 
-.PHONY: setup demo test lint bench synth deploy clean
+.PHONY: setup demo test lint bench bench-open-set bench-scale synth deploy clean
 
 # The asset check hashes the weights every time (0.1 s), so a corrupted file is re-fetched.
 setup: $(STAMP)
@@ -33,6 +33,13 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+# Open-set identification on LFW (about 50 minutes) and galleries up to 1 M faces (about an hour).
+bench-open-set: setup
+	$(BIN)/python bench/open_set.py
+
+bench-scale: setup
+	$(BIN)/python bench/scale.py
 
 # CloudFormation for both environments, offline (no AWS account needed).
 synth: setup

@@ -396,16 +396,17 @@ def people_with(lfw: Path, minimum: int) -> list[tuple[str, Path]]:
     return rows
 
 
-def embed_labelled_faces(
-    report: Report, analyser: FaceAnalyser, paths: Sequence[Path], chunk: int = 512
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Detect once, then crop the labelled (most central) face both ways and embed it.
+def labelled_face_embeddings(
+    analyser: FaceAnalyser, paths: Sequence[Path], flipped: bool = False, chunk: int = 512
+) -> tuple[dict[str, np.ndarray], np.ndarray, Counter]:
+    """Detect once, then crop the labelled (most central) face both ways and embed it (and,
+    when ``flipped``, its mirror image too, as ``"<method>_flip"``).
 
-    Returns {crop method: float32 (N, 128)} (zero rows where no face) and a found mask (N,)."""
+    Returns {variant: float32 (N, 128)} (zero rows where no face), a found mask (N,) and
+    the seconds spent per stage."""
     settings, detector, embedder = analyser.settings, analyser.detector, analyser.embedder
-    embeddings = {
-        method: np.zeros((len(paths), EMBEDDING_SIZE), np.float32) for method in CROP_METHODS
-    }
+    variants = [f"{m}{suffix}" for m in CROP_METHODS for suffix in ("", "_flip")[: 1 + flipped]]
+    embeddings = {name: np.zeros((len(paths), EMBEDDING_SIZE), np.float32) for name in variants}
     found = np.zeros(len(paths), bool)
     spent = Counter()
     no_references = np.zeros((0, EMBEDDING_SIZE), np.float32)
@@ -437,7 +438,17 @@ def embed_labelled_faces(
             began = time.perf_counter()
             embeddings[method][start + rows] = embedder.embed(crops)
             spent[f"embed {method}"] += time.perf_counter() - began
+            if flipped:
+                embeddings[f"{method}_flip"][start + rows] = embedder.embed(crops[:, :, ::-1])
         print(f"  {min(start + chunk, len(paths))}/{len(paths)} photos", flush=True)
+    return embeddings, found, spent
+
+
+def embed_labelled_faces(
+    report: Report, analyser: FaceAnalyser, paths: Sequence[Path]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """labelled_face_embeddings, with its counts and speeds recorded in ``report``."""
+    embeddings, found, spent = labelled_face_embeddings(analyser, paths)
     report.add(LFW, "photos embedded (pairs + identification set)", len(paths))
     report.add(LFW, "photos with no face found", int((~found).sum()))
     report.add(

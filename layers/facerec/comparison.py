@@ -2,6 +2,10 @@
 
 - FaceNet runs the identify path once per held-out photo, timed: decode, detect, crop, embed,
   classify (the photo's enrolled face is found again by its box).
+- The nearest-face engine searches each held-out face's stored embedding in the model's
+  open-set gallery (``model.open_set``: the training part only, so it sees what FaceNet and
+  Rekognition see), timed per face: the nearest enrolled face's person, or "unknown" when the
+  open-set score is not above the calibrated threshold. Detection and embedding are FaceNet's.
 - Rekognition searches each held-out face crop (SearchFacesByImage), timed, in a collection
   that holds the training crops only. When it cannot run (no credentials, no collection) it is
   recorded as not run with the reason; it is never simulated.
@@ -177,7 +181,8 @@ class EngineRun:
     ``answers``: face id -> ``{"person": str | None, "score": float | None, "seconds": float}``
     plus ``"reason"`` when there is no person (score None: the engine refused the face);
     FaceNet's also hold ``"open_set_score"`` (float, None when refused or not finite) and
-    ``"accepted"`` (False: answered "unknown" or refused);
+    ``"accepted"`` (False: answered "unknown" or refused); the nearest engine's hold
+    ``"accepted"`` (its ``score`` is the open-set score; person "unknown" when not accepted);
     ``gallery_refusals``: training crops the engine could not take (``crop_key``, ``reason``);
     ``reason``: why the engine did not run at all (then ``answers`` is empty)."""
 
@@ -192,6 +197,9 @@ class EngineRun:
 
 FACENET_SCORE = "probability (0-1)"
 REKOGNITION_SCORE = "similarity (0-100)"
+NEAREST_SCORE = "open-set score (cohort-normalised cosine)"
+# The open-set score lies within about -0.1..0.8 on real faces; calibrated thresholds ~0.35.
+NEAREST_THRESHOLDS = tuple(round(value, 2) for value in np.arange(0.0, 0.601, 0.05))
 
 
 def split_faces(faces: Sequence[FaceRecord], model: TrainedModel) -> tuple[list, list]:
@@ -283,6 +291,73 @@ def run_facenet(pipeline, model: TrainedModel, faces: Sequence[FaceRecord]) -> E
             "open_set_score": (meta.get("open_set") or {}).get(
                 "score", "none: a model without an open-set part (its probability is used)"
             ),
+        },
+    )
+
+
+def run_nearest(model: TrainedModel, faces: Sequence[FaceRecord]) -> EngineRun:
+    """The nearest-face engine per held-out face: its stored embedding searched in
+    ``model.open_set`` (the training part's faces and their calibrated threshold), timed per
+    face. ``person`` is the nearest enrolled face's person, or "unknown" (``accepted`` False)
+    when the open-set score (``score``) is not above the threshold: a miss here, since every
+    held-out face is of an enrolled person. Not run for a model without an open-set part."""
+    if model.open_set is None:
+        return EngineRun(
+            "nearest",
+            NEAREST_SCORE,
+            NEAREST_THRESHOLDS,
+            reason=f"model {model.model_id} has no open-set gallery (it was trained before the "
+            "nearest-face engine); retrain it (`facerec train`) to compare this engine",
+        )
+    identifier = model.open_set
+    calibration = identifier.calibration_
+
+    def search(face: FaceRecord) -> tuple[str, float]:
+        labels, scores = identifier.predict_with_score(
+            np.asarray(face.embedding, dtype=np.float32)[None, :]
+        )
+        return str(labels[0]), float(scores[0])
+
+    if faces:
+        search(faces[0])  # untimed warm-up, as FaceNet's
+    answers = {}
+    for face in faces:
+        started = time.perf_counter()
+        label, score = search(face)
+        seconds = time.perf_counter() - started
+        if np.isfinite(score):
+            answers[face.face_id] = {
+                "person": label,
+                "score": score,
+                "accepted": label != OPEN_SET_UNKNOWN,
+                "seconds": seconds,
+            }
+        else:  # nobody to compare with: no score to threshold
+            answers[face.face_id] = {
+                "person": None,
+                "score": None,
+                "accepted": False,
+                "reason": "the gallery has no enrolled face to compare with",
+                "seconds": seconds,
+            }
+    gallery = identifier.gallery_
+    return EngineRun(
+        "nearest",
+        NEAREST_SCORE,
+        NEAREST_THRESHOLDS,
+        answers,
+        describe={
+            "model_id": model.model_id,
+            "gallery": f"the training part: {len(gallery)} faces of {len(gallery.people)} "
+            "people (model.open_set)",
+            "gallery_faces": len(gallery),
+            "people": len(gallery.people),
+            "timed": "per face: gallery search of the stored embedding; detection and "
+            "embedding as FaceNet's",
+            "open_set_threshold": float(calibration.threshold),
+            "open_set_score": calibration.score,
+            "calibration": calibration.method,
+            "far_target": calibration.far_target,
         },
     )
 
@@ -626,6 +701,17 @@ def hybrid_routing(
     }
 
 
+def _calibration(calibration: Mapping | None) -> dict | None:
+    """A calibration from the metadata, JSON-ready (a non-finite threshold as a string)."""
+    if calibration is None:
+        return None
+    result = dict(calibration)
+    threshold = result.get("threshold")
+    if isinstance(threshold, float) and not np.isfinite(threshold):
+        result["threshold"] = str(threshold)
+    return result
+
+
 def assemble(
     model: TrainedModel,
     faces: Sequence[FaceRecord],
@@ -639,8 +725,9 @@ def assemble(
     measured_in: str = MEASURED_LOCALLY,
 ) -> dict:
     """The comparison as one JSON-ready dict: per face every engine's answer, per engine its
-    summary, the enrolment refusals, the training history, the cost model and the hybrid
-    routing (``hybrid_routing``)."""
+    summary, the model (with its unknown thresholds' calibrations, ``open_set`` and
+    ``nearest``, from its metadata), the enrolment refusals, the training history, the cost
+    model and the hybrid routing (``hybrid_routing``)."""
     labels = model.metadata["labels"]
     engines = {run.name: summarise_engine(run, faces, labels) for run in runs}
     if not engines.get("facenet", {}).get("ran"):
@@ -678,6 +765,9 @@ def assemble(
             "seed": meta["split"]["seed"],
             "training_seconds": meta["training_seconds"],
             "cv": {key: meta["cv"][key] for key in ("folds", "mean", "std")},
+            # The unknown thresholds' calibrations (None for a model without an open-set part).
+            "open_set": _calibration(meta.get("open_set")),
+            "nearest": _calibration(meta.get("nearest")),
         },
         "faces": [
             {
@@ -715,11 +805,12 @@ def compare(
     prices: Prices = PRICES,
     measured_in: str = MEASURED_LOCALLY,
 ) -> dict:
-    """FaceNet and Rekognition (when available: ``gallery`` is then what its collection holds)
-    on ``model``'s held-out faces; see ``assemble`` for the result (``measured_in``: where
-    this runs, for the cost model's assumptions)."""
+    """FaceNet, the nearest-face engine (its gallery the model's training part) and
+    Rekognition (when available: ``gallery`` is then what its collection holds) on
+    ``model``'s held-out faces; see ``assemble`` for the result (``measured_in``: where this
+    runs, for the cost model's assumptions)."""
     training, held_out = split_faces(pipeline.labelled_faces(), model)
-    runs = [run_facenet(pipeline, model, held_out)]
+    runs = [run_facenet(pipeline, model, held_out), run_nearest(model, held_out)]
     if not rekognition.available:
         reason = rekognition.reason
     elif gallery is None:

@@ -26,11 +26,26 @@ MAX_GALLERY_FACES = 60
 THUMBNAIL_PX = 96
 COLLECTION_FACE_LIMIT = 20_000_000
 LAMBDA_CONCURRENCY_DEFAULT = 1_000
-ENGINE_TITLES = {"facenet": "FaceNet + SVC", "rekognition": "Amazon Rekognition"}
+ENGINE_TITLES = {
+    "facenet": "FaceNet + SVC",
+    "nearest": "Nearest face (open set)",
+    "rekognition": "Amazon Rekognition",
+}
+# In running text (the page's title and lead).
+ENGINE_NAMES = {
+    "facenet": "FaceNet",
+    "nearest": "nearest face",
+    "rekognition": "Amazon Rekognition",
+}
+OPEN_SET_BENCHMARK = "bench/OPEN_SET.md"
+# bench/OPEN_SET.md, LFW dev-train, aligned crops: nearest-face label, cohort-normalised
+# centroid (K=20), mean over 5 split seeds.
+LFW_DIR_AT_1_FAR = 0.963
 COLOURS = {
     "correct": "#2e7d32",
     "wrong": "#c62828",
     "facenet": "#1565c0",
+    "nearest": "#00838f",
     "rekognition": "#ef6c00",
     "hybrid": "#2e7d32",
     "cost": "#6a1b9a",
@@ -42,6 +57,12 @@ COLOURS = {
 
 def engine_title(name: str) -> str:
     return ENGINE_TITLES.get(name, name)
+
+
+def engine_list(names: Sequence[str]) -> str:
+    """Engines in running text: "FaceNet, nearest face and Amazon Rekognition"."""
+    words = [ENGINE_NAMES.get(name, name) for name in names]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def answered(data: dict, engine: str) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +119,11 @@ def _usd(value: float) -> str:
     return f"${value:,.2f}" if value >= 0.1 else f"${value:.2g}"
 
 
+def _duration(seconds: float) -> str:
+    """Seconds to 3 decimals, or milliseconds under 10 ms: "0.240 s", "0.12 ms"."""
+    return f"{seconds:.3f} s" if seconds >= 0.01 else f"{seconds * 1000:.2f} ms"
+
+
 def _count(value: float) -> str:
     for size, suffix in ((1e9, " B"), (1e6, " M"), (1e3, " k")):
         if value >= size:
@@ -117,6 +143,12 @@ def operations_notes(data: dict) -> list[str]:
         "1,000 people, and its fit time grows at least quadratically with the faces: 10 times "
         f"this gallery would take at least about {seconds * 100:,.0f} s. Adding a person means "
         "retraining; with Rekognition it means IndexFaces for the new photos only."
+        + (
+            " With the nearest-face engine it means adding the new faces' embeddings to its "
+            "gallery (and recalibrating its unknown threshold): no SVC, no retraining."
+            if "nearest" in engines
+            else ""
+        )
     ]
     per_person = train_faces / people
     limit_cost = COLLECTION_FACE_LIMIT * cost["prices"]["face_storage_month"]
@@ -159,7 +191,7 @@ def operations_notes(data: dict) -> list[str]:
         if engine["ran"]:
             timing = engine["seconds"]
             latency.append(
-                f"{engine_title(name)} {timing['p50']:.3f} s (p95 {timing['p95']:.3f} s) "
+                f"{engine_title(name)} {_duration(timing['p50'])} (p95 {_duration(timing['p95'])}) "
                 f"{engine['describe'].get('timed', '')}"
             )
     notes.append(
@@ -250,9 +282,14 @@ def score_figure(correct: np.ndarray, scores: np.ndarray, score_name: str, title
         for name, mask in (("correct", correct), ("wrong", ~correct))
         if mask.any()
     ]
-    top = 1.0 if score_name.startswith("probability") else 100.0
-    low = min(float(scores.min()), top * 0.95) if len(scores) else 0.0
-    bins = np.linspace(np.floor(low / top * 20) * top / 20, top, 21)
+    if score_name.startswith(("probability", "similarity")):
+        top = 1.0 if score_name.startswith("probability") else 100.0
+        low = min(float(scores.min()), top * 0.95) if len(scores) else 0.0
+        bins = np.linspace(np.floor(low / top * 20) * top / 20, top, 21)
+    else:  # an open-ended scale (the open-set score): bins of 0.05 over the observed range
+        low = np.floor(float(scores.min()) * 20) / 20 if len(scores) else 0.0
+        high = np.ceil(float(scores.max()) * 20) / 20 if len(scores) else 1.0
+        bins = np.arange(low, max(high, low + 0.05) + 0.025, 0.05)
     for name, values, colour in groups:
         histogram.hist(values, bins=bins, alpha=0.65, color=colour, label=f"{name} ({len(values)})")
     histogram.set_xlabel(score_name)
@@ -576,7 +613,7 @@ def _summary(data: dict, read_crop) -> str:
 
     def timing(engine: dict) -> str:
         seconds = engine["seconds"]
-        return f"{seconds['mean']:.3f} s (p95 {seconds['p95']:.3f} s)"
+        return f"{_duration(seconds['mean'])} (p95 {_duration(seconds['p95'])})"
 
     rows = [
         ["status"] + ["ran" if engines[name]["ran"] else "not run (see above)" for name in names],
@@ -611,9 +648,11 @@ def _summary(data: dict, read_crop) -> str:
     parts.append(_table(["", *(_e(engine_title(name)) for name in names)], rows, text_columns=(0,)))
     parts.append(
         '<p class="muted">Precision, recall and scores are over the faces an engine answered; '
-        "a refused face counts as a miss in the accuracy. Rekognition answers with the best "
-        "match whatever its similarity (no threshold), as FaceNet does; the thresholds section "
-        "shows what a threshold would cost.</p>"
+        "a refused face counts as a miss in the accuracy. FaceNet and the nearest face answer "
+        '"unknown" when their open-set score is not above the calibrated threshold (a miss '
+        "here: every held-out face is of an enrolled person; see the open-set section). "
+        "Rekognition answers with the best match whatever its similarity (no threshold); the "
+        "thresholds section shows what a threshold would cost.</p>"
     )
     refusals = [
         [_e(engine_title(name)), _e(item["stage"]), _e(item["key"]), _e(item["reason"])]
@@ -685,11 +724,14 @@ def _per_class(data: dict, read_crop) -> str:
 
 
 def _scores(data: dict, read_crop) -> str:
+    scales = "; ".join(
+        f"{_e(engine_title(name))}: {_e(engine['score'])}"
+        for name, engine in data["engines"].items()
+    )
     parts = [
-        "<p>How sure each engine was when it was right and when it was wrong: FaceNet's "
-        "calibrated probability of the class it names (0-1), Rekognition's similarity of the "
-        "best match (0-100). The further apart the two groups, the better a threshold can "
-        "separate them.</p>"
+        "<p>How sure each engine was when it was right and when it was wrong, on its own "
+        f"scale ({scales}). The further apart the two groups, the better a threshold can "
+        'separate them. An "unknown" answer is a wrong one here.</p>'
     ]
     for name, engine in data["engines"].items():
         parts.append(f"<h3>{_e(engine_title(name))}</h3>")
@@ -827,10 +869,18 @@ def _cost(data: dict, read_crop) -> str:
         "FaceNet per 1,000",
     ]
     assumptions = "".join(f"<li>{_e(item)}</li>" for item in cost["assumptions"])
+    nearest = (
+        '<p class="muted">The nearest-face engine runs in the same Lambda function as FaceNet '
+        "(detection and embedding are the same; a gallery search replaces the SVC): its cost "
+        "is not modelled separately.</p>"
+        if "nearest" in data["engines"]
+        else ""
+    )
     return (
         "<p>What identifying the photos of one month costs with each engine, in USD.</p>"
+        + nearest
         + _table(head, rows)
-        + _img(_figure_uri(cost_figure(cost)), "monthly cost of both engines")
+        + _img(_figure_uri(cost_figure(cost)), "monthly cost of FaceNet on Lambda and Rekognition")
         + f"<h3>Assumptions</h3><ul>{assumptions}</ul>"
     )
 
@@ -907,6 +957,97 @@ def _hybrid(data: dict, read_crop) -> str:
     return "".join(parts)
 
 
+def _calibration_row(label: str, calibration: dict) -> list[str]:
+    scores, accepts = calibration["impostor_scores"], calibration["impostor_false_accepts"]
+    return [
+        _e(label),
+        f"<b>{_e(_threshold(calibration['threshold']))}</b>",
+        _pct(calibration["far_target"]),
+        _e(calibration["method"]),
+        f"{scores:,}",
+        f"{accepts:,} ({_pct(accepts / scores if scores else None)})",
+        _e(calibration.get("gallery", "–")),
+    ]
+
+
+def _open_set(data: dict, read_crop) -> str:
+    model = data["model"]
+    open_set, nearest = model.get("open_set"), model.get("nearest")
+    if open_set is None:
+        return (
+            '<p class="notrun">This model has no open-set part (it was trained before the '
+            'unknown threshold): FaceNet never answers "unknown" and the nearest-face engine '
+            "did not run. Retrain it (<code>facerec train</code>) to see this section.</p>"
+        )
+    parts = [
+        '<p>FaceNet + SVC and the nearest face answer "unknown" when a face\'s open-set score '
+        "is not above their threshold. The score: "
+        f"<b>{_e(open_set['score'])}</b> (FaceNet scores the SVC's label, the nearest face its "
+        "nearest enrolled face's person). Each threshold is calibrated to a false-accept rate "
+        "(FAR) on impostor scores; leave-one-person-out scores each enrolled face against the "
+        "gallery without its own person, the score a stranger would get, so no strangers are "
+        "needed.</p>"
+    ]
+    rows = [_calibration_row("FaceNet + SVC, and the nearest face in this comparison", open_set)]
+    if nearest is not None:
+        rows.append(_calibration_row("Nearest face as the service runs it", nearest))
+    head = [
+        "",
+        "unknown threshold (accepted above)",
+        "FAR target",
+        "calibrated by",
+        "impostor scores",
+        "false accepts among them",
+        "gallery",
+    ]
+    parts.append(_table(head, rows, text_columns=(0, 3, 6)))
+    if nearest is not None:
+        parts.append(
+            '<p class="muted">The service\'s nearest-face engine searches every labelled face, '
+            "the held-out ones too, so its own threshold is not used on these faces: here the "
+            "nearest face searches the training part with the model's threshold, as FaceNet "
+            "and Rekognition see the training part only.</p>"
+        )
+    engines = data["engines"]
+    rows = []
+    for name, engine in engines.items():
+        if not engine["ran"]:
+            rows.append([_e(engine_title(name)), "–", "not run (see the summary)"])
+        elif engine.get("open_set") is None:
+            rows.append(
+                [
+                    _e(engine_title(name)),
+                    "–",
+                    "no unknown threshold: it answers with its best match (closed set)",
+                ]
+            )
+        else:
+            unknown, faces = engine["open_set"]["unknown"], engine["held_out_faces"]
+            threshold = engine["open_set"]["threshold"]
+            rows.append(
+                [
+                    _e(engine_title(name)),
+                    _e(_threshold(threshold)),
+                    f"<b>{unknown}</b> of {faces} ({_pct(unknown / faces if faces else None)}): "
+                    "false rejects",
+                ]
+            )
+    parts.append('<h3>Held-out faces answered "unknown"</h3>')
+    parts.append(
+        _table(["engine", "unknown threshold", "answered &quot;unknown&quot;"], rows, (0, 2))
+    )
+    parts.append(
+        '<p>Every held-out face is of an enrolled person, so each "unknown" here is a false '
+        "reject, counted as a miss in the accuracy. How often a stranger is accepted cannot be "
+        "measured on these faces (there are none among them): the measurement with real "
+        f"strangers is in <b>{_e(OPEN_SET_BENCHMARK)}</b>. On LFW, with this method on "
+        f"aligned crops, DIR at 1 % FAR is <b>{LFW_DIR_AT_1_FAR:.3f}</b>: the share of "
+        "enrolled people's faces named correctly at the threshold that accepts 1 % of the "
+        "strangers.</p>"
+    )
+    return "".join(parts)
+
+
 def _operations(data: dict, read_crop) -> str:
     notes = "".join(f"<li>{_e(note)}</li>" for note in data["report"]["notes"])
     parts = [f'<ul class="notes">{notes}</ul>']
@@ -938,6 +1079,7 @@ SECTIONS = (
     Section("per-class", "Classes that are not perfect", _per_class),
     Section("scores", "Scores of correct and wrong answers", _scores),
     Section("thresholds", "Thresholds", _thresholds),
+    Section("open-set", "Open set: the unknown threshold", _open_set),
     Section("errors", "Wrong answers", _errors),
     Section("cost", "Cost model", _cost),
     Section("hybrid", "Hybrid routing", _hybrid),
@@ -970,7 +1112,8 @@ def render_html(
     """The report's numbers (``build``) as one self-contained HTML page; ``read_crop(key)``
     returns a face crop's PNG bytes for the gallery."""
     model = numbers["model"]
-    title = f"FaceNet and Amazon Rekognition on the same faces: model {model['model_id']}"
+    engines = numbers["engines"]
+    title = f"{engine_list(list(engines))} on the same faces: model {model['model_id']}"
     toc = "".join(f'<li><a href="#{_e(s.id)}">{_e(s.title)}</a></li>' for s in sections)
     body = "".join(
         f'<section id="{_e(s.id)}"><h2>{_e(s.title)}</h2>{s.render(numbers, read_crop)}</section>'
@@ -978,9 +1121,15 @@ def render_html(
     )
     lead = (
         f"{model['people']} people; the model was trained on {model['train_faces']} faces and "
-        f"both engines answered for the same {model['test_faces']} held-out faces (a seeded "
+        f"every engine answered for the same {model['test_faces']} held-out faces (a seeded "
         f"stratified {model['test_size']:.0%} split, seed {model['seed']}). FaceNet classifies "
-        "with the trained SVC; Rekognition searches a collection that holds the training faces "
+        "with the trained SVC; "
+        + (
+            "the nearest face names the person of the nearest training face; "
+            if "nearest" in engines
+            else ""
+        )
+        + "Rekognition searches a collection that holds the training faces "
         f"only. Cross-validation on the training part: {model['cv']['mean']:.3f} "
         f"(+/- {model['cv']['std']:.3f}, {model['cv']['folds']} folds)."
     )

@@ -1,8 +1,9 @@
 """The comparison report from the real models on the sample set, opened in headless Chromium.
 
-Two reports: FaceNet alone (Rekognition not run, with the reason, so no hybrid routing), and
-both engines with Rekognition's answers recorded through botocore's Stubber on a real boto3
-client (with the hybrid routing curve). The browser
+Two reports: the local engines alone (FaceNet and the nearest face, whose gallery is the
+model's training part; Rekognition not run, with the reason, so no hybrid routing), and all
+three engines with Rekognition's answers recorded through botocore's Stubber on a real boto3
+client (with the hybrid routing curve). Both have the open-set section. The browser
 test needs Debian's Chromium (`apt-get install chromium`); without it that one test is skipped.
 """
 
@@ -140,6 +141,35 @@ def test_facenet_answers_are_the_classifiers_on_the_held_out_photos(
     assert comparison["enrolment_refusals"][0]["photo_key"].startswith("elton_john/")
 
 
+def test_the_nearest_engine_searches_the_training_part_on_the_same_faces(
+    enrolled, held_out_model, facenet_only
+):
+    pipeline, _, _ = enrolled
+    comparison = facenet_only
+    _, held_out = split_faces(pipeline.labelled_faces(), held_out_model)
+    identifier = held_out_model.open_set
+    assert len(identifier.gallery_) == held_out_model.metadata["split"]["train_faces"] == 69
+    labels, scores = identifier.predict_with_score(np.stack([face.embedding for face in held_out]))
+    answers = [face["answers"]["nearest"] for face in comparison["faces"]]
+    assert [answer["person"] for answer in answers] == labels.tolist()
+    np.testing.assert_allclose([answer["score"] for answer in answers], scores, atol=1e-5)
+    assert all(0 <= answer["seconds"] < 1 for answer in answers)
+    assert list(comparison["engines"]) == ["facenet", "nearest", "rekognition"]
+    nearest = comparison["engines"]["nearest"]
+    threshold = identifier.calibration_.threshold
+    assert nearest["open_set"] == {
+        "unknown": int((labels == "unknown").sum()),
+        "threshold": pytest.approx(threshold),
+    }
+    truth = np.array([face.person for face in held_out])
+    assert nearest["correct"] == int((labels == truth).sum())
+    assert nearest["accuracy_all"] >= 0.8 and nearest["refusals"] == []
+    calibrations = comparison["model"]
+    assert calibrations["open_set"]["threshold"] == pytest.approx(threshold)
+    assert calibrations["open_set"]["method"] == "leave-one-person-out"
+    assert calibrations["nearest"]["impostor_scores"] == len(held_out) + 69
+
+
 def test_two_engines_on_the_same_faces(two_engines):
     comparison, held_out = two_engines
     rekognition = comparison["engines"]["rekognition"]
@@ -219,6 +249,13 @@ PAGE_FACTS = """(async () => {
     sections: [...document.querySelectorAll("section")].map((s) => s.id),
     headings: [...document.querySelectorAll("section > h2")].map((h) => h.textContent),
     images,
+    summaryHead: [...document.querySelectorAll("#summary table:first-of-type thead th")].map(
+      (th) => th.textContent),
+    openSet: {
+      tables: document.querySelectorAll("#open-set table").length,
+      notices: document.querySelectorAll("#open-set .notrun").length,
+      text: document.getElementById("open-set").textContent,
+    },
     hybrid: {
       images: document.querySelectorAll("#hybrid img").length,
       notices: document.querySelectorAll("#hybrid .notrun").length,
@@ -270,6 +307,7 @@ def _load(connection, page: Path) -> dict:
 )
 def test_reports_render_in_headless_chromium(facenet_only, two_engines, enrolled, tmp_path):
     pipeline, _, _ = enrolled
+    facenet_only_comparison = facenet_only
     pages = []
     for name, comparison in (("facenet-only", facenet_only), ("two-engines", two_engines[0])):
         html, _ = render(comparison, pipeline.faces.get)
@@ -293,3 +331,14 @@ def test_reports_render_in_headless_chromium(facenet_only, two_engines, enrolled
     assert "No hybrid figures" in facenet_only["text"] and NO_CREDENTIALS in facenet_only["text"]
     assert (both["images"], both["notices"]) == (1, 0)
     assert "Best routing threshold" in both["text"] and "Rekognition alone" in both["text"]
+    # The nearest face is the third engine, and the open-set section has its figures.
+    engines = ["", "FaceNet + SVC", "Nearest face (open set)", "Amazon Rekognition"]
+    threshold = f"{facenet_only_comparison['model']['open_set']['threshold']:.4g}"
+    for page, comparison in zip(seen, (facenet_only_comparison, two_engines[0]), strict=True):
+        assert page["summaryHead"] == engines
+        open_set = page["openSet"]
+        assert (open_set["tables"], open_set["notices"]) == (2, 0)
+        unknown = comparison["engines"]["nearest"]["open_set"]["unknown"]
+        assert f"{unknown} of 23" in open_set["text"] and "false rejects" in open_set["text"]
+        assert threshold in open_set["text"] and "leave-one-person-out" in open_set["text"]
+        assert "bench/OPEN_SET.md" in open_set["text"] and "0.963" in open_set["text"]

@@ -1,12 +1,14 @@
 """The comparison: the cost model's arithmetic across Rekognition's price tiers, the records
-of a comparison, and Rekognition's gallery and answers through botocore's Stubber on a real
-boto3 client (responses shaped as the service returns them, validated against its model)."""
+of a comparison, the nearest-face engine on a small hand-made gallery, and Rekognition's
+gallery and answers through botocore's Stubber on a real boto3 client (responses shaped as the
+service returns them, validated against its model)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from types import SimpleNamespace
 
 import boto3
@@ -14,14 +16,18 @@ import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 
+from facerec import comparison as comparison_module
 from facerec.comparison import (
     FACENET_SCORE,
+    NEAREST_SCORE,
+    NEAREST_THRESHOLDS,
     EngineRun,
     RekognitionGallery,
     assemble,
     box_overlap,
     cleanup,
     collection_gallery,
+    compare,
     cost_model,
     enrolment_refusals,
     hybrid_routing,
@@ -31,6 +37,7 @@ from facerec.comparison import (
     rekognition_image_cost,
     rekognition_unavailable,
     run_facenet,
+    run_nearest,
     run_rekognition,
     split_faces,
     training_history,
@@ -39,6 +46,7 @@ from facerec.errors import NotEnoughData
 from facerec.evaluation import DEFAULT_THRESHOLDS
 from facerec.images import encode_png
 from facerec.models import FaceNetAnswers, TrainedModel
+from facerec.openset import OpenSetIdentifier
 from facerec.rekognition import (
     FaceCollection,
     RekognitionEngine,
@@ -239,6 +247,90 @@ def two_engine_comparison(
     )
     model = model_with_split([item.face_id for item in HELD_OUT], **(metadata or {}))
     return assemble(model, HELD_OUT, [facenet, run], len(TRAINING), [], [], **options)
+
+
+def unit(**axes: float) -> np.ndarray:
+    """A unit float32 (128,) vector from weights on axes ``a0`` .. ``a127``."""
+    vector = np.zeros(128, np.float32)
+    for axis, weight in axes.items():
+        vector[int(axis[1:])] = weight
+    return vector / np.linalg.norm(vector)
+
+
+# The nearest engine's hand-made gallery: two faces per person on their own axis. Every
+# leave-one-person-out impostor score is 0 - 0, so the calibrated threshold is exactly 0.
+GALLERY_PEOPLE = ["ann", "ann", "bob", "bob", "cy", "cy"]
+GALLERY_VECTORS = np.stack([unit(a0=1), unit(a0=1), unit(a1=1), unit(a1=1), unit(a2=1), unit(a2=1)])
+# Held-out faces with embeddings, and the nearest engine's answer to each: the person of the
+# nearest face, accepted when its open-set score (cosine to that person's centroid minus the
+# mean cosine to the other people's) is above 0.
+HELD_OUT_EMBEDDED = [
+    replace(item, embedding=vector)
+    for item, vector in zip(
+        HELD_OUT,
+        [
+            unit(a0=1),  # ann: 1 - 0
+            unit(a0=1, a1=0.5),  # ann: 0.894 - (0.447 + 0) / 2
+            unit(a0=0.8, a1=0.6),  # bob, nearest to ann: 0.8 - (0.6 + 0) / 2, wrong
+            unit(a1=1),  # bob: 1 - 0
+            unit(a3=1),  # cy, like nobody enrolled: 0 - 0, not above 0: "unknown"
+        ],
+        strict=True,
+    )
+]
+NEAREST_EXPECTED = [
+    ("ann", 1.0),
+    ("ann", 0.8944272 - 0.4472136 / 2),
+    ("ann", 0.5),
+    ("bob", 1.0),
+    ("unknown", 0.0),
+]
+# The service's nearest engine's calibration (every labelled face), as fit writes it.
+SERVICE_NEAREST = {
+    "threshold": 0.3503,
+    "far_target": 0.01,
+    "method": "leave-one-person-out",
+    "impostor_scores": 11,
+    "impostor_false_accepts": 1,
+    "score": "centroid cosine minus mean of the 20 nearest other centroids",
+    "cohort": 20,
+    "calibrated_at": "2026-11-28T12:00:00+00:00",
+    "gallery": "every labelled face (11)",
+}
+
+
+def nearest_model(test_face_ids: list[str], **extra) -> TrainedModel:
+    """``model_with_split`` with an open-set part fitted on the hand-made gallery, and both
+    calibrations in its metadata as fit writes them."""
+    identifier = OpenSetIdentifier().fit(
+        GALLERY_VECTORS, np.array(GALLERY_PEOPLE), np.array([f"g{i}" for i in range(6)])
+    )
+    open_set = {
+        **identifier.calibration_.to_dict(),
+        "label": "the SVC's; unknown when the score is not above the threshold",
+        "gallery": "the training part's 6 faces",
+    }
+    model = model_with_split(test_face_ids, open_set=open_set, nearest=SERVICE_NEAREST, **extra)
+    return TrainedModel(model.classifier, model.metadata, identifier)
+
+
+def three_engine_comparison(client, stubber, **options) -> dict:
+    """FaceNet's recorded answers (threshold 0, none "unknown"), the nearest engine on the
+    hand-made gallery and Rekognition's stubbed answers, on the same held-out faces."""
+    run, _ = rekognition_run(client, stubber)
+    facenet = EngineRun(
+        "facenet",
+        FACENET_SCORE,
+        DEFAULT_THRESHOLDS,
+        FACENET_ANSWERS,
+        describe={
+            "timed": "per photo: decode, detect, crop, embed, classify, open-set score",
+            "open_set_threshold": 0.0,
+        },
+    )
+    model = nearest_model([item.face_id for item in HELD_OUT])
+    nearest = run_nearest(model, HELD_OUT_EMBEDDED)
+    return assemble(model, HELD_OUT, [facenet, nearest, run], len(TRAINING), [], [], **options)
 
 
 def hybrid_comparison(client, stubber, **options) -> dict:
@@ -541,6 +633,94 @@ def test_answers_without_an_open_set_score_route_on_their_probability():
     ]
     assert hybrid["stored"]["routed"] == 1 and hybrid["stored"]["correct"] == 5  # 0.31 routed
     assert hybrid["best"]["threshold"] == 0.77 and hybrid["best"]["correct"] == 5
+
+
+# ---- the nearest-face engine ---------------------------------------------------------------
+
+
+def test_the_nearest_engine_names_the_nearest_person_or_unknown():
+    model = nearest_model([item.face_id for item in HELD_OUT])
+    assert model.open_set.calibration_.threshold == 0.0
+    run = run_nearest(model, HELD_OUT_EMBEDDED)
+    assert (run.name, run.score, run.thresholds, run.reason) == (
+        "nearest",
+        NEAREST_SCORE,
+        NEAREST_THRESHOLDS,
+        "",
+    )
+    answers = [run.answers[item.face_id] for item in HELD_OUT]
+    assert [answer["person"] for answer in answers] == [person for person, _ in NEAREST_EXPECTED]
+    np.testing.assert_allclose(
+        [answer["score"] for answer in answers], [score for _, score in NEAREST_EXPECTED], atol=1e-6
+    )
+    assert [answer["accepted"] for answer in answers] == [True, True, True, True, False]
+    assert all(0 <= answer["seconds"] < 1 for answer in answers)
+    assert run.describe["open_set_threshold"] == 0.0
+    assert run.describe["gallery_faces"] == 6 and run.describe["people"] == 3
+    assert run.describe["timed"].startswith("per face: gallery search of the stored embedding")
+    assert run.describe["calibration"] == "leave-one-person-out"
+    json.dumps(run.answers, allow_nan=False)
+
+
+def test_the_nearest_thresholds_cover_the_open_set_scale():
+    assert NEAREST_THRESHOLDS[0] == 0.0 and NEAREST_THRESHOLDS[-1] == 0.6
+    assert np.allclose(np.diff(NEAREST_THRESHOLDS), 0.05)
+
+
+def test_a_model_without_an_open_set_part_does_not_run_the_nearest_engine():
+    run = run_nearest(model_with_split([item.face_id for item in HELD_OUT]), HELD_OUT_EMBEDDED)
+    assert run.answers == {} and "no open-set gallery" in run.reason
+    assert "retrain" in run.reason
+
+
+def test_the_nearest_unknown_is_a_miss_and_counted_as_unknown(rekognition):
+    comparison = three_engine_comparison(*rekognition)
+    engines = comparison["engines"]
+    assert list(engines) == ["facenet", "nearest", "rekognition"]
+    nearest = engines["nearest"]
+    assert (nearest["correct"], nearest["answered"], nearest["accuracy_all"]) == (3, 5, 0.6)
+    assert nearest["open_set"] == {"unknown": 1, "threshold": 0.0}
+    assert nearest["refusals"] == []
+    assert sorted(
+        (error["truth"], error["predicted"]) for error in nearest["evaluation"]["errors"]
+    ) == [("bob", "ann"), ("cy", "unknown")]
+    assert [row["threshold"] for row in nearest["evaluation"]["thresholds"]] == list(
+        NEAREST_THRESHOLDS
+    )
+    cy = comparison["faces"][4]["answers"]
+    assert cy["nearest"]["person"] == "unknown" and cy["nearest"]["accepted"] is False
+    assert comparison["model"]["open_set"]["impostor_scores"] == 6
+    assert comparison["model"]["open_set"]["threshold"] == 0.0
+    assert comparison["model"]["nearest"] == SERVICE_NEAREST
+    # The hybrid stays FaceNet + Rekognition, the cost model FaceNet's.
+    assert comparison["hybrid"]["facenet_alone"]["correct"] == engines["facenet"]["correct"]
+    assert comparison["cost"]["seconds_per_photo"] == pytest.approx(1.2 / 5)
+    json.dumps(comparison, allow_nan=False)
+
+
+def test_compare_runs_facenet_nearest_and_rekognition_in_that_order(tmp_path, monkeypatch):
+    model = nearest_model([item.face_id for item in HELD_OUT])
+    facenet = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, FACENET_ANSWERS)
+    monkeypatch.setattr(comparison_module, "run_facenet", lambda *_: facenet)
+    pipeline = SimpleNamespace(
+        labelled_faces=lambda: TRAINING + HELD_OUT_EMBEDDED,
+        catalog=SqliteCatalog(tmp_path / "catalog.sqlite"),
+        quarantine=FolderBlobStore(tmp_path / "q"),
+        models=FolderBlobStore(tmp_path / "m"),
+    )
+    comparison = compare(pipeline, model, UnavailableEngine("rekognition", "no AWS credentials"))
+    engines = comparison["engines"]
+    assert list(engines) == ["facenet", "nearest", "rekognition"]
+    assert engines["nearest"]["ran"] and engines["nearest"]["correct"] == 3
+    assert not engines["rekognition"]["ran"]
+    legacy = compare(
+        pipeline,
+        model_with_split([item.face_id for item in HELD_OUT]),
+        UnavailableEngine("rekognition", "no AWS credentials"),
+    )
+    assert legacy["engines"]["nearest"]["ran"] is False
+    assert "no open-set gallery" in legacy["engines"]["nearest"]["reason"]
+    assert legacy["model"]["open_set"] is None and legacy["model"]["nearest"] is None
 
 
 def fake_photo(*faces: tuple[tuple[int, int, int, int], str, float, float]) -> list:

@@ -1,5 +1,6 @@
-"""The HTML report and its JSON numbers, from a two-engine comparison whose Rekognition answers
-come from recorded SearchFacesByImage responses through botocore's Stubber."""
+"""The HTML report and its JSON numbers, from two- and three-engine comparisons (FaceNet, the
+nearest face on a hand-made gallery, Rekognition) whose Rekognition answers come from recorded
+SearchFacesByImage responses through botocore's Stubber."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import json
 import re
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from facerec.comparison import FACENET_SCORE, EngineRun, assemble
 from facerec.evaluation import DEFAULT_THRESHOLDS
-from facerec.report import SECTIONS, build, hybrid_figure, render
+from facerec.report import SECTIONS, build, hybrid_figure, render, score_figure
 from tests.unit.test_comparison import (
     CROPS,
     FACENET_ANSWERS,
@@ -23,6 +25,7 @@ from tests.unit.test_comparison import (
     hybrid_comparison,
     model_with_split,
     stubbed_rekognition,
+    three_engine_comparison,
     two_engine_comparison,
 )
 
@@ -279,3 +282,142 @@ def test_hybrid_json_holds_the_curve(hybrid):
     again = json.loads(json.dumps(numbers, allow_nan=False))
     assert again["hybrid"]["best"]["threshold"] == 0.2
     assert [point["threshold"] for point in again["hybrid"]["points"]][::5] == ["-inf", "inf"]
+
+
+# ---- three engines: the nearest face and the open-set section ----------------------------
+
+
+@pytest.fixture(scope="module")
+def three_engines():
+    """(comparison, HTML, numbers) of FaceNet, the nearest face and Rekognition."""
+    with stubbed_rekognition() as pair:
+        comparison = three_engine_comparison(*pair, volumes=(1_000, 1_000_000))
+    html, numbers = render(comparison, CROPS.__getitem__)
+    return comparison, html, numbers
+
+
+def cells(part: str) -> list[list[str]]:
+    rows = re.findall(r"<tr>(.*?)</tr>", part)
+    return [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in rows]
+
+
+def test_the_nearest_engine_is_the_third_engine_everywhere(three_engines):
+    _, html, numbers = three_engines
+    page = Page(html)
+    assert page.sections == [s.id for s in SECTIONS] and "open-set" in page.sections
+    title = "FaceNet, nearest face and Amazon Rekognition on the same faces"
+    assert f"<title>{title}: model" in html
+    # Three confusion matrices, three score plots, the cost chart, three thumbnails, the
+    # hybrid plot.
+    assert len(page.images) == 11
+    for part in ("confusion", "per-class", "scores", "thresholds"):
+        assert section(html, part).count("<h3>") == 3, part
+        assert "<h3>Nearest face (open set)</h3>" in section(html, part), part
+    assert list(numbers["report"]["engines"]) == ["facenet", "nearest", "rekognition"]
+    assert "nearest face names the person of the nearest training face" in html
+
+
+def test_summary_puts_the_nearest_engine_between_facenet_and_rekognition(three_engines):
+    _, html, _ = three_engines
+    summary = section(html, "summary")
+    table = cells(summary)
+    assert table[0] == ["", "FaceNet + SVC", "Nearest face (open set)", "Amazon Rekognition"]
+    rows = {row[0]: row[1:] for row in table[1:]}
+    assert rows["accuracy: correct / held-out faces"] == [
+        "<b>0.800</b> (4 / 5)",
+        "<b>0.600</b> (3 / 5)",
+        "<b>0.600</b> (3 / 5)",
+    ]
+    assert rows["answered &quot;unknown&quot; (open-set)"] == [
+        "0 of 5 (score not above 0)",
+        "1 of 5 (score not above 0)",
+        "–",
+    ]
+    assert rows["wrong answers"] == ["1", "2", "1"]
+    assert rows["score"][1] == "open-set score (cohort-normalised cosine)"
+    assert rows["time per call: mean (p95)"][1].endswith(" ms)")  # a gallery search: no model
+    assert rows["what one call is"][1].startswith("per face: gallery search of the stored")
+    assert summary.count('<div class="card">') == 4  # three engines and the cost
+    assert 'Nearest face (open set)</div><div class="big">60.0%' in summary
+
+
+def test_nearest_thresholds_and_wrong_answers(three_engines):
+    _, html, numbers = three_engines
+    pick = numbers["report"]["engines"]["nearest"]["threshold"]
+    assert pick["threshold"] == 0.55  # the wrong "ann" scored 0.5
+    assert (pick["correct_discarded"], pick["wrong_accepted"]) == (0, 0)
+    part = section(html, "thresholds")
+    assert "meets the target: <b>0.55</b>" in part
+    errors = section(html, "errors")
+    assert errors.count('<figure class="face">') == 3
+    assert "Nearest face (open set): unknown (0)" in errors
+    assert "Nearest face (open set): ann (0.5)" in errors
+    assert "runs in the same Lambda function as FaceNet" in section(html, "cost")
+    assert "With the nearest-face engine it means adding" in " ".join(numbers["report"]["notes"])
+
+
+def test_open_set_section_states_each_threshold_and_its_calibration(three_engines):
+    _, html, _ = three_engines
+    part = section(html, "open-set")
+    assert "centroid cosine minus mean of the 20 nearest other centroids" in part
+    table = cells(part)
+    assert table[0][1:6] == [
+        "unknown threshold (accepted above)",
+        "FAR target",
+        "calibrated by",
+        "impostor scores",
+        "false accepts among them",
+    ]
+    assert table[1] == [
+        "FaceNet + SVC, and the nearest face in this comparison",
+        "<b>0</b>",
+        "1.0%",
+        "leave-one-person-out",
+        "6",
+        "0 (0.0%)",
+        "the training part&#x27;s 6 faces",
+    ]
+    assert table[2] == [
+        "Nearest face as the service runs it",
+        "<b>0.3503</b>",
+        "1.0%",
+        "leave-one-person-out",
+        "11",
+        "1 (9.1%)",
+        "every labelled face (11)",
+    ]
+    assert table[3] == ["engine", "unknown threshold", "answered &quot;unknown&quot;"]
+    assert table[4] == ["FaceNet + SVC", "0", "<b>0</b> of 5 (0.0%): false rejects"]
+    assert table[5] == ["Nearest face (open set)", "0", "<b>1</b> of 5 (20.0%): false rejects"]
+    assert table[6][0] == "Amazon Rekognition" and "no unknown threshold" in table[6][2]
+    assert 'each "unknown" here is a false reject' in part
+    assert "<b>bench/OPEN_SET.md</b>" in part and "DIR at 1 % FAR is <b>0.963</b>" in part
+
+
+def test_a_model_without_an_open_set_part_gets_a_notice(two_engines):
+    _, html, _ = two_engines
+    part = section(html, "open-set")
+    assert '<p class="notrun">This model has no open-set part' in part
+    assert "<table>" not in part
+
+
+def test_a_nearest_engine_that_did_not_run_says_why():
+    from facerec.comparison import run_nearest
+    from tests.unit.test_comparison import HELD_OUT_EMBEDDED
+
+    model = model_with_split([item.face_id for item in HELD_OUT])
+    facenet = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, FACENET_ANSWERS)
+    runs = [facenet, run_nearest(model, HELD_OUT_EMBEDDED)]
+    html, numbers = render(assemble(model, HELD_OUT, runs, len(TRAINING), [], []), CROPS.get)
+    assert "Nearest face (open set) was not run:</b> model" in section(html, "summary")
+    assert "no open-set gallery" in section(html, "summary")
+    assert "Not run (see the summary)" in section(html, "confusion")
+    assert list(numbers["report"]["engines"]) == ["facenet"]
+
+
+def test_the_open_set_score_plot_spans_the_scores_observed():
+    correct = np.array([True, True, False, False])
+    scores = np.array([1.0, 0.67, 0.5, -0.08])
+    figure = score_figure(correct, scores, "open-set score (cohort-normalised cosine)", "x")
+    low, high = figure.axes[0].get_xlim()
+    assert low <= -0.1 < 1.0 <= high < 1.2
