@@ -231,7 +231,7 @@ def everything(cloud) -> str:
     return "\n".join(parts)
 
 
-def test_delete_person_removes_them_everywhere_and_starts_retraining(deployed):
+def test_delete_person_removes_them_everywhere_and_starts_retraining(deployed, sample_set):
     cloud, _, model, face_ids = deployed
     cloud.app.settings = replace(cloud.app.settings, training_state_machine_arn=TRAINING_ARN)
     assert "madonna" in everything(cloud)
@@ -259,6 +259,11 @@ def test_delete_person_removes_them_everywhere_and_starts_retraining(deployed):
     assert deleted["retraining"] == f"{TRAINING_ARN}:forget"
     assert "madonna" not in everything(cloud)  # keys, object versions, items, vectors
     assert cloud.app.catalog.current_model() is None
+    # until the retraining publishes, FaceNet has no model to name anyone with
+    photo = sample_photos(sample_set, "val", 1)[3]
+    assert photo.parent.name == "madonna"
+    status, body = handle_identify({"image": b64(photo.read_bytes())}, cloud.app.identify_services)
+    assert (status, body["code"]) == (503, "model_not_found")
 
     again = json.loads(forget(delete_event("madonna"))["body"])  # no AWS call is queued
     assert again["models"] == [] and again["rekognition_faces"] == again["photos"] == 0

@@ -20,6 +20,7 @@ from facerec.storage.aws import DynamoCatalog, KeepExisting, S3BlobStore
 from facerec.storage.local import LocalWorkspace
 from facerec.storage.ports import FaceRecord, ModelRecord, PhotoRecord
 from facerec.vectors import VectorGallery
+from tests.functions.support import ENV, create_resources
 
 REGION = "us-east-1"
 PERSON = "Ada"  # forgotten; "Ada_Lovelace" starts with the same letters and must stay
@@ -264,50 +265,9 @@ def test_a_name_no_photo_could_carry_is_refused_and_nothing_is_deleted(workspace
 # ---- the cloud shape ----------------------------------------------------------------------------
 
 
-CATALOG_TABLE, FACE_INDEX_TABLE = "facerec-test-catalog", "facerec-test-face-index"
-VECTOR_BUCKET, FACES_INDEX, CENTROIDS_INDEX = "facerec-test-vectors", "faces", "centroids"
-
-
-def create_tables(dynamodb) -> None:
-    """The catalog and face-index tables as tests/functions/support.py creates them."""
-    dynamodb.create_table(
-        TableName=CATALOG_TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"}
-            for name in ("pk", "sk", "gsi1pk", "gsi1sk")
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "gsi1",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
-    dynamodb.create_table(
-        TableName=FACE_INDEX_TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "face_id", "AttributeType": "S"},
-            {"AttributeName": "person", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "face_id", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "person-index",
-                "KeySchema": [{"AttributeName": "person", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+CATALOG_TABLE, FACE_INDEX_TABLE = ENV["CATALOG_TABLE"], ENV["FACE_INDEX_TABLE"]
+VECTOR_BUCKET = ENV["VECTOR_BUCKET"]
+FACES_INDEX, CENTROIDS_INDEX = ENV["FACE_VECTOR_INDEX"], ENV["CENTROID_VECTOR_INDEX"]
 
 
 def all_versions(s3, bucket: str) -> list[str]:
@@ -343,24 +303,10 @@ def cloud(monkeypatch):
         monkeypatch.setenv(name, "testing")
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
-        s3 = session.client("s3")
-        for name in BUCKETS:
-            s3.create_bucket(Bucket=f"facerec-test-{name}")
-        for name in ("models", "ingest"):
-            s3.put_bucket_versioning(
-                Bucket=f"facerec-test-{name}", VersioningConfiguration={"Status": "Enabled"}
-            )
-        create_tables(session.client("dynamodb"))
-        vectors = session.client("s3vectors")
-        vectors.create_vector_bucket(vectorBucketName=VECTOR_BUCKET)
-        for index in (FACES_INDEX, CENTROIDS_INDEX):
-            vectors.create_index(
-                vectorBucketName=VECTOR_BUCKET,
-                indexName=index,
-                dataType="float32",
-                dimension=128,
-                distanceMetric="cosine",
-            )
+        create_resources(session)  # the stack's buckets (models versioned), tables, vectors
+        session.client("s3").put_bucket_versioning(
+            Bucket=ENV["INGEST_BUCKET"], VersioningConfiguration={"Status": "Enabled"}
+        )
         yield session
 
 
