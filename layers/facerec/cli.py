@@ -275,7 +275,7 @@ def _rekognition_for_report(args, training_faces, read_crop):
 
 def cmd_report(app: App, args) -> int:
     from facerec.comparison import cleanup, compare, split_faces
-    from facerec.report import render
+    from facerec.report import duration, render
 
     pipeline = app.pipeline
     model = pipeline.current_model()
@@ -302,7 +302,7 @@ def cmd_report(app: App, args) -> int:
                 f"{name}: accuracy {engine_numbers['accuracy_all']:.3f} "
                 f"({engine_numbers['correct']} of {engine_numbers['held_out_faces']} held-out "
                 f"faces), {len(engine_numbers['refusals'])} refused, "
-                f"{engine_numbers['seconds']['mean']:.3f} s per call"
+                f"{duration(engine_numbers['seconds']['mean'])} per call"
             )
         else:
             print(f"{name}: not run: {engine_numbers['reason']}")

@@ -119,7 +119,7 @@ def _usd(value: float) -> str:
     return f"${value:,.2f}" if value >= 0.1 else f"${value:.2g}"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     """Seconds to 3 decimals, or milliseconds under 10 ms: "0.240 s", "0.12 ms"."""
     return f"{seconds:.3f} s" if seconds >= 0.01 else f"{seconds * 1000:.2f} ms"
 
@@ -191,7 +191,7 @@ def operations_notes(data: dict) -> list[str]:
         if engine["ran"]:
             timing = engine["seconds"]
             latency.append(
-                f"{engine_title(name)} {_duration(timing['p50'])} (p95 {_duration(timing['p95'])}) "
+                f"{engine_title(name)} {duration(timing['p50'])} (p95 {duration(timing['p95'])}) "
                 f"{engine['describe'].get('timed', '')}"
             )
     notes.append(
@@ -613,7 +613,7 @@ def _summary(data: dict, read_crop) -> str:
 
     def timing(engine: dict) -> str:
         seconds = engine["seconds"]
-        return f"{_duration(seconds['mean'])} (p95 {_duration(seconds['p95'])})"
+        return f"{duration(seconds['mean'])} (p95 {duration(seconds['p95'])})"
 
     rows = [
         ["status"] + ["ran" if engines[name]["ran"] else "not run (see above)" for name in names],
