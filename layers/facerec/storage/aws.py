@@ -24,6 +24,7 @@ import mimetypes
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import numpy as np
@@ -33,6 +34,7 @@ from botocore.exceptions import ClientError
 from facerec.storage.ports import BlobStore, FaceRecord, ModelRecord, PhotoRecord
 
 MISSING_OBJECT_CODES = ("404", "NoSuchKey", "NotFound")
+SCAN_SEGMENTS = 8  # a full scan (forgetting a person) reads the table in this many parts
 
 
 class S3BlobStore:
@@ -306,14 +308,13 @@ class DynamoCatalog:
                 raise
 
     def forget_person(self, person: str) -> dict[str, int]:
-        """Delete every item that names the person's keys (one scan): their photos and faces,
-        crop pointers, handled-event markers and Rekognition indexing claims."""
+        """Delete every item that names the person's keys (one parallel scan of the keys):
+        their photos and faces, crop pointers, handled-event markers and Rekognition indexing
+        claims."""
         folder = f"{person}/"
         photos = faces = other = 0
-        projection = {"ProjectionExpression": "pk, sk"}
         with self.table.batch_writer() as batch:
-            for item in _scan_all(self.table, **projection):
-                pk, sk = item["pk"], item["sk"]
+            for pk, sk in self._all_keys():
                 if pk.startswith(f"PHOTO#{folder}"):
                     photos += sk == "META"
                     faces += sk.startswith("FACE#")
@@ -327,6 +328,31 @@ class DynamoCatalog:
                     continue
                 batch.delete_item(Key={"pk": pk, "sk": sk})
         return {"photo_records": photos, "face_records": faces, "other_records": other}
+
+    def _all_keys(self) -> Iterator[tuple[str, str]]:
+        """(pk, sk) of every item: a Scan in SCAN_SEGMENTS segments read by as many threads
+        through the resource's client (thread-safe, unlike the resource; it already returns
+        plain Python values)."""
+        client = self.table.meta.client
+
+        def segment(number: int) -> list[tuple[str, str]]:
+            arguments = {
+                "TableName": self.table.name,
+                "ProjectionExpression": "pk, sk",
+                "Segment": number,
+                "TotalSegments": SCAN_SEGMENTS,
+            }
+            keys = []
+            while True:
+                page = client.scan(**arguments)
+                keys += [(item["pk"], item["sk"]) for item in page["Items"]]
+                if "LastEvaluatedKey" not in page:
+                    return keys
+                arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+        with ThreadPoolExecutor(SCAN_SEGMENTS) as pool:
+            for keys in pool.map(segment, range(SCAN_SEGMENTS)):
+                yield from keys
 
     # ---- idempotency ----------------------------------------------------------------------
 
