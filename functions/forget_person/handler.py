@@ -8,6 +8,7 @@ Logs carry a hash of the name, never the name."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from facerec.api import handle_forget
 from facerec.forget import forget_person
@@ -35,17 +36,9 @@ def forget(name: str) -> dict:
         vectors=app.vector_gallery,
     )
     if deleted["current_model"]:
-        options = TrainOptions.of(current.metadata)
         execution = app.stepfunctions.start_execution(
             stateMachineArn=app.settings.training_state_machine_arn,
-            input=json.dumps(
-                {
-                    "C": options.C,
-                    "test_size": options.test_size,
-                    "seed": options.seed,
-                    "far": options.far,
-                }
-            ),
+            input=json.dumps(asdict(TrainOptions.of(current.metadata))),
         )
         deleted["retraining"] = execution["executionArn"]
     return deleted

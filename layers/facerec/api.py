@@ -26,7 +26,7 @@ from facerec.errors import (
 )
 from facerec.images import encode_png
 from facerec.rekognition import UNKNOWN, EngineUnavailable
-from facerec.routing import route
+from facerec.routing import encode_threshold, route
 
 ENGINES = ("facenet", "nearest", "rekognition", "hybrid")
 ENGINE_CHOICES = {
@@ -210,24 +210,24 @@ def identify(services: IdentifyServices, data: bytes, engines: tuple[str, ...]) 
         result["engines"]["facenet"] = {
             "model_id": model.model_id,
             "min_probability": floor,
-            "unknown_threshold": round(facenet.threshold, 6),
+            "unknown_threshold": _number(facenet.threshold, 6),
         }
         for n, face in enumerate(faces):
             face["facenet"] = {
                 "person": str(facenet_labels[n]),
                 "probability": round(float(facenet.probabilities[n]), 4),
-                "score": round(float(facenet.scores[n]), 4),
+                "score": _number(facenet.scores[n]),
             }
     if "nearest" in engines:
         nearest = services.nearest.identify(embeddings)
         result["engines"]["nearest"] = {
             **services.nearest.describe(),
-            "unknown_threshold": round(nearest.threshold, 6),
+            "unknown_threshold": _number(nearest.threshold, 6),
         }
         for n, face in enumerate(faces):
             face["nearest"] = {
                 "person": str(nearest.labels[n]),
-                "score": round(float(nearest.scores[n]), 4),
+                "score": _number(nearest.scores[n]),
             }
     asked = {}  # face index -> Rekognition's answer
     if "rekognition" in engines:
@@ -242,7 +242,7 @@ def identify(services: IdentifyServices, data: bytes, engines: tuple[str, ...]) 
         missing = [n for n in np.flatnonzero(routed) if n not in asked]
         asked.update(_ask_rekognition(rekognition, analysed, missing))
         result["engines"]["hybrid"] = {
-            "routing_threshold": round(threshold, 6),
+            "routing_threshold": encode_threshold(round(threshold, 6)),
             "routed": int(routed.sum()),
             "rekognition": _rekognition_summary(rekognition),
         }
@@ -251,6 +251,13 @@ def identify(services: IdentifyServices, data: bytes, engines: tuple[str, ...]) 
                 str(facenet_labels[n]), float(facenet.scores[n]), asked.get(n), bool(routed[n])
             )
     return result
+
+
+def _number(value: float, digits: int = 4) -> float | None:
+    """A score for JSON: rounded, or None when it is not finite (-inf: nobody to compare
+    with), which JSON cannot carry."""
+    value = float(value)
+    return round(value, digits) if np.isfinite(value) else None
 
 
 def routing_threshold(model, override: float | None) -> float:
@@ -289,7 +296,7 @@ def _rekognition_summary(engine) -> dict:
 
 def _hybrid_answer(label: str, score: float, asked: dict | None, routed: bool) -> dict:
     """FaceNet's answer unless the face was routed and Rekognition answered it."""
-    answer = {"person": label, "engine": "facenet", "routed": routed, "score": round(score, 4)}
+    answer = {"person": label, "engine": "facenet", "routed": routed, "score": _number(score)}
     if routed and asked is not None:
         answer.update(person=asked["person"], engine="rekognition")
         answer.update({key: asked[key] for key in ("similarity", "reason") if key in asked})

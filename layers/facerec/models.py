@@ -14,7 +14,7 @@ import joblib
 import numpy as np
 
 from facerec.classifier import FaceClassifier
-from facerec.openset import UNKNOWN, OpenSetIdentifier, open_set_scores
+from facerec.openset import UNKNOWN, OpenSetIdentifier, accept, open_set_scores
 
 TRACKED_LIBRARIES = ("scikit-learn", "numpy", "tensorflow-cpu", "keras", "mtcnn", "joblib")
 ARTIFACT_FORMAT = 2  # 2 added the open-set identifier
@@ -71,9 +71,7 @@ class TrainedModel:
             return FaceNetAnswers(labels, probabilities, probabilities.astype(np.float32), 0.0)
         scores = open_set_scores(self.open_set.gallery_, embeddings, labels, self.open_set.cohort)
         threshold = self.open_set.calibration_.threshold
-        return FaceNetAnswers(
-            np.where(scores > threshold, labels, UNKNOWN), probabilities, scores, threshold
-        )
+        return FaceNetAnswers(accept(labels, scores, threshold), probabilities, scores, threshold)
 
     @property
     def model_id(self) -> str:

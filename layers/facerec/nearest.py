@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facerec.errors import ModelNotFound
-from facerec.openset import COHORT, DEFAULT_FAR, UNKNOWN, OpenSetIdentifier
+from facerec.openset import COHORT, DEFAULT_FAR, OpenSetIdentifier, accept
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,9 @@ class NearestAnswers:
 
 
 class LocalNearest:
-    """Over the pipeline's catalog. The gallery is rebuilt and recalibrated (to ``far``,
-    leave-one-person-out) when the number of labelled faces or the pipeline's change counter
-    differs from when it was built."""
+    """Over the pipeline's SQLite catalog. The gallery is rebuilt and recalibrated (to
+    ``far``, leave-one-person-out) when the catalog has changed since it was built (by this
+    process or another: ``SqliteCatalog.version``)."""
 
     name = "nearest"
     available = True
@@ -38,11 +38,11 @@ class LocalNearest:
     def __init__(self, pipeline, far: float = DEFAULT_FAR):
         self.pipeline, self.far = pipeline, far
         self._identifier: OpenSetIdentifier | None = None
-        self._built_for: tuple[int, int] | None = None
+        self._built_for: tuple[int, int] | None = None  # the catalog version it was built at
 
     def identifier(self) -> OpenSetIdentifier:
         """The current gallery; NotEnoughData when fewer than 2 people are enrolled."""
-        state = (self.pipeline.catalog.counts()["faces_labelled"], self.pipeline.changes)
+        state = self.pipeline.catalog.version()
         if self._identifier is None or state != self._built_for:
             faces = self.pipeline.labelled_faces()
             self._identifier = OpenSetIdentifier(far=self.far).fit(
@@ -94,8 +94,7 @@ class VectorNearest:
     def identify(self, embeddings) -> NearestAnswers:
         threshold = self.threshold()
         labels, scores = self.gallery.search(np.asarray(embeddings, np.float32), self.cohort)
-        accepted = scores > threshold
-        return NearestAnswers(np.where(accepted, labels, UNKNOWN), scores, threshold)
+        return NearestAnswers(accept(labels, scores, threshold), scores, threshold)
 
     def describe(self) -> dict:
         return {"store": "s3vectors", "calibration": "training workflow, every labelled face"}

@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, check_X_y
 
 from facerec.errors import NotEnoughData
-from facerec.gallery import APPROXIMATE_FROM, NO_LABEL, Gallery
+from facerec.gallery import APPROXIMATE_FROM, Gallery
 
 UNKNOWN = "unknown"
 DEFAULT_FAR = 0.01
@@ -140,9 +140,14 @@ def identify(gallery: Gallery, vectors, threshold: float, cohort: int = COHORT):
     """(labels (Q,) str, scores float32 (Q,)): the nearest person, or UNKNOWN when the
     open-set score is not above ``threshold`` (or nobody is enrolled)."""
     labels = gallery.search(vectors, 1)[0][:, 0]
-    scores = open_set_scores(gallery, vectors, labels, cohort)
-    accepted = (labels != NO_LABEL) & (scores > threshold)
-    return np.where(accepted, labels, UNKNOWN), scores
+    scores = open_set_scores(gallery, vectors, labels, cohort)  # -inf for NO_LABEL
+    return accept(labels, scores, threshold), scores
+
+
+def accept(labels, scores, threshold: float) -> np.ndarray:
+    """(N,) str: each of ``labels`` (N,) whose open-set score (``scores`` (N,)) is above
+    ``threshold``, else UNKNOWN: the one place the acceptance rule is written."""
+    return np.where(np.asarray(scores) > threshold, np.asarray(labels, dtype=str), UNKNOWN)
 
 
 class OpenSetIdentifier(BaseEstimator):

@@ -161,7 +161,6 @@ class Pipeline:
         self.models, self.reports = models, reports
         self.settings = analyser.settings
         self._model: TrainedModel | None = None
-        self.changes = 0  # labelled faces added or removed by this process (caches key on it)
 
     # ---- enrolment -------------------------------------------------------------------------
 
@@ -361,7 +360,6 @@ class Pipeline:
                 )
             )
         self.ingest.put(pending.key, pending.item.data)
-        self.changes += 1
         height, width = pending.image_shape[:2]
         self._replace_photo(
             PhotoRecord(
@@ -409,7 +407,6 @@ class Pipeline:
             self.models,
             self.reports,
         )
-        self.changes += 1
         self._model = None
         if deleted["current_model"]:
             try:

@@ -167,6 +167,15 @@ def test_nearest_engine_names_a_face_from_the_vector_store(deployed, sample_set)
         "score": pytest.approx(expected, abs=1e-3),
     }
 
+    with Stubber(client) as stubber:  # an empty store: nobody to compare with
+        stubber.add_response("query_vectors", {"vectors": [], "distanceMetric": "cosine"})
+        status, body = handle_identify(
+            {"image": b64(photo.read_bytes()), "engines": "nearest"}, services
+        )
+    assert status == 200
+    assert body["faces"][0]["nearest"] == {"person": "unknown", "score": None}
+    json.dumps(body, allow_nan=False)  # valid JSON: -inf is sent as null
+
 
 def test_hybrid_keeps_sure_faces_and_routes_the_others_to_rekognition(deployed, sample_set):
     cloud, pipeline, model, face_ids = deployed
@@ -174,11 +183,20 @@ def test_hybrid_keeps_sure_faces_and_routes_the_others_to_rekognition(deployed, 
     request = {"image": b64(photo.read_bytes()), "engines": "hybrid"}
     rekognition = cloud.app.rekognition_engine()
 
+    _, analysed = pipeline.analyse_photo(photo.read_bytes())
+    facenet_score = round(float(model.identify(analysed[0].embedding[None]).scores[0]), 4)
+
     sure = IdentifyServices(pipeline, None, rekognition, routing_threshold=float("-inf"))
     status, body = handle_identify(request, sure)  # no Rekognition response is queued
     assert status == 200 and body["engines"]["hybrid"]["routed"] == 0
-    assert body["faces"][0]["hybrid"]["engine"] == "facenet"
-    assert body["faces"][0]["hybrid"]["person"] == photo.parent.name
+    assert body["engines"]["hybrid"]["routing_threshold"] == "-inf"  # JSON has no infinity
+    json.dumps(body, allow_nan=False)
+    assert body["faces"][0]["hybrid"] == {
+        "person": photo.parent.name,
+        "engine": "facenet",
+        "routed": False,
+        "score": facenet_score,
+    }
 
     face_id = next(face_id for key, face_id in face_ids.items() if key.startswith("madonna/"))
     cloud.stubber.add_response(
@@ -192,7 +210,7 @@ def test_hybrid_keeps_sure_faces_and_routes_the_others_to_rekognition(deployed, 
         "person": "madonna",
         "engine": "rekognition",
         "routed": True,
-        "score": body["faces"][0]["hybrid"]["score"],
+        "score": facenet_score,
         "similarity": 99.1,
     }
     assert body["model_id"] == model.model_id

@@ -543,3 +543,41 @@ def test_forget_person_leaves_no_copy_in_the_database_file_or_its_log(tmp_path):
         assert len(reopened.faces("Ann")) == 300 and reopened.faces(name) == []
     finally:
         reopened.close()
+
+
+def test_version_changes_with_every_write_of_this_or_another_connection(tmp_path):
+    catalog = SqliteCatalog(tmp_path / "catalog.sqlite")
+    start = catalog.version()
+    assert catalog.version() == start  # reading changes nothing
+    catalog.put_photo(photo("Ben/a.jpg"), [face("Ben/a.jpg", 0, "Ben")])
+    own = catalog.version()
+    assert own != start
+    other = SqliteCatalog(tmp_path / "catalog.sqlite")
+    other.put_photo(photo("Ann/a.jpg", "Ann"), [face("Ann/a.jpg", 0, "Ann", seed=1)])
+    assert catalog.version() != own
+    changed = catalog.version()
+    catalog.forget_person("Ann")
+    assert catalog.version() != changed
+
+
+def test_local_nearest_rebuilds_its_gallery_when_the_catalog_changes(tmp_path):
+    from types import SimpleNamespace
+
+    from facerec.nearest import LocalNearest
+    from facerec.workflow import labelled_faces
+
+    catalog = SqliteCatalog(tmp_path / "catalog.sqlite")
+    pipeline = SimpleNamespace(
+        catalog=catalog, labelled_faces=lambda: labelled_faces(catalog, "aligned")
+    )
+    for n, person in enumerate(("Ann", "Ben", "Cy")):
+        key = f"{person}/a.jpg"
+        catalog.put_photo(photo(key, person), [face(key, 0, person, seed=n)])
+    engine = LocalNearest(pipeline)
+    cy = catalog.faces("Cy")[0].embedding[None]
+    assert engine.identify(cy).labels.tolist() == ["Cy"]
+    assert engine.identifier() is engine.identifier()  # unchanged catalog: built once
+
+    catalog.forget_person("Cy")
+    assert "Cy" not in engine.identifier().classes_
+    assert engine.identify(cy).labels.tolist() != ["Cy"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +99,15 @@ class SqliteCatalog:
         # Deleted rows are overwritten, not left in free pages: forgetting a person is real.
         self._db.execute("PRAGMA secure_delete = ON")
         self._db.executescript(SCHEMA)
+        self._writes = 0  # this connection's writes (see version)
 
     def close(self) -> None:
         self._db.close()
+
+    def version(self) -> tuple[int, int]:
+        """Changes since it was opened, for caches of its contents: this connection's writes
+        and the commits of other connections (``PRAGMA data_version``)."""
+        return self._writes, self._db.execute("PRAGMA data_version").fetchone()[0]
 
     def get_photo(self, key: str) -> PhotoRecord | None:
         row = self._db.execute(
@@ -119,7 +125,7 @@ class SqliteCatalog:
 
     def put_photo(self, photo: PhotoRecord, faces: list[FaceRecord]) -> None:
         """Insert or replace the photo and all of its faces in one transaction."""
-        with self._db:
+        with self._write():
             self._db.execute("DELETE FROM faces WHERE photo_key = ?", (photo.key,))
             self._db.execute(
                 "INSERT OR REPLACE INTO photos (key, person, sha256, status, reason, face_count,"
@@ -195,7 +201,7 @@ class SqliteCatalog:
 
     def put_model(self, model: ModelRecord) -> None:
         """Store a model and make it the current one."""
-        with self._db:
+        with self._write():
             self._db.execute("UPDATE models SET is_current = 0")
             self._db.execute(
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, 1)",
@@ -215,7 +221,7 @@ class SqliteCatalog:
         return [ModelRecord(row[0], row[1], row[2], json.loads(row[3])) for row in rows]
 
     def delete_model(self, model_id: str) -> None:
-        with self._db:
+        with self._write():
             self._db.execute("DELETE FROM models WHERE model_id = ?", (model_id,))
         self._scrub()
 
@@ -225,7 +231,7 @@ class SqliteCatalog:
         keys = [
             row[0] for row in self._db.execute("SELECT key FROM photos WHERE person = ?", (person,))
         ]
-        with self._db:
+        with self._write():
             faces = self._db.execute(
                 "DELETE FROM faces WHERE photo_key IN (SELECT key FROM photos WHERE person = ?)",
                 (person,),
@@ -233,6 +239,13 @@ class SqliteCatalog:
             self._db.execute("DELETE FROM photos WHERE person = ?", (person,))
         self._scrub()
         return {"photo_records": len(keys), "face_records": faces}
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One transaction, counted in ``version``."""
+        with self._db:
+            yield
+        self._writes += 1
 
     def _scrub(self) -> None:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
