@@ -488,77 +488,81 @@ def render_markdown(results: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in results["machine"]["libraries"].items()),
         "",
         *summary(results),
-        "",
-        "## Steps: embedding and score",
-        "",
-        "| embedding | label and score | " + " | ".join(rates_columns) + " |",
-        "|---|---|" + "---|" * len(rates_columns),
     ]
-    for row in results["steps"]:
-        cells = " | ".join(cell(row[column]) for column in rates_columns)
-        name = f"**{row['method']}**" if row["method"] == OURS else row["method"]
-        lines.append(f"| {row['embedding']} | {name} | {cells} |")
-    lines += [
-        "",
-        "## Enrolled photos per person (aligned + flipped)",
-        "",
-        "| photos per person | label and score | " + " | ".join(rates_columns) + " |",
-        "|---|---|" + "---|" * len(rates_columns),
-    ]
-    for row in results["per_person"]:
-        cells = " | ".join(cell(row[column]) for column in rates_columns)
-        lines.append(f"| {row['per_person']} | {row['method']} | {cells} |")
-    lines += [
-        "",
-        "## Cohort size of the score normalisation (aligned + flipped)",
-        "",
-        "| cohort K | " + " | ".join(rates_columns) + " |",
-        "|---|" + "---|" * len(rates_columns),
-    ]
-    for row in results["cohort"]:
-        cells = " | ".join(cell(row[column]) for column in rates_columns)
-        lines.append(f"| {row['cohort']} | {cells} |")
-    lines += [
-        "",
-        "## Calibration without the test strangers (aligned + flipped, our score)",
-        "",
+
+    def rates(row: dict) -> list[str]:
+        return [cell(row[column]) for column in rates_columns]
+
+    def bold_ours(method: str) -> str:
+        return f"**{method}**" if method == OURS else method
+
+    lines += section(
+        "Steps: embedding and score",
+        ["embedding", "label and score", *rates_columns],
+        [[row["embedding"], bold_ours(row["method"]), *rates(row)] for row in results["steps"]],
+    )
+    lines += section(
+        "Enrolled photos per person (aligned + flipped)",
+        ["photos per person", "label and score", *rates_columns],
+        [[str(row["per_person"]), row["method"], *rates(row)] for row in results["per_person"]],
+    )
+    lines += section(
+        "Cohort size of the score normalisation (aligned + flipped)",
+        ["cohort K", *rates_columns],
+        [[str(row["cohort"]), *rates(row)] for row in results["cohort"]],
+    )
+    lines += section(
+        "Calibration without the test strangers (aligned + flipped, our score)",
+        [
+            "FAR target",
+            "calibration",
+            "impostor scores",
+            "threshold",
+            "FAR on test strangers",
+            "DIR at that threshold",
+        ],
+        [
+            [f"{row['far_target']:.0%}", row["method"], f"{row['impostor_scores']['mean']:.0f}"]
+            + [cell(row[key]) for key in ("threshold", "far_on_test_strangers", "dir")]
+            for row in results["calibration"]
+        ],
         "Leave-one-person-out needs no strangers: each enrolled face is scored against the "
         "gallery without its person. Held-out strangers: calibrated on the photos of half the "
         "stranger people, measured on the other half.",
-        "",
-        "| FAR target | calibration | impostor scores | threshold | FAR on test strangers "
-        "| DIR at that threshold |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in results["calibration"]:
-        lines.append(
-            f"| {row['far_target']:.0%} | {row['method']} | "
-            f"{row['impostor_scores']['mean']:.0f} | {cell(row['threshold'])} | "
-            f"{cell(row['far_on_test_strangers'])} | {cell(row['dir'])} |"
-        )
+    )
     if "shipped" in results:
-        lines += [
-            "",
-            "## As shipped (aligned crops, no flip; `workflow.fit` + the two engines)",
-            "",
+        lines += section(
+            "As shipped (aligned crops, no flip; `workflow.fit` + the two engines)",
+            ["engine", *rates_columns, "threshold", "DIR at it", "FAR at it"],
+            [
+                [row["engine"], *rates(row)]
+                + [
+                    cell(row[key])
+                    for key in ("threshold", "dir_at_calibrated", "far_at_calibrated")
+                ]
+                for row in results["shipped"]
+            ],
             "The SVC and the open-set gallery trained by the package's own training step on the "
             "enrolled faces, the threshold calibrated leave-one-person-out to 1 % FAR, then "
             "each engine as identify runs it. Closed-set top-1 and DIR at x % FAR are "
             "measured as above; the last columns are at the calibrated threshold.",
-            "",
-            "| engine | " + " | ".join(rates_columns) + " | threshold | DIR at it | FAR at it |",
-            "|---|" + "---|" * (len(rates_columns) + 3),
-        ]
-        for row in results["shipped"]:
-            cells = " | ".join(cell(row[column]) for column in rates_columns)
-            lines.append(
-                f"| {row['engine']} | {cells} | {cell(row['threshold'])} | "
-                f"{cell(row['dir_at_calibrated'])} | {cell(row['far_at_calibrated'])} |"
-            )
-    lines += ["", "## One face at a time", "", "| call | median ms | p95 ms |", "|---|---|---|"]
-    for name, timing in results["latency"].items():
-        lines.append(f"| {name} | {timing['median_ms']:.2f} | {timing['p95_ms']:.2f} |")
+        )
+    lines += section(
+        "One face at a time",
+        ["call", "median ms", "p95 ms"],
+        [
+            [name, f"{timing['median_ms']:.2f}", f"{timing['p95_ms']:.2f}"]
+            for name, timing in results["latency"].items()
+        ],
+    )
     return "\n".join(lines) + "\n"
+
+
+def section(title: str, headings: list[str], rows: list[list[str]], note: str = "") -> list[str]:
+    """A markdown section: a heading, an optional note, then a table."""
+    lines = ["", f"## {title}", ""] + ([note, ""] if note else [])
+    lines += ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def describe_data(people: np.ndarray, found: np.ndarray, seed: int) -> dict:
