@@ -10,7 +10,7 @@ CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHEC
 
 # The asset check hashes the weights every time (0.1 s), so a corrupted file is re-fetched.
 setup: $(STAMP)
-	$(BIN)/python -m facerec.assets --cache-dir $(CACHE)
+	$(BIN)/python -m facerec.vision.assets --cache-dir $(CACHE)
 
 # The venv with the pinned packages, and the pinned CDK CLI from npm (node_modules/).
 $(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt pyproject.toml package-lock.json

@@ -13,18 +13,23 @@ class EventError(ValueError):
 
 @dataclass(frozen=True)
 class ObjectRef:
-    """One S3 object version: bucket, key (decoded), ETag (unquoted), size in bytes."""
+    """One S3 object version: bucket, key (decoded), ETag (unquoted), size in bytes, and
+    whether the event says it was ``deleted`` (else created)."""
 
     bucket: str
     key: str
     etag: str
     size: int | None
+    deleted: bool = False
 
 
-def object_created(event: dict) -> ObjectRef:
-    """An EventBridge "Object Created" event from S3 (its key is NOT URL-encoded: a ``+`` or
-    ``%`` in it is literal). An S3 notification record (``Records``) is accepted too; its key
-    IS URL-encoded and is decoded here."""
+DETAIL_TYPES = ("Object Created", "Object Deleted")
+
+
+def object_event(event: dict) -> ObjectRef:
+    """An EventBridge "Object Created" or "Object Deleted" event from S3 (its key is NOT
+    URL-encoded: a ``+`` or ``%`` in it is literal). An S3 notification record
+    (``Records``) is accepted too; its key IS URL-encoded and is decoded here."""
     if "Records" in event:
         records = event["Records"]
         if len(records) != 1 or "s3" not in records[0]:
@@ -32,18 +37,23 @@ def object_created(event: dict) -> ObjectRef:
         s3 = records[0]["s3"]
         key = unquote_plus(s3["object"]["key"])
         bucket, obj = s3["bucket"]["name"], s3["object"]
+        deleted = records[0].get("eventName", "").startswith("ObjectRemoved")
     else:
-        if event.get("source") != "aws.s3" or event.get("detail-type") != "Object Created":
+        if event.get("source") != "aws.s3" or event.get("detail-type") not in DETAIL_TYPES:
             raise EventError(
-                f"expected an aws.s3 'Object Created' event, got {event.get('source')!r} "
-                f"{event.get('detail-type')!r}"
+                f"expected an aws.s3 'Object Created' or 'Object Deleted' event, got "
+                f"{event.get('source')!r} {event.get('detail-type')!r}"
             )
         detail = event["detail"]
         bucket, obj = detail["bucket"]["name"], detail["object"]
-        key = obj["key"]
-    etag = str(obj.get("etag") or obj.get("eTag") or "").strip('"')
+        key, deleted = obj["key"], event["detail-type"] == "Object Deleted"
     size = obj.get("size")
-    return ObjectRef(bucket, key, etag, int(size) if size is not None else None)
+    return ObjectRef(bucket, key, etag_of(obj), int(size) if size is not None else None, deleted)
+
+
+def etag_of(obj: dict) -> str:
+    """An object's ETag unquoted (ListObjectsV2 quotes it, EventBridge does not)."""
+    return str(obj.get("etag") or obj.get("eTag") or obj.get("ETag") or "").strip('"')
 
 
 @dataclass(frozen=True)
@@ -81,11 +91,15 @@ def http_response(status: int, body: dict, request_id: str = "") -> dict:
     }
 
 
-def batch_items(event: dict) -> list[dict]:
+def batch_items(event: dict) -> list[tuple[str, str]]:
     """A Distributed Map batch (``{"Items": [...], "BatchInput": {...}}``) or a single item
-    (``{"Key": ..., "ETag": ..., "Size": ...}``) -> the items."""
+    (``{"Key": ..., "ETag": ..., "Size": ...}``) -> (key, unquoted ETag) per item."""
     if "Items" in event:
-        return list(event["Items"])
-    if "Key" in event:
-        return [event]
-    raise EventError("expected {'Items': [...]} from a Distributed Map or one {'Key': ...} item")
+        items = list(event["Items"])
+    elif "Key" in event:
+        items = [event]
+    else:
+        raise EventError(
+            "expected {'Items': [...]} from a Distributed Map or one {'Key': ...} item"
+        )
+    return [(item["Key"], etag_of(item)) for item in items]

@@ -1,16 +1,13 @@
-"""What the handlers work with, built once per container and lazily: AWS clients, the storage
-adapters, the face collection and (only when a handler needs it) the models.
-
-Logs are JSON lines carrying object keys only as hashes (``key_ref``): keys hold person names,
-which are personal data, and neither names nor image bytes are ever logged.
+"""The functions' composition root, built once per container and lazily: AWS clients, the
+storage adapters as one ``Stores`` bundle, the engines and (only when a handler needs them)
+the models. Handlers take what they need from ``services()``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import time
+from dataclasses import asdict
 from functools import cached_property
 
 import boto3
@@ -19,43 +16,6 @@ from botocore.config import Config
 from functions.settings import Settings
 
 RETRIES = Config(retries={"max_attempts": 8, "mode": "adaptive"})  # backs off on throttling
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the record's ``fields``.
-    Exceptions are logged by type only (their messages may name people)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        payload = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        if record.exc_info and record.exc_info[0] is not None:
-            payload["error_type"] = record.exc_info[0].__name__
-        return json.dumps(payload, default=str)
-
-
-def get_logger(name: str, level: str = "INFO") -> logging.Logger:
-    logger = logging.getLogger(name)
-    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(level)
-    return logger
-
-
-def log(logger: logging.Logger, message: str, **fields) -> None:
-    logger.info(message, extra={"fields": fields})
-
-
-def key_ref(key: str) -> str:
-    """A stable, non-reversible reference to an object key for logs."""
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 class Services:
@@ -69,143 +29,145 @@ class Services:
         if analyser is not None:
             self.__dict__["analyser"] = analyser
 
-    @cached_property
-    def s3(self):
-        return self.session.client("s3", config=RETRIES)
-
-    @cached_property
-    def dynamodb(self):
-        return self.session.resource("dynamodb", config=RETRIES)
+    def client(self, name: str):
+        return self.session.client(name, config=RETRIES)
 
     @cached_property
     def rekognition(self):
-        return self.session.client("rekognition", config=RETRIES)
+        return self.client("rekognition")
 
     @cached_property
     def s3vectors(self):
-        return self.session.client("s3vectors", config=RETRIES)
+        return self.client("s3vectors")
 
     @cached_property
     def stepfunctions(self):
-        return self.session.client("stepfunctions", config=RETRIES)
-
-    def _bucket(self, name: str):
-        from facerec.storage.aws import S3BlobStore
-
-        return S3BlobStore(self.s3, name)
-
-    @cached_property
-    def ingest(self):
-        return self._bucket(self.settings.ingest_bucket)
-
-    @cached_property
-    def faces(self):
-        return self._bucket(self.settings.faces_bucket)
-
-    @cached_property
-    def models(self):
-        return self._bucket(self.settings.models_bucket)
-
-    @cached_property
-    def reports(self):
-        return self._bucket(self.settings.reports_bucket)
-
-    @cached_property
-    def quarantine(self):
-        return self._bucket(self.settings.quarantine_bucket)
+        return self.client("stepfunctions")
 
     @cached_property
     def weights_sha256(self) -> str:
         if "analyser" in self.__dict__:
             return self.analyser.embedder.weights_sha256
-        from facerec.assets import verify_weights
+        from facerec.vision.assets import verify_weights
 
         return verify_weights(self.settings.weights_path)
 
     @cached_property
-    def embedding_model(self) -> str:
-        """Which weights made an embedding: stamped on every face the catalog writes."""
-        from facerec.embedding import MODEL_ID
-
-        return f"{MODEL_ID}@{self.weights_sha256[:12]}"
-
-    @cached_property
     def catalog(self):
+        """The catalog table; every face it writes is stamped with the weights that made
+        its embedding."""
         from facerec.storage.aws import DynamoCatalog
+        from facerec.vision.embedding import MODEL_ID
 
-        return DynamoCatalog(self.dynamodb, self.settings.catalog_table, self.embedding_model)
-
-    @cached_property
-    def pipeline_settings(self):
-        from facerec.pipeline import PipelineSettings
-
-        return PipelineSettings(crop_method=self.settings.crop_method)
+        resource = self.session.resource("dynamodb", config=RETRIES)
+        embedding_model = f"{MODEL_ID}@{self.weights_sha256[:12]}"
+        return DynamoCatalog(resource, self.settings.catalog_table, embedding_model)
 
     @cached_property
-    def analyser(self):
-        from facerec.runtime import build_analyser
+    def stores(self):
+        from facerec.storage.aws import S3BlobStore
+        from facerec.storage.ports import Stores
+        from facerec.storage.rekognition import FaceCollection, FaceIndexTable
+        from facerec.storage.vectors import VectorGallery
 
-        return build_analyser(self.settings.weights_path, self.pipeline_settings)
-
-    @cached_property
-    def pipeline(self):
-        from facerec.pipeline import Pipeline
-        from facerec.storage.aws import KeepExisting
-
-        return Pipeline(
-            self.analyser,
+        settings, s3 = self.settings, self.client("s3")
+        dynamodb = self.session.resource("dynamodb", config=RETRIES)
+        return Stores(
             self.catalog,
-            KeepExisting(self.ingest),
-            self.faces,
-            self.quarantine,
-            self.models,
-            self.reports,
+            *(
+                S3BlobStore(s3, name)
+                for name in (
+                    settings.ingest_bucket,
+                    settings.faces_bucket,
+                    settings.quarantine_bucket,
+                    settings.models_bucket,
+                    settings.reports_bucket,
+                )
+            ),
+            collections=lambda collection_id: FaceCollection(self.rekognition, collection_id),
+            face_index=FaceIndexTable(dynamodb, settings.face_index_table),
+            vectors=VectorGallery(
+                self.s3vectors,
+                settings.vector_bucket,
+                settings.face_vector_index,
+                settings.centroid_vector_index,
+            ),
         )
 
     @cached_property
     def collection(self):
-        from facerec.rekognition import FaceCollection
-
-        return FaceCollection(self.rekognition, self.settings.collection_id)
-
-    @cached_property
-    def face_index(self):
-        from facerec.rekognition import FaceIndexTable
-
-        return FaceIndexTable(self.dynamodb, self.settings.face_index_table)
+        """The deployment's current Rekognition collection."""
+        return self.stores.collections(self.settings.collection_id)
 
     @cached_property
-    def vector_gallery(self):
-        from facerec.vectors import VectorGallery
+    def analysis_settings(self):
+        from facerec.core.settings import AnalysisSettings
 
-        return VectorGallery(
-            self.s3vectors,
-            self.settings.vector_bucket,
-            self.settings.face_vector_index,
-            self.settings.centroid_vector_index,
-        )
+        return AnalysisSettings(crop_method=self.settings.crop_method)
+
+    @cached_property
+    def analyser(self):
+        from facerec.vision.analyser import build_analyser
+
+        return build_analyser(self.settings.weights_path, self.analysis_settings)
+
+    def analysis(self) -> dict:
+        """How faces are made, for a model's metadata, without loading TensorFlow."""
+        from facerec.vision.analyser import describe_analysis
+
+        return describe_analysis(self.analysis_settings, self.weights_sha256)
+
+    @cached_property
+    def enrolment(self):
+        from facerec.flows.enrol import Enrolment
+
+        return Enrolment(self.analyser, self.stores)
+
+    @cached_property
+    def current_model(self):
+        from facerec.flows.train import CurrentModel
+
+        return CurrentModel(self.catalog, self.stores.models)
 
     def rekognition_engine(self, min_similarity: float | None = None):
-        from facerec.rekognition import RekognitionEngine
+        from facerec.engines.rekognition import RekognitionEngine
 
         threshold = self.settings.rekognition_min_similarity
-        return RekognitionEngine(
-            self.collection,
-            self.face_index,
-            threshold if min_similarity is None else min_similarity,
-        )
+        similarity = threshold if min_similarity is None else min_similarity
+        return RekognitionEngine(self.collection, self.stores.face_index, similarity)
 
     @cached_property
-    def identify_services(self):
-        from facerec.api import IdentifyServices
-        from facerec.nearest import VectorNearest
+    def engines(self) -> dict:
+        from facerec.engines.facenet import FaceNetEngine
+        from facerec.engines.hybrid import HybridEngine
+        from facerec.engines.nearest import VectorNearest
 
-        return IdentifyServices(
-            self.pipeline,
-            VectorNearest(self.vector_gallery, self.pipeline.current_model),
-            self.rekognition_engine(),
-            self.settings.facenet_min_probability,
+        facenet = FaceNetEngine(self.current_model, self.settings.facenet_min_probability)
+        rekognition = self.rekognition_engine()
+
+        def metadata() -> dict:
+            return self.current_model().metadata
+
+        return {
+            "facenet": facenet,
+            "nearest": VectorNearest(self.stores.vectors, self.current_model),
+            "rekognition": rekognition,
+            "hybrid": HybridEngine(facenet, rekognition, metadata),
+        }
+
+    @cached_property
+    def identify_service(self):
+        from facerec.interfaces.http import IdentifyService
+
+        return IdentifyService(self.analyser, self.engines, self.stores.ingest)
+
+    def start_training(self, options) -> dict:
+        """Start the training workflow with ``options`` (TrainOptions); its execution ARN."""
+        execution = self.stepfunctions.start_execution(
+            stateMachineArn=self.settings.training_state_machine_arn,
+            input=json.dumps(asdict(options)),
         )
+        return {"retraining": execution["executionArn"]}
 
 
 _current: Services | None = None

@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 
 ENVIRONMENTS = ("dev", "prod")
 
-# Synth must not depend on credentials (FACTS.md, "CDK offline"). A placeholder account keeps
+# Synth must not depend on credentials. A placeholder account keeps
 # `cdk synth` offline and deterministic; at deploy time the CLI sets CDK_DEFAULT_ACCOUNT from
 # the caller's credentials, or `-c account=...` names it.
 PLACEHOLDER_ACCOUNT = "111111111111"
@@ -109,7 +109,7 @@ _DEV = EnvironmentConfig(
     retain_data=False,
     point_in_time_recovery=False,
     log_retention=logs.RetentionDays.TWO_WEEKS,
-    # TensorFlow + MTCNN + FaceNet peak at about 1.3-1.9 GB in one process (FACTS.md).
+    # TensorFlow + MTCNN + FaceNet peak at about 1.3-1.9 GB in one process (bench/RESULTS.md).
     # 3008 MB is the largest size a new account can always use.
     align_faces=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(3)),
     embed_faces=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(2)),

@@ -50,7 +50,7 @@ S3_PUT_ACTION_GROUPS = ("s3:Abort*",)
 
 
 def image_code(handler: str) -> lambda_.DockerImageCode:
-    """The shared image with ``handler`` (``functions.<folder>.handler.<function>``) as CMD.
+    """The shared image with ``handler`` (``functions.<module>.<function>``) as CMD.
 
     Every call names the same directory, Dockerfile and options, so CDK stages, and the CLI
     builds, one image asset; the CMD lives in each function's ImageConfig."""
@@ -148,6 +148,15 @@ class FaceFunction(Construct):
             iam.PolicyStatement(
                 actions=["s3:DeleteObject", "s3:DeleteObjectVersion"],
                 resources=[bucket.arn_for_objects("*")],
+            )
+        )
+        self._note(f"Resource::{finding(self, bucket.arn_for_objects('*'))}")
+
+    def delete_objects(self, bucket: s3.IBucket) -> None:
+        """Delete objects of ``bucket`` (s3:DeleteObject only: no versions, no listing)."""
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:DeleteObject"], resources=[bucket.arn_for_objects("*")]
             )
         )
         self._note(f"Resource::{finding(self, bucket.arn_for_objects('*'))}")

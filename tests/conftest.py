@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from facerec.assets import AssetPaths, verify_weights
+from facerec.vision.assets import AssetPaths, verify_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,29 +46,28 @@ def sample_set(assets) -> Path:
 @pytest.fixture(scope="session")
 def analyser(assets):
     """MTCNN + FaceNet with the default settings, loaded once for the whole run."""
-    from facerec.runtime import build_analyser
+    from facerec.vision.analyser import build_analyser
 
     return build_analyser(assets.weights)
 
 
 @pytest.fixture
-def pipeline(tmp_path, assets, analyser):
-    """A pipeline over an empty local workspace in tmp_path (models loaded once)."""
-    from facerec.runtime import local_pipeline
+def local(tmp_path, assets, analyser):
+    """The local deployment over an empty workspace in tmp_path (models loaded once)."""
+    from facerec.interfaces.local import LocalDeployment
 
-    return local_pipeline(tmp_path / "workspace", assets.cache_dir, analyser=analyser)
+    return LocalDeployment(tmp_path / "workspace", analyser)
 
 
 @pytest.fixture(scope="session")
 def enrolled(tmp_path_factory, assets, analyser, sample_set):
-    """A pipeline with the sample set's train part enrolled and a model trained on all of it.
-    Shared by the whole session: tests must not change it."""
-    from facerec.pipeline import TrainOptions, read_labelled_folder
-    from facerec.runtime import local_pipeline
+    """A local deployment with the sample set's train part enrolled and a model trained on
+    all of it. Shared by the whole session: tests must not change it."""
+    from facerec.core.settings import TrainOptions
+    from facerec.flows.enrol import read_labelled_folder
+    from facerec.interfaces.local import LocalDeployment
 
-    pipeline = local_pipeline(
-        tmp_path_factory.mktemp("enrolled"), assets.cache_dir, analyser=analyser
-    )
-    outcomes = pipeline.enrol(read_labelled_folder(sample_set / "train", lambda *_: None))
-    model, _ = pipeline.train(TrainOptions(test_size=0.0))
-    return pipeline, outcomes, model
+    local = LocalDeployment(tmp_path_factory.mktemp("enrolled"), analyser)
+    outcomes = local.enrol(read_labelled_folder(sample_set / "train", lambda *_: None))
+    model, _ = local.train(TrainOptions(test_size=0.0))
+    return local, outcomes, model

@@ -1,28 +1,29 @@
 """Ingest bucket "Object Created" -> detect every face, write each crop to the faces bucket,
-record the photo and its faces (with embeddings) in the catalog. A bad photo is quarantined
-with its reason (the original stays in the ingest bucket). Idempotent on key + ETag, and on
-the photo's content hash behind that."""
+record the photo and its faces (with embeddings) in the catalog (flows.chain.align_photo).
+A bad photo is quarantined with its reason; the upload itself is never changed. Idempotent
+on key + ETag (the catalog's event ledger), and on the photo's content hash behind that."""
 
 from __future__ import annotations
 
-from facerec.chain import align_photo
-from functions.events import object_created
-from functions.services import get_logger, key_ref, log, services
+from facerec.flows.chain import align_photo
+from functions.events import object_event
+from functions.logs import get_logger, key_ref, log
+from functions.services import services
 
 logger = get_logger(__name__)
 
 
 def handler(event: dict, context=None) -> dict:
-    obj = object_created(event)
+    obj = object_event(event)
     app = services()
-    if obj.bucket != app.settings.ingest_bucket:
-        raise ValueError(f"align_faces handles the ingest bucket only, not {obj.bucket}")
+    if obj.bucket != app.settings.ingest_bucket or obj.deleted:
+        raise ValueError(f"align_faces handles uploads to the ingest bucket only, not {obj.bucket}")
     ref = {"key_ref": key_ref(obj.key), "etag": obj.etag}
     if app.catalog.object_handled(obj.bucket, obj.key, obj.etag):
         log(logger, "duplicate event", **ref, status="duplicate_event")
         return {**ref, "status": "duplicate_event"}
     try:
-        outcome = align_photo(app.pipeline, obj.key, obj.size)
+        outcome = align_photo(app.enrolment, obj.key, obj.size)
     except FileNotFoundError:
         log(logger, "object gone before it was read", **ref, status="gone")
         return {**ref, "status": "gone"}

@@ -1,12 +1,13 @@
 """API Gateway (REST, proxy) POST /identify -> every face with its box and, per engine, the
-person (or "unknown") and its score. The contract is docs/openapi.yaml; facerec.api shapes
-it for this handler and the local server alike. Bad input gets 4xx, never 500."""
+person (or "unknown") and its score. The contract is docs/openapi.yaml; facerec.interfaces.http
+shapes it for this handler and the local server alike. Bad input gets 4xx, never 500."""
 
 from __future__ import annotations
 
-from facerec.api import ApiError, handle_identify, parse_body
+from facerec.interfaces.http import ApiError, handle_identify, parse_body
 from functions.events import api_gateway, http_response
-from functions.services import get_logger, log, services
+from functions.logs import get_logger, log
+from functions.services import services
 
 logger = get_logger(__name__)
 
@@ -19,7 +20,7 @@ def handler(event: dict, context=None) -> dict:
         status, answer = error.status, error.body()
     else:
         try:
-            status, answer = handle_identify(body, services().identify_services)
+            status, answer = handle_identify(body, services().identify_service)
         except Exception:  # a fault of ours or of a service, never of the input
             logger.exception("identify failed", extra={"fields": {"id": request.request_id}})
             status, answer = 500, {"code": "internal_error", "message": "internal error"}

@@ -1,5 +1,5 @@
 import sys
 
-from facerec.cli import main
+from facerec.interfaces.cli import main
 
 sys.exit(main())

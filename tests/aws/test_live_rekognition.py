@@ -9,14 +9,14 @@ import uuid
 import boto3
 import pytest
 
-from facerec.images import encode_png
-from facerec.rekognition import FaceCollection
+from facerec.storage.rekognition import FaceCollection
+from facerec.vision.images import encode_png
 
 pytestmark = [pytest.mark.aws, pytest.mark.model]
 
 
 def crop_of(analyser, path) -> bytes:
-    from facerec.images import decode_image
+    from facerec.vision.images import decode_image
 
     faces = analyser.analyse([decode_image(path.read_bytes())])[0]
     return encode_png(faces[0].crop)

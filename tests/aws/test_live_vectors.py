@@ -13,9 +13,9 @@ import boto3
 import numpy as np
 import pytest
 
-from facerec.gallery import Gallery
-from facerec.openset import open_set_scores
-from facerec.vectors import VectorGallery
+from facerec.engines.gallery import Gallery
+from facerec.engines.openset import open_set_scores
+from facerec.storage.vectors import VectorGallery
 
 pytestmark = pytest.mark.aws
 

@@ -218,6 +218,16 @@ def object_created_event(bucket: str, key: str, etag: str, size: int) -> dict:
     }
 
 
+def object_deleted_event(bucket: str, key: str) -> dict:
+    """The EventBridge event S3 sends when an object is deleted (no ETag, no size)."""
+    event = object_created_event(bucket, key, "", 0)
+    event["detail-type"] = "Object Deleted"
+    event["detail"]["object"] = {"key": key, "sequencer": "0062E99A88DC407461"}
+    event["detail"]["reason"] = "DeleteObject"
+    event["detail"]["deletion-type"] = "Permanently Deleted"
+    return event
+
+
 def api_event(body: str | None, is_base64: bool = False) -> dict:
     """An API Gateway REST proxy event (IAM-authorised) for POST /identify."""
     return {
@@ -327,33 +337,33 @@ def search_params(max_faces: int = 1, collection_id: str = ENV["COLLECTION_ID"])
 
 def install_model(cloud: Cloud, model) -> None:
     """Publish a trained model (e.g. the session's ``enrolled`` one) into the cloud stores."""
-    from facerec.storage.ports import ModelRecord
-    from facerec.workflow import save_model
+    from facerec.core.records import ModelRecord
+    from facerec.flows.train import save_model
 
-    keys = save_model(cloud.app.models, model)
+    keys = save_model(cloud.app.stores.models, model)
     cloud.app.catalog.put_model(
         ModelRecord(model.model_id, keys["artifact"], model.metadata["created_at"], model.metadata)
     )
 
 
-def copy_gallery(cloud: Cloud, pipeline) -> dict[str, str]:
-    """Put a local pipeline's enrolled photos (into the ingest bucket too, as uploaded), faces
+def copy_gallery(cloud: Cloud, local) -> dict[str, str]:
+    """Put a local deployment's enrolled photos (into the ingest bucket too, as uploaded), faces
     and crops into the cloud stores, and a face index row per labelled crop (as index_faces
     leaves them). Returns crop key -> FaceId."""
-    from facerec.rekognition import IndexRow, external_image_id
+    from facerec.storage.rekognition import IndexRow, external_image_id
 
-    faces = pipeline.catalog.faces(labelled_only=False)
+    faces = local.stores.catalog.faces(labelled_only=False)
     face_ids = {}
     for photo_key in sorted({face.photo_key for face in faces}):
         own = [face for face in faces if face.photo_key == photo_key]
-        cloud.app.ingest.put(photo_key, pipeline.ingest.get(photo_key))
-        cloud.app.catalog.put_photo(pipeline.catalog.get_photo(photo_key), own)
+        cloud.app.stores.ingest.put(photo_key, local.stores.ingest.get(photo_key))
+        cloud.app.catalog.put_photo(local.stores.catalog.get_photo(photo_key), own)
         for face in own:
-            cloud.app.faces.put(face.crop_key, pipeline.faces.get(face.crop_key))
+            cloud.app.stores.faces.put(face.crop_key, local.stores.faces.get(face.crop_key))
             if face.person is not None:
                 face_id = f"face-{len(face_ids):04d}"
                 face_ids[face.crop_key] = face_id
-                cloud.app.face_index.put(
+                cloud.app.stores.face_index.put(
                     IndexRow(
                         face_id,
                         face.person,

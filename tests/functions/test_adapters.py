@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from facerec.chain import not_indexed_reason
-from facerec.rekognition import crop_key_from_external_image_id, external_image_id
-from facerec.storage.aws import DynamoCatalog, KeepExisting, S3BlobStore
-from facerec.storage.ports import FaceRecord, ModelRecord, PhotoRecord
-from functions.events import EventError, batch_items, object_created
+from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
+from facerec.flows.chain import not_indexed_reason
+from facerec.storage.aws import DynamoCatalog, S3BlobStore
+from facerec.storage.rekognition import crop_key_from_external_image_id, external_image_id
+from functions.events import EventError, batch_items, object_event
 from functions.settings import Settings, SettingsError
 from tests.functions.support import ENV, REGION, create_resources, object_created_event
 
@@ -47,8 +47,8 @@ def test_long_keys_are_shortened_uniquely():
 
 def test_eventbridge_keys_are_literal_and_notification_keys_decoded():
     event = object_created_event("bucket", "A B/50%+c.jpg", '"abc"', 12)
-    assert object_created(event).key == "A B/50%+c.jpg"
-    assert object_created(event).etag == "abc"
+    assert object_event(event).key == "A B/50%+c.jpg"
+    assert object_event(event).etag == "abc"
     notification = {
         "Records": [
             {
@@ -59,17 +59,36 @@ def test_eventbridge_keys_are_literal_and_notification_keys_decoded():
             }
         ]
     }
-    assert object_created(notification).key == "A B/50%+c.jpg"
+    assert object_event(notification).key == "A B/50%+c.jpg"
     with pytest.raises(EventError):
-        object_created({"source": "aws.ec2", "detail-type": "Object Created"})
+        object_event({"source": "aws.ec2", "detail-type": "Object Created"})
 
 
-def test_batches_and_single_items():
-    items = [{"Key": "a", "ETag": '"1"', "Size": 1}]
-    assert batch_items({"Items": items, "BatchInput": {}}) == items
-    assert batch_items(items[0]) == items
+def test_batches_and_single_items_give_keys_and_unquoted_etags():
+    items = [{"Key": "a", "ETag": '"1"', "Size": 1}, {"Key": "b", "ETag": "2", "Size": 2}]
+    assert batch_items({"Items": items, "BatchInput": {}}) == [("a", "1"), ("b", "2")]
+    assert batch_items(items[0]) == [("a", "1")]
     with pytest.raises(EventError):
         batch_items({})
+
+
+def test_an_object_deleted_event_says_so():
+    event = object_created_event("bucket", "A B/c-0.png", "abc", 10)
+    assert object_event(event).deleted is False
+    deleted = {**event, "detail-type": "Object Deleted"}
+    assert (object_event(deleted).key, object_event(deleted).deleted) == ("A B/c-0.png", True)
+    notification = {
+        "Records": [
+            {
+                "eventName": "ObjectRemoved:Delete",
+                "s3": {"bucket": {"name": "bucket"}, "object": {"key": "A+B/c-0.png"}},
+            }
+        ]
+    }
+    assert (object_event(notification).key, object_event(notification).deleted) == (
+        "A B/c-0.png",
+        True,
+    )
 
 
 def test_settings_name_what_is_missing_or_wrong():
@@ -237,7 +256,7 @@ def test_purge_on_a_versioned_bucket_deletes_every_version_and_delete_marker(dyn
     assert list(store.keys()) == ["Ada.jpg", "Ada_Lovelace/c.jpg"]
     assert store.get("Ada_Lovelace/c.jpg") == b"c1"
     assert store.purge("Ada/") == 0
-    assert KeepExisting(store).purge("Ada_Lovelace/") == 1
+    assert store.purge("Ada_Lovelace/") == 1
     assert versions_under(s3, bucket) == [("Ada.jpg", False)]
 
 

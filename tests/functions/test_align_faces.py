@@ -57,7 +57,7 @@ def test_photo_is_cropped_and_catalogued_once(cloud, sample_set):
     assert face["person"]["S"] == "ben_afflek" and face["gsi1pk"]["S"] == "PERSON#ben_afflek"
     embedding = np.frombuffer(face["embedding"]["B"], np.float32)
     assert embedding.shape == (128,) and abs(np.linalg.norm(embedding) - 1) < 1e-4
-    assert face["embedding_model"]["S"] == cloud.app.embedding_model
+    assert face["embedding_model"]["S"] == cloud.app.catalog.embedding_model
     assert cloud.catalog_items(f"CROP#{crop_key}")[0]["photo_key"]["S"] == key
     marker = cloud.catalog_items(f"OBJECT#{INGEST}#{key}")
     assert [item["sk"]["S"] for item in marker] == [f"ETAG#{event['detail']['object']['etag']}"]
@@ -111,7 +111,7 @@ def test_bad_photo_is_quarantined_with_its_reason(cloud, key, data, status, code
     assert cloud.get(QUARANTINE, f"{sha}.bin") == data  # nothing is lost
     reason = json.loads(cloud.get(QUARANTINE, f"{sha}.json"))
     assert reason["code"] == code and reason["reason"]
-    assert reason["key"] in (key, f"/{key}")  # the pipeline shows a folderless key as /<key>
+    assert reason["key"] in (key, f"/{key}")  # enrolment shows a folderless key as /<key>
     assert cloud.keys(INGEST) == [key]  # the original stays where it was uploaded
     assert cloud.keys(FACES) == []
     photos = cloud.catalog_items("PHOTO#")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from botocore.stub import ANY
 
-from facerec.chain import CropNotCatalogued
-from facerec.naming import crop_key
-from facerec.rekognition import external_image_id
+from facerec.core.naming import crop_key
+from facerec.flows.chain import CropNotCatalogued
+from facerec.storage.rekognition import external_image_id
 from functions.align_faces.handler import handler as align
 from functions.embed_faces.handler import handler as embed
 from functions.index_faces.handler import handler as index
@@ -65,7 +65,7 @@ def test_embed_replaces_an_embedding_from_other_weights(cloud, crop_event):
     assert embed(crop_event)["status"] == "embedded"
 
     item = face_item(cloud)
-    assert item["embedding_model"]["S"] == cloud.app.embedding_model
+    assert item["embedding_model"]["S"] == cloud.app.catalog.embedding_model
     fresh = np.frombuffer(item["embedding"]["B"], np.float32)
     aligned = np.frombuffer(original["embedding"]["B"], np.float32)
     # the stored PNG crop is re-embedded: the same vector as align computed from the photo

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facerec.api import identify
-from facerec.server import local_services
+from facerec.flows.identify import identify_photo
 from functions.identify_faces.handler import handler
 from tests.functions.support import (
     ENV,
@@ -43,18 +42,20 @@ def deployed(cloud, enrolled):
     return cloud
 
 
-def test_facenet_names_every_val_person_as_the_pipeline_does(deployed, enrolled, sample_set):
-    pipeline, _, model = enrolled
+def test_facenet_names_every_val_person_as_the_local_deployment_does(
+    deployed, enrolled, sample_set
+):
+    local, _, model = enrolled
     for photo in sample_photos(sample_set, "val", 1):
         status, body = call({"image": b64(photo.read_bytes())})
 
         assert status == 200
-        local = identify(local_services(pipeline), photo.read_bytes(), ("facenet",))
-        assert body["model_id"] == local["model_id"] == model.model_id
-        assert (body["width"], body["height"]) == (local["width"], local["height"])
-        assert [face["box"] for face in body["faces"]] == [face["box"] for face in local["faces"]]
+        here = identify_photo(local.analyser, local.engines, ("facenet",), photo.read_bytes())
+        assert body["model_id"] == here["model_id"] == model.model_id
+        assert (body["width"], body["height"]) == (here["width"], here["height"])
+        assert [face["box"] for face in body["faces"]] == [face["box"] for face in here["faces"]]
         assert [face["facenet"] for face in body["faces"]] == [
-            face["facenet"] for face in local["faces"]
+            face["facenet"] for face in here["faces"]
         ]
         assert body["faces"][0]["facenet"]["person"] == photo.parent.name
         assert "rekognition" not in body["faces"][0]

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from facerec.api import handle_identify
-from facerec.server import local_services, make_server
+from facerec.interfaces.http import handle_identify
+from facerec.interfaces.server import make_server
 from tests.functions.support import b64, sample_photos
 
 pytestmark = pytest.mark.model
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture
 def server(enrolled):
-    pipeline, _, _ = enrolled
-    httpd = make_server(local_services(pipeline), "127.0.0.1", 0)
+    local, _, _ = enrolled
+    httpd = make_server(local, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -48,13 +48,13 @@ def post(server, body: dict) -> tuple[int, dict]:
 
 
 def test_same_answer_as_the_shared_contract(server, enrolled, sample_set):
-    pipeline, _, model = enrolled
+    local, _, model = enrolled
     photo = sample_photos(sample_set, "val", 1)[4]
     body = {"image": b64(photo.read_bytes())}
 
     status, answer = post(server, body)
 
-    assert (status, answer) == handle_identify(body, local_services(pipeline))
+    assert (status, answer) == handle_identify(body, local.identify_service())
     assert answer["model_id"] == model.model_id
     assert answer["faces"][0]["facenet"]["person"] == photo.parent.name
 
@@ -89,13 +89,14 @@ def test_the_contract_is_served(server):
     assert status == 200 and b"/identify" in data
 
 
-def test_delete_person_forgets_them_and_is_idempotent(pipeline, sample_set):
-    from facerec.pipeline import PhotoInput, TrainOptions
+def test_delete_person_forgets_them_and_is_idempotent(local, sample_set):
+    from facerec.core.settings import TrainOptions
+    from facerec.flows.enrol import PhotoInput
 
     photos = [photo for photo in sample_photos(sample_set, "train", 4)]
-    pipeline.enrol(PhotoInput(p.parent.name, p.name, p.read_bytes()) for p in photos)
-    model, _ = pipeline.train(TrainOptions(test_size=0.0))
-    httpd = make_server(local_services(pipeline), "127.0.0.1", 0)
+    local.enrol(PhotoInput(p.parent.name, p.name, p.read_bytes()) for p in photos)
+    model, _ = local.train(TrainOptions(test_size=0.0))
+    httpd = make_server(local, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -112,8 +113,8 @@ def test_delete_person_forgets_them_and_is_idempotent(pipeline, sample_set):
     assert status == status_again == 200
     assert first["person"] == "mindy_kaling" and first["photos"] == first["crops"] == 4
     assert first["models"] == [model.model_id] and first["retrained"] != model.model_id
-    assert "mindy_kaling" not in pipeline.current_model().metadata["labels"]
-    assert pipeline.catalog.faces("mindy_kaling") == []
+    assert "mindy_kaling" not in local.current_model().metadata["labels"]
+    assert local.stores.catalog.faces("mindy_kaling") == []
     assert again["photos"] == again["crops"] == again["face_records"] == 0
     assert again["models"] == [] and "retrained" not in again
     assert bad[0] == 400 and json.loads(bad[1])["code"] == "invalid_label"

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 
-from facerec.api import IdentifyServices, handle_identify
-from facerec.nearest import VectorNearest
+from facerec.engines.hybrid import HybridEngine
+from facerec.engines.nearest import VectorNearest
+from facerec.interfaces.http import IdentifyService, handle_identify
 from functions.align_faces.handler import handler as align
 from functions.embed_faces.handler import handler as embed
 from functions.forget_person.handler import handler as forget
@@ -66,10 +67,10 @@ def test_embed_stores_labelled_faces_and_the_person_centroid(cloud, sample_set):
 def deployed(cloud, enrolled):
     """The session's enrolled photos, crops, face index rows and model in the cloud stores;
     every labelled face and centroid in the vector store (as embed_faces leaves them)."""
-    pipeline, _, model = enrolled
-    face_ids = copy_gallery(cloud, pipeline)
-    faces = pipeline.catalog.faces()
-    gallery = cloud.app.vector_gallery
+    local, _, model = enrolled
+    face_ids = copy_gallery(cloud, local)
+    faces = local.stores.catalog.faces()
+    gallery = cloud.app.stores.vectors
     gallery.put_faces(
         [face.crop_key for face in faces],
         [face.person for face in faces],
@@ -78,7 +79,7 @@ def deployed(cloud, enrolled):
     for person in sorted({face.person for face in faces}):
         gallery.put_centroid(person, np.stack([f.embedding for f in faces if f.person == person]))
     install_model(cloud, model)
-    return cloud, pipeline, model, face_ids
+    return cloud, local, model, face_ids
 
 
 def query_response(key: str, person: str, distance: float) -> dict:
@@ -89,12 +90,12 @@ def query_response(key: str, person: str, distance: float) -> dict:
 
 
 def test_nearest_engine_names_a_face_from_the_vector_store(deployed, sample_set):
-    cloud, pipeline, model, _ = deployed
+    cloud, local, model, _ = deployed
     photo = sample_photos(sample_set, "val", 1)[0]
     person = photo.parent.name
-    _, analysed = pipeline.analyse_photo(photo.read_bytes())
+    _, analysed = local.analyser.analyse_photo(photo.read_bytes())
     embedding = analysed[0].embedding
-    faces = pipeline.catalog.faces()
+    faces = local.stores.catalog.faces()
     centroids = {
         name: unit(np.mean([f.embedding for f in faces if f.person == name], axis=0))
         for name in sorted({face.person for face in faces})
@@ -149,9 +150,8 @@ def test_nearest_engine_names_a_face_from_the_vector_store(deployed, sample_set)
                 "returnDistance": True,
             },
         )
-        services = IdentifyServices(
-            pipeline, VectorNearest(cloud.app.vector_gallery, pipeline.current_model), None
-        )
+        nearest = VectorNearest(cloud.app.stores.vectors, local.current_model)
+        services = IdentifyService(local.analyser, {"nearest": nearest}, local.stores.ingest)
         status, body = handle_identify(
             {"image": b64(photo.read_bytes()), "engines": "nearest"}, services
         )
@@ -177,16 +177,23 @@ def test_nearest_engine_names_a_face_from_the_vector_store(deployed, sample_set)
     json.dumps(body, allow_nan=False)  # valid JSON: -inf is sent as null
 
 
+def hybrid_service(local, rekognition, threshold: float) -> IdentifyService:
+    """/identify with the hybrid engine over ``local``'s FaceNet and a cloud Rekognition."""
+    metadata = lambda: local.current_model().metadata  # noqa: E731
+    hybrid = HybridEngine(local.engines["facenet"], rekognition, metadata, threshold)
+    return IdentifyService(local.analyser, {"hybrid": hybrid}, local.stores.ingest)
+
+
 def test_hybrid_keeps_sure_faces_and_routes_the_others_to_rekognition(deployed, sample_set):
-    cloud, pipeline, model, face_ids = deployed
+    cloud, local, model, face_ids = deployed
     photo = sample_photos(sample_set, "val", 1)[0]
     request = {"image": b64(photo.read_bytes()), "engines": "hybrid"}
     rekognition = cloud.app.rekognition_engine()
 
-    _, analysed = pipeline.analyse_photo(photo.read_bytes())
+    _, analysed = local.analyser.analyse_photo(photo.read_bytes())
     facenet_score = round(float(model.identify(analysed[0].embedding[None]).scores[0]), 4)
 
-    sure = IdentifyServices(pipeline, None, rekognition, routing_threshold=float("-inf"))
+    sure = hybrid_service(local, rekognition, float("-inf"))
     status, body = handle_identify(request, sure)  # no Rekognition response is queued
     assert status == 200 and body["engines"]["hybrid"]["routed"] == 0
     assert body["engines"]["hybrid"]["routing_threshold"] == "-inf"  # JSON has no infinity
@@ -202,7 +209,7 @@ def test_hybrid_keeps_sure_faces_and_routes_the_others_to_rekognition(deployed, 
     cloud.stubber.add_response(
         "search_faces_by_image", search_response([(face_id, 99.1)]), search_params()
     )
-    every = IdentifyServices(pipeline, None, rekognition, routing_threshold=float("inf"))
+    every = hybrid_service(local, rekognition, float("inf"))
     status, body = handle_identify(request, every)
     cloud.stubber.assert_no_pending_responses()
     assert status == 200 and body["engines"]["hybrid"]["routed"] == 1
@@ -280,7 +287,7 @@ def test_delete_person_removes_them_everywhere_and_starts_retraining(deployed, s
     # until the retraining publishes, FaceNet has no model to name anyone with
     photo = sample_photos(sample_set, "val", 1)[3]
     assert photo.parent.name == "madonna"
-    status, body = handle_identify({"image": b64(photo.read_bytes())}, cloud.app.identify_services)
+    status, body = handle_identify({"image": b64(photo.read_bytes())}, cloud.app.identify_service)
     assert (status, body["code"]) == (503, "model_not_found")
 
     again = json.loads(forget(delete_event("madonna"))["body"])  # no AWS call is queued

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from facerec.rekognition import external_image_id
+from facerec.storage.rekognition import external_image_id
 from functions import services as services_module
 from functions.align_faces.handler import handler as align
 from functions.reindex.handler import handler as reindex

@@ -10,11 +10,10 @@ import json
 
 import pytest
 
-from facerec.comparison import split_faces
-from facerec.errors import NotEnoughData
-from facerec.models import TrainedModel
-from facerec.naming import crop_key
-from functions.training import handler as steps
+from facerec.core.errors import NotEnoughData
+from facerec.core.naming import crop_key
+from facerec.engines.facenet import TrainedModel
+from functions.training import evaluate, evaluate_rekognition, fit, gather, publish, write_report
 from tests.functions.support import ENV, copy_gallery, search_params, search_response
 
 pytestmark = pytest.mark.model
@@ -25,8 +24,8 @@ MODELS, REPORTS = ENV["MODELS_BUCKET"], ENV["REPORTS_BUCKET"]
 @pytest.fixture
 def gallery(cloud, enrolled):
     """The sample set's train part enrolled in the cloud, every labelled crop indexed."""
-    pipeline, _, _ = enrolled
-    return copy_gallery(cloud, pipeline)
+    local, _, _ = enrolled
+    return copy_gallery(cloud, local)
 
 
 def held_out_crops(model: TrainedModel) -> list[str]:
@@ -75,11 +74,11 @@ def queue_searches(cloud, gallery: dict[str, str], held_out: list[str]) -> None:
 def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, enrolled):
     state = {"seed": 42, "test_size": 0.25}
 
-    state = steps.gather_embeddings(state)
+    state = gather.handler(state)
     assert state["faces"] == len(gallery) and state["people"] == 5
     assert state["embeddings_key"] in cloud.keys(MODELS)
 
-    state = steps.train_classifier(state)
+    state = fit.handler(state)
     model = TrainedModel.from_bytes(cloud.get(MODELS, state["model_key"]))
     assert model.model_id == state["model_id"]
     assert model.metadata["split"]["test_faces"] == state["test_faces"] == 23
@@ -91,50 +90,50 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
     assert open_set["impostor_false_accepts"] <= 0.01 * open_set["impostor_scores"]
     assert model.open_set.calibration_.threshold == open_set["threshold"]
 
-    state = steps.evaluate_facenet(state)
-    facenet = json.loads(cloud.get(REPORTS, state["facenet"]["key"]))
-    assert facenet["faces"] == 23 and facenet["accuracy"] >= 0.9
-    assert state["facenet"]["accuracy"] == facenet["accuracy"]
-    nearest = json.loads(cloud.get(REPORTS, state["nearest"]["key"]))
-    assert nearest["faces"] == 23 and nearest["accuracy"] >= 0.9
+    state = evaluate.handler(state)
+    facenet_run = json.loads(cloud.get(REPORTS, state["facenet"]["key"]))
+    facenet = facenet_run["figures"]
+    assert facenet["held_out_faces"] == 23 and facenet["accuracy_all"] >= 0.9
+    assert state["facenet"]["accuracy"] == facenet["accuracy_all"]
+    assert len(facenet_run["answers"]) == 23  # every held-out face's answer, by face id
+    assert set(facenet_run["answers"]) == set(model.metadata["split"]["test_face_ids"])
+    nearest = json.loads(cloud.get(REPORTS, state["nearest"]["key"]))["figures"]
+    assert nearest["held_out_faces"] == 23 and nearest["accuracy_all"] >= 0.9
     assert nearest["open_set"]["threshold"] == model.metadata["open_set"]["threshold"]
 
     held_out = held_out_crops(model)
     queue_searches(cloud, gallery, held_out)
-    state = steps.evaluate_rekognition(state)
+    state = evaluate_rekognition.handler(state)
     cloud.stubber.assert_no_pending_responses()
-    rekognition = json.loads(cloud.get(REPORTS, state["rekognition"]["key"]))
-    assert rekognition["faces"] == len(held_out) == 23
+    rekognition = json.loads(cloud.get(REPORTS, state["rekognition"]["key"]))["figures"]
+    assert rekognition["held_out_faces"] == len(held_out) == 23
     assert rekognition["correct"] == 22  # every answer right but the crop without a face
-    assert rekognition["excluded_face_ids"] == 23 and rekognition["no_face_in_crop"] == 1
-    assert rekognition["training_crops_not_indexed"] == 0
-    assert rekognition["face_model_version"] == "7.0"
-    assert [error["predicted"] for error in rekognition["errors"]] == ["unknown"]
+    assert rekognition["describe"]["excluded_face_ids"] == 23
+    assert [item["stage"] for item in rekognition["refusals"]] == ["identify"]  # no face
+    assert rekognition["describe"]["face_model_version"] == "7.0"
 
-    state = steps.publish_model(state)
+    state = publish.handler(state)
     assert state["promoted"] is True and state["model_id"] == model.model_id
     current = cloud.app.catalog.current_model()
     assert current.model_id == model.model_id
-    assert current.metadata["evaluation"]["accuracy"] == facenet["accuracy"]
+    assert current.metadata["evaluation"]["accuracy"] == facenet["closed_set_accuracy"]
     report = json.loads(cloud.get(REPORTS, state["report_key"]))
     assert report["promoted"] is True
     assert set(report["engines"]) == {"facenet", "nearest", "rekognition", "hybrid"}
-    assert current.metadata["nearest_evaluation"]["accuracy"] == nearest["accuracy"]
+    assert current.metadata["nearest_evaluation"]["accuracy"] == nearest["accuracy_all"]
     hybrid = report["engines"]["hybrid"]
     # the better single engine is FaceNet here, so the best threshold routes nothing it
     # does not have to: accuracy at least FaceNet's, Rekognition asked for fewer faces
-    assert hybrid["faces"] == 23 and hybrid["accuracy"] >= facenet["accuracy"]
+    assert hybrid["faces"] == 23 and hybrid["accuracy"] >= facenet["accuracy_all"]
     assert hybrid["best"]["reached"] and hybrid["best"]["routed"] < 23
-    assert current.metadata["routing"]["threshold"] == hybrid["routing_threshold"]
+    assert current.metadata["routing"]["threshold"] == hybrid["best"]["threshold"]
     assert f"{model.model_id}/holdout-evaluation.json" in cloud.keys(REPORTS)
 
-    # the comparison report, after publishing: Rekognition is searched in the catalog's order
-    _, report_faces = split_faces(cloud.app.pipeline.labelled_faces(), model)
-    assert sorted(face.crop_key for face in report_faces) == sorted(held_out)
-    queue_searches(cloud, gallery, [face.crop_key for face in report_faces])
+    # the comparison report, after publishing, reads the runs the evaluation steps stored:
+    # Rekognition is not searched again
     # Lambda tells each function its memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE)
     cloud.app.settings = dataclasses.replace(cloud.app.settings, function_memory_mb=4096)
-    state = steps.write_report(state)
+    state = write_report.handler(state)
     cloud.stubber.assert_no_pending_responses()
     assert state["report_html_key"] == f"{model.model_id}/comparison.html"
     assert state["report_json_key"] == f"{model.model_id}/comparison.json"
@@ -150,14 +149,20 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
         "reason": state["reason"],
         "evaluation_key": state["report_key"],
     }
-    facenet_run, rekognition_run = numbers["engines"]["facenet"], numbers["engines"]["rekognition"]
-    assert facenet_run["ran"] and facenet_run["held_out_faces"] == 23
-    assert facenet_run["accuracy_all"] >= 0.9  # the identify path, from each photo's bytes
-    # the same answers as evaluate_rekognition: its own FaceId and the stranger excluded
-    assert rekognition_run["ran"] and rekognition_run["held_out_faces"] == 23
-    assert rekognition_run["correct"] == rekognition["correct"] == 22
-    assert [item["stage"] for item in rekognition_run["refusals"]] == ["identify"]
-    assert rekognition_run["describe"]["face_model_version"] == "7.0"
+    facenet_report, rekognition_report = (
+        numbers["engines"]["facenet"],
+        numbers["engines"]["rekognition"],
+    )
+    # the same answers as the evaluation steps stored, face by face
+    assert facenet_report["correct"] == facenet["correct"]
+    assert rekognition_report["correct"] == rekognition["correct"] == 22
+    assert [face["answers"]["facenet"] for face in numbers["faces"]] == [
+        facenet_run["answers"][face["face_id"]] for face in numbers["faces"]
+    ]
+    assert [item["stage"] for item in rekognition_report["refusals"]] == ["identify"]
+    assert rekognition_report["describe"]["face_model_version"] == "7.0"
+    # FaceNet's identify path is timed here, on each held-out photo's bytes
+    assert facenet_report["seconds"]["count"] == 23 and facenet_report["seconds"]["p50"] > 0
     assert numbers["cost"]["stored_faces"] == len(gallery) - 23  # the training crops
     # FaceNet's path is priced at the memory it was timed at, and the report says where
     assert numbers["cost"]["memory_mb"] == 4096
@@ -169,10 +174,15 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
     assert json.dumps(state)  # only keys and small summaries travel in the state
     assert len(json.dumps(state)) < 4096
 
-    # a worse candidate is kept in the models bucket but not promoted
-    worse = {**facenet, "accuracy": facenet["accuracy"] - 0.1}
-    cloud.app.reports.put("tampered.json", json.dumps(worse).encode())
-    again = steps.publish_model({**state, "facenet": {**state["facenet"], "key": "tampered.json"}})
+    # a worse candidate (FaceNet's stored answers made wrong) is kept but not promoted
+    worse = dict(facenet_run)
+    worse["answers"] = {
+        face_id: {**answer, "candidate": "nobody", "person": "nobody"}
+        for face_id, answer in facenet_run["answers"].items()
+    }
+    cloud.app.stores.reports.put("tampered.json", json.dumps(worse).encode())
+    tampered = {"facenet": {**state["facenet"], "key": "tampered.json"}}
+    again = publish.handler({**state, **tampered})
     assert again["promoted"] is False and "<" in again["reason"]
     assert cloud.app.catalog.current_model().model_id == model.model_id
     report = json.loads(cloud.get(REPORTS, again["report_key"]))
@@ -181,10 +191,10 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
 
 def test_nothing_enrolled_fails_the_first_step_with_its_reason(cloud):
     with pytest.raises(NotEnoughData, match="no labelled faces"):
-        steps.gather_embeddings({})
+        gather.handler({})
     assert cloud.keys(MODELS) == []
 
 
 def test_a_test_size_outside_0_1_is_refused(cloud):
     with pytest.raises(NotEnoughData, match="test_size"):
-        steps.gather_embeddings({"test_size": 0})
+        gather.handler({"test_size": 0})

@@ -1,5 +1,5 @@
-"""facerec.vectors.VectorGallery against botocore's Stubber (moto has no QueryVectors): the
-exact S3 Vectors requests, and open-set scores equal to facerec.openset's on a Gallery built
+"""facerec.storage.vectors.VectorGallery against botocore's Stubber (moto has no QueryVectors): the
+exact S3 Vectors requests, and open-set scores equal to facerec.engines.openset's on a Gallery built
 from the same vectors."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from botocore.stub import Stubber
 
-from facerec.gallery import Gallery
-from facerec.openset import open_set_scores
-from facerec.vectors import VectorGallery, VectorStoreError
+from facerec.core.errors import VectorStoreError
+from facerec.engines.gallery import Gallery
+from facerec.engines.nearest import VectorNearest
+from facerec.engines.openset import open_set_scores
+from facerec.storage.vectors import VectorGallery
 
 BUCKET, FACES, CENTROIDS = "facerec-test-vectors", "faces", "centroids"
 PEOPLE = ("Ada_Lovelace", "Alan_Turing", "Grace_Hopper", "Katherine_Johnson", "Margaret_Hamilton")
@@ -141,7 +143,8 @@ def test_delete_centroid_deletes_the_persons_key(stubbed):
         ("put_faces", (["a/b-0.png", "c"], ["a"], unit(np.ones((1, 128))))),
         ("put_faces", (["a/b-0.png"], [""], unit(np.ones((1, 128))))),
         ("put_centroid", ("a", np.zeros((0, 128)))),
-        ("search", (np.ones((1, 128)),)),  # not unit length
+        ("nearest_face", (np.ones(128),)),  # not unit length
+        ("nearest_centroids", (np.ones(128), 3)),
     ],
 )
 def test_bad_shapes_are_refused_before_any_call(stubbed, call, args):
@@ -217,7 +220,7 @@ def test_search_gives_the_open_set_scores_of_the_in_process_gallery(stubbed, coh
     queries = np.vstack([queries, unit(rng.normal(size=(2, 128)))])
     stub_search(stubber, keys, people, vectors, queries, cohort)
 
-    labels, scores = gallery.search(queries, cohort)
+    labels, scores = VectorNearest(gallery, None, cohort).search(queries)
 
     reference = Gallery().add(keys, people, vectors)
     expected_labels = reference.search(queries, 1)[0][:, 0]
@@ -236,7 +239,7 @@ def test_an_empty_faces_index_answers_unknown_with_minus_infinity(stubbed):
         {"vectors": [], "distanceMetric": "cosine"},
         query_request(FACES, query[0], 1, metadata=True),
     )
-    labels, scores = gallery.search(query)
+    labels, scores = VectorNearest(gallery, None).search(query)
     assert labels.tolist() == ["unknown"]
     assert scores.dtype == np.float32 and scores.tolist() == [-np.inf]
 
@@ -255,7 +258,7 @@ def test_a_label_whose_centroid_is_not_written_yet_scores_minus_infinity(stubbed
         query_request(FACES, query[0], 1, metadata=True),
     )
     stubber.add_response("get_vectors", {"vectors": []})
-    labels, scores = gallery.search(query)
+    labels, scores = VectorNearest(gallery, None).search(query)
     assert labels.tolist() == ["Ada"] and scores.tolist() == [-np.inf]
 
 
@@ -268,7 +271,7 @@ def test_a_missing_index_is_a_clear_error(stubbed):
         http_status_code=404,
     )
     with pytest.raises(VectorStoreError, match=r"'facerec-test-vectors'.*'faces' does not exist"):
-        gallery.search(unit(np.ones((1, 128))))
+        VectorNearest(gallery, None).search(unit(np.ones((1, 128))))
 
 
 def test_throttling_is_left_to_the_caller(stubbed):
@@ -300,7 +303,7 @@ def test_the_functions_settings_name_the_vector_bucket_and_indexes():
             Settings.from_env(environ)
 
 
-def test_services_build_the_vector_gallery_on_an_s3vectors_client():
+def test_services_build_the_vector_gallery_on_an_s3vectors_client(assets):
     from functions.services import Services
     from functions.settings import Settings
     from tests.functions.support import ENV
@@ -308,9 +311,10 @@ def test_services_build_the_vector_gallery_on_an_s3vectors_client():
     session = boto3.session.Session(
         region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )
-    services = Services(Settings.from_env(ENV), session=session)
-    vectors = services.vector_gallery
-    assert vectors is services.vector_gallery  # built once per container
+    settings = Settings.from_env({**ENV, "WEIGHTS_PATH": str(assets.weights)})
+    services = Services(settings, session=session)
+    vectors = services.stores.vectors
+    assert vectors is services.stores.vectors  # built once per container
     assert vectors.client is services.s3vectors
     assert vectors.client.meta.service_model.service_name == "s3vectors"
     assert (vectors.bucket_name, vectors.faces_index, vectors.centroids_index) == (

@@ -94,7 +94,8 @@ def test_resource_star_is_acknowledged_only_where_aws_requires_it(synthesized):
         for construct, rule, _ in acknowledgments(synthesized.app)
         if rule.endswith("[Resource::*]")
     }
-    functions = {f"{function.node.id}/Role" for function in synthesized.service_stack.functions}
+    stack = synthesized.service_stack
+    functions = {f"{function.node.path.split('/', 1)[1]}/Role" for function in stack.functions}
     workflows = {"TrainingWorkflow/StateMachine", "ReindexWorkflow/StateMachine"}
     assert holders == functions | workflows
 
@@ -119,7 +120,7 @@ def test_cfn_lint_is_clean_but_for_cdks_duplicate_depends_on(synthesized):
         template = synthesized.outdir / stack.template_file
         matches = lint_file(template, config=ManualArgs(regions=[REGION]))
         findings += [f"{match.rule.id} {template.name}: {match.message}" for match in matches]
-    # W3005: CDK writes DependsOn entries a GetAtt already implies (FACTS.md).
+    # W3005: CDK writes DependsOn entries a GetAtt already implies.
     assert [finding for finding in findings if not finding.startswith("W3005 ")] == []
 
 
@@ -142,13 +143,15 @@ def test_all_functions_share_one_image_asset_built_from_the_repo_root(synthesize
 def test_the_build_context_holds_the_package_the_handlers_and_the_weights_only(synthesized):
     ((_, asset),) = docker_assets(synthesized).items()
     context = synthesized.outdir / asset["source"]["directory"]
+    handlers = {
+        "/".join(function.handler.split(".")[:-1]) + ".py"
+        for function in synthesized.service_stack.functions
+    }
     for needed in (
         "functions/Dockerfile",
         "functions/requirements.txt",
-        "functions/align_faces/handler.py",
-        "functions/training/handler.py",
+        *sorted(handlers),
         "layers/facerec/__init__.py",
-        "layers/facerec/pipeline.py",
         ".cache/facenet/facenet_keras.h5",
     ):
         assert (context / needed).is_file(), needed
@@ -160,7 +163,7 @@ def test_the_build_context_holds_the_package_the_handlers_and_the_weights_only(s
 
 
 def test_the_dockerfile_bakes_in_the_verified_weights_and_the_package():
-    from facerec.assets import WEIGHTS_SHA256  # tests may read the runtime's constants
+    from facerec.vision.assets import WEIGHTS_SHA256  # tests may read the runtime's constants
 
     dockerfile = (REPO_ROOT / "functions/Dockerfile").read_text()
     assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.12$", dockerfile, re.MULTILINE)

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from aws_cdk.assertions import Match
 from infra_support import (
     REPO_ROOT,
     Synthesized,
@@ -20,12 +21,12 @@ ALIGN = "functions.align_faces.handler.handler"
 EMBED = "functions.embed_faces.handler.handler"
 INDEX = "functions.index_faces.handler.handler"
 IDENTIFY = "functions.identify_faces.handler.handler"
-GATHER = "functions.training.handler.gather_embeddings"
-TRAIN = "functions.training.handler.train_classifier"
-EVALUATE_FACENET = "functions.training.handler.evaluate_facenet"
-EVALUATE_REKOGNITION = "functions.training.handler.evaluate_rekognition"
-PUBLISH = "functions.training.handler.publish_model"
-REPORT = "functions.training.handler.write_report"
+GATHER = "functions.training.gather.handler"
+TRAIN = "functions.training.fit.handler"
+EVALUATE_FACENET = "functions.training.evaluate.handler"
+EVALUATE_REKOGNITION = "functions.training.evaluate_rekognition.handler"
+PUBLISH = "functions.training.publish.handler"
+REPORT = "functions.training.write_report.handler"
 REINDEX = "functions.reindex.handler.handler"
 FORGET = "functions.forget_person.handler.handler"
 HANDLERS = (
@@ -108,9 +109,10 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
 
     if handler == ALIGN:
         read("ingest"), put("faces"), put("quarantine"), table("catalog", write=True)
+        allow(f"{s.bucket_arn('faces')}/*", {"s3:DeleteObject"})  # surplus crops
     elif handler == EMBED:
         read("faces"), table("catalog", write=True)
-        vectors("PutVectors")
+        vectors("PutVectors", "DeleteVectors")  # deleted crops and emptied centroids
     elif handler == INDEX:
         read("faces"), table("catalog", write=True), table("face-index", write=True)
         rekognition("IndexFaces", "DeleteFaces")
@@ -338,11 +340,12 @@ def test_the_dead_letter_queue_refuses_plain_http_and_takes_only_our_rules(synth
             assert statement["Action"] == "sqs:SendMessage"
 
 
-def _rule_for(template: dict, bucket_name: str) -> dict:
+def _rule_for(template: dict, bucket_name: str, detail_type: str) -> dict:
     rules = [
         rule["Properties"]
         for rule in resources_of_type(template, "AWS::Events::Rule").values()
         if rule["Properties"]["EventPattern"]["detail"]["bucket"]["name"] == [bucket_name]
+        and rule["Properties"]["EventPattern"]["detail-type"] == [detail_type]
     ]
     assert len(rules) == 1
     return rules[0]
@@ -354,7 +357,7 @@ def _targets(template: dict, rule: dict) -> set[str]:
 
 def test_a_photo_in_the_ingest_bucket_starts_align(synthesized):
     template = synthesized.service_json
-    rule = _rule_for(template, synthesized.config.bucket_name("ingest"))
+    rule = _rule_for(template, synthesized.config.bucket_name("ingest"), "Object Created")
     assert rule["EventPattern"] == {
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
@@ -365,13 +368,53 @@ def test_a_photo_in_the_ingest_bucket_starts_align(synthesized):
 
 def test_a_crop_in_the_faces_bucket_starts_embed_and_index(synthesized):
     template = synthesized.service_json
-    rule = _rule_for(template, synthesized.config.bucket_name("faces"))
+    rule = _rule_for(template, synthesized.config.bucket_name("faces"), "Object Created")
     assert rule["EventPattern"]["detail"]["object"] == {"key": [{"suffix": ".png"}]}
-    assert rule["EventPattern"]["detail-type"] == ["Object Created"]
     assert _targets(template, rule) == {
         function_by_handler(template, EMBED)[0],
         function_by_handler(template, INDEX)[0],
     }
+
+
+def test_a_crop_deleted_from_the_faces_bucket_reaches_embed_and_index(synthesized):
+    template = synthesized.service_json
+    config = synthesized.config
+    ((queue_id, _),) = resources_of_type(template, "AWS::SQS::Queue").items()
+
+    def target(handler: str) -> dict:
+        return {
+            "Arn": {"Fn::GetAtt": [function_by_handler(template, handler)[0], "Arn"]},
+            "DeadLetterConfig": {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}},
+            "RetryPolicy": {
+                "MaximumRetryAttempts": config.event_retry_attempts,
+                "MaximumEventAgeInSeconds": config.event_max_age.to_seconds(),
+            },
+        }
+
+    synthesized.service.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": Match.exact(
+                {
+                    "source": ["aws.s3"],
+                    "detail-type": ["Object Deleted"],
+                    "detail": {
+                        "bucket": {"name": [config.bucket_name("faces")]},
+                        "object": {"key": [{"suffix": ".png"}]},
+                    },
+                }
+            ),
+            "State": "ENABLED",
+            "Targets": [target(EMBED), target(INDEX)],
+        },
+    )
+    # Only the crops' deletions: no rule listens to deletions in any other bucket.
+    deleted = [
+        rule["Properties"]["EventPattern"]["detail"]["bucket"]["name"]
+        for rule in resources_of_type(template, "AWS::Events::Rule").values()
+        if rule["Properties"]["EventPattern"]["detail-type"] == ["Object Deleted"]
+    ]
+    assert deleted == [[config.bucket_name("faces")]]
 
 
 def test_event_targets_retry_then_dead_letter(synthesized):
@@ -405,44 +448,84 @@ def test_only_eventbridge_and_the_api_may_invoke_functions(synthesized):
     }
 
 
+# handler -> (actions on both indexes, actions on the faces index only)
 VECTOR_ACTIONS = {
-    EMBED: {"s3vectors:PutVectors"},
-    IDENTIFY: {"s3vectors:QueryVectors", "s3vectors:GetVectors"},
-    REINDEX: {"s3vectors:PutVectors"},
-    FORGET: {"s3vectors:DeleteVectors"},
+    EMBED: ({"s3vectors:PutVectors", "s3vectors:DeleteVectors"}, set()),
+    IDENTIFY: ({"s3vectors:QueryVectors", "s3vectors:GetVectors"}, set()),
+    REINDEX: ({"s3vectors:PutVectors"}, set()),
+    FORGET: ({"s3vectors:DeleteVectors"}, set()),
 }
 
 
 @pytest.mark.parametrize("handler", HANDLERS)
-def test_s3_vectors_actions_name_exactly_the_two_indexes(synthesized, handler):
+def test_s3_vectors_actions_name_exactly_the_indexes_they_need(synthesized, handler):
     template = synthesized.service_json
     _, properties = function_by_handler(template, handler)
-    role_id = properties["Role"]["Fn::GetAtt"][0]
-    statements = [
-        statement
-        for policy in resources_of_type(template, "AWS::IAM::Policy").values()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-        if any(
-            action.startswith("s3vectors:")
-            for action in (
-                [statement["Action"]]
-                if isinstance(statement["Action"], str)
-                else statement["Action"]
-            )
-        )
-    ]
-    if handler not in VECTOR_ACTIONS:
-        assert statements == []
-        return
-    assert len(statements) == 1
-    (statement,) = statements
-    actions = statement["Action"]
-    assert set([actions] if isinstance(actions, str) else actions) == VECTOR_ACTIONS[handler]
-    assert sorted(resolve(statement["Resource"])) == sorted(synthesized.vector_index_arns)
+    permissions = role_permissions(template, properties["Role"]["Fn::GetAtt"][0])
+    granted = {
+        resource: {action for action in actions if action.startswith("s3vectors:")}
+        for resource, actions in permissions.items()
+    }
+    granted = {resource: actions for resource, actions in granted.items() if actions}
+    both, faces_only = VECTOR_ACTIONS.get(handler, (set(), set()))
+    faces, centroids = synthesized.vector_index_arns
+    expected = {faces: both | faces_only, centroids: both}
+    assert granted == {resource: actions for resource, actions in expected.items() if actions}
 
 
-def test_only_the_forget_function_deletes_objects_or_starts_the_training(synthesized):
+def test_align_deletes_surplus_crops_from_the_faces_bucket_only(synthesized):
+    template = synthesized.service_json
+    _, properties = function_by_handler(template, ALIGN)
+    synthesized.service.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        {
+                            "Action": "s3:DeleteObject",
+                            "Effect": "Allow",
+                            "Resource": f"{synthesized.bucket_arn('faces')}/*",
+                        }
+                    ]
+                )
+            },
+            "Roles": [{"Ref": properties["Role"]["Fn::GetAtt"][0]}],
+        },
+    )
+    permissions = role_permissions(template, properties["Role"]["Fn::GetAtt"][0])
+    deletes = {
+        resource: actions & (S3_DELETE | {"s3:ListBucketVersions"})
+        for resource, actions in permissions.items()
+        if actions & (S3_DELETE | {"s3:ListBucketVersions"})
+    }
+    # Current objects only: no versions, nothing in the ingest or quarantine buckets.
+    assert deletes == {f"{synthesized.bucket_arn('faces')}/*": {"s3:DeleteObject"}}
+
+
+def test_index_forgets_a_deleted_crop_in_rekognition_and_the_face_index(synthesized):
+    template = synthesized.service_json
+    _, properties = function_by_handler(template, INDEX)
+    permissions = role_permissions(template, properties["Role"]["Fn::GetAtt"][0])
+    assert "rekognition:DeleteFaces" in permissions[synthesized.collection_arn]
+    assert "dynamodb:DeleteItem" in permissions[synthesized.table_arn("face-index")]
+
+
+@pytest.mark.parametrize(
+    ("number", "handler"),
+    list(enumerate((GATHER, TRAIN, EVALUATE_FACENET, EVALUATE_REKOGNITION, PUBLISH, REPORT), 1)),
+)
+def test_each_training_step_runs_its_own_module(synthesized, number, handler):
+    synthesized.service.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "ImageConfig": {"Command": [handler]},
+            "Description": Match.string_like_regexp(f"^Training step {number}: "),
+        },
+    )
+
+
+def test_only_forget_and_align_delete_objects_and_only_forget_starts_the_training(synthesized):
     template = synthesized.service_json
     training = f"<{training_state_machine(synthesized)}>"
     for handler in HANDLERS:
@@ -468,5 +551,7 @@ def test_only_the_forget_function_deletes_objects_or_starts_the_training(synthes
             # Every version of a model (the models bucket is versioned) can be removed.
             assert permissions[f"{synthesized.bucket_arn('models')}/*"] >= S3_DELETE
             assert "rekognition:DeleteFaces" in permissions[synthesized.collection_arn]
+        elif handler == ALIGN:
+            assert starts == set() and deletes == {f"{synthesized.bucket_arn('faces')}/*"}
         else:
             assert starts == set() and deletes == set(), handler

@@ -14,12 +14,12 @@ from infra_support import (
 )
 
 TRAINING_ORDER = [
-    ("GatherEmbeddings", "functions.training.handler.gather_embeddings"),
-    ("TrainClassifier", "functions.training.handler.train_classifier"),
-    ("EvaluateFaceNet", "functions.training.handler.evaluate_facenet"),
-    ("EvaluateRekognition", "functions.training.handler.evaluate_rekognition"),
-    ("PublishModel", "functions.training.handler.publish_model"),
-    ("WriteReport", "functions.training.handler.write_report"),
+    ("GatherEmbeddings", "functions.training.gather.handler"),
+    ("TrainClassifier", "functions.training.fit.handler"),
+    ("EvaluateFaceNet", "functions.training.evaluate.handler"),
+    ("EvaluateRekognition", "functions.training.evaluate_rekognition.handler"),
+    ("PublishModel", "functions.training.publish.handler"),
+    ("WriteReport", "functions.training.write_report.handler"),
 ]
 THROTTLING = {
     "Lambda.TooManyRequestsException",

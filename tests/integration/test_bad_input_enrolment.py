@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facerec.pipeline import PhotoInput, PhotoOutcome
+from facerec.flows.enrol import PhotoInput, PhotoOutcome
 from facerec.storage.local import BUCKETS
 
 pytestmark = pytest.mark.model
@@ -117,11 +117,11 @@ def files_under(root: Path) -> set[str]:
     return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}
 
 
-def bucket_keys(pipeline) -> dict[str, set[str]]:
+def bucket_keys(local) -> dict[str, set[str]]:
     return {
-        "ingest": set(pipeline.ingest.keys()),
-        "faces": set(pipeline.faces.keys()),
-        "quarantine": set(pipeline.quarantine.keys()),
+        "ingest": set(local.stores.ingest.keys()),
+        "faces": set(local.stores.faces.keys()),
+        "quarantine": set(local.stores.quarantine.keys()),
     }
 
 
@@ -233,13 +233,13 @@ def build_cases(sample_set: Path) -> list[Case]:
     ]
 
 
-def test_a_batch_of_good_and_bad_photos(pipeline, sample_set, tmp_path):
+def test_a_batch_of_good_and_bad_photos(local, sample_set, tmp_path):
     cases = build_cases(sample_set)
     assert len({case.sha256 for case in cases}) == len(cases)
     workspace = tmp_path / "workspace"
     seen: list[PhotoOutcome] = []
 
-    outcomes = pipeline.enrol([case.item for case in cases], on_outcome=seen.append)
+    outcomes = local.enrol([case.item for case in cases], on_outcome=seen.append)
 
     # Every photo has exactly one outcome, with the exact status, code and face count.
     assert seen == outcomes
@@ -260,7 +260,7 @@ def test_a_batch_of_good_and_bad_photos(pipeline, sample_set, tmp_path):
     # Names: NFD "Iñaki Diaz" is stored in NFC; "../evil" and "../../escape.jpg" are refused.
     inaki = unicodedata.normalize("NFC", "Iñaki Diaz")
     assert outcome_of[f"{inaki}/iñaki.jpg"].person == inaki
-    assert [face.photo_key for face in pipeline.catalog.faces(inaki)] == [f"{inaki}/iñaki.jpg"]
+    assert [face.photo_key for face in local.stores.catalog.faces(inaki)] == [f"{inaki}/iñaki.jpg"]
     assert "may not start with '.'" in outcome_of["../evil/x.jpg"].reason
     assert "photo name" in outcome_of["ben_afflek/../../escape.jpg"].reason
 
@@ -270,7 +270,7 @@ def test_a_batch_of_good_and_bad_photos(pipeline, sample_set, tmp_path):
         ("exif-orientation-8.jpg", 4, "ben_afflek"),
     ]:
         original = upright(sample(sample_set, "train", person, index))
-        record = pipeline.catalog.get_photo(f"{person}/{name}")
+        record = local.stores.catalog.get_photo(f"{person}/{name}")
         assert (record.width, record.height) == original.size
 
     # The tiled photo: madonna's face (the leftmost) is chosen by similarity to her other
@@ -280,7 +280,7 @@ def test_a_batch_of_good_and_bad_photos(pipeline, sample_set, tmp_path):
     assert tile.rule == "reference"
     tile_faces = [
         face
-        for face in pipeline.catalog.faces(labelled_only=False)
+        for face in local.stores.catalog.faces(labelled_only=False)
         if face.photo_key == f"madonna/{TILE_NAME}"
     ]
     assert len(tile_faces) == 3
@@ -297,14 +297,14 @@ def test_a_batch_of_good_and_bad_photos(pipeline, sample_set, tmp_path):
     # The catalog holds every photo with a valid key, with its status; no rows for the others.
     valid = [case for case in cases if case.code != "invalid_label"]
     for case in valid:
-        record = pipeline.catalog.get_photo(case.key)
+        record = local.stores.catalog.get_photo(case.key)
         assert (record.status, record.face_count, record.sha256) == (
             case.status,
             case.faces,
             case.sha256,
         ), case.key
     enrolled = [case for case in cases if case.status == "enrolled"]
-    counts = pipeline.catalog.counts()
+    counts = local.stores.catalog.counts()
     assert counts == {
         "people": 6,
         "photos": len(valid),
@@ -316,12 +316,13 @@ def test_a_batch_of_good_and_bad_photos(pipeline, sample_set, tmp_path):
         "models": 0,
     }
 
-    # Blobs: the enrolled photos' bytes, one crop per face, the refused bytes and their reason.
-    keys = bucket_keys(pipeline)
-    assert keys["ingest"] == {case.key for case in enrolled}
-    for case in enrolled:
-        assert pipeline.ingest.get(case.key) == case.data
-    all_faces = pipeline.catalog.faces(labelled_only=False)
+    # Blobs: every upload with a valid key as it was uploaded (enrolled or not: the user's),
+    # one crop per face, the refused bytes and their reason.
+    keys = bucket_keys(local)
+    assert keys["ingest"] == {case.key for case in valid}
+    for case in valid:
+        assert local.stores.ingest.get(case.key) == case.data
+    all_faces = local.stores.catalog.faces(labelled_only=False)
     assert keys["faces"] == {face.crop_key for face in all_faces}
     assert len(keys["faces"]) == len(all_faces)
     refused = [case for case in cases if case.status != "enrolled"]
@@ -329,8 +330,8 @@ def test_a_batch_of_good_and_bad_photos(pipeline, sample_set, tmp_path):
         f"{case.sha256}{suffix}" for case in refused for suffix in (".bin", ".json")
     }
     for case in refused:
-        assert pipeline.quarantine.get(f"{case.sha256}.bin") == case.data
-        reason = json.loads(pipeline.quarantine.get(f"{case.sha256}.json"))
+        assert local.stores.quarantine.get(f"{case.sha256}.bin") == case.data
+        reason = json.loads(local.stores.quarantine.get(f"{case.sha256}.json"))
         outcome = outcome_of[case.key]
         assert reason == {"key": case.key, "code": case.code, "reason": outcome.reason}
 
@@ -344,11 +345,11 @@ def test_a_batch_of_good_and_bad_photos(pipeline, sample_set, tmp_path):
 
     # The same batch again (the Iñaki name now in NFC) changes nothing, and the same bytes
     # under another name are a duplicate.
-    before = (pipeline.catalog.counts(), bucket_keys(pipeline), files_under(tmp_path))
+    before = (local.stores.catalog.counts(), bucket_keys(local), files_under(tmp_path))
     original = cases[1]
     again = [PhotoInput(unicodedata.normalize("NFC", c.person), c.name, c.data) for c in cases]
     copy = Case("elton_john", "copy-of-ben.jpg", original.data, "duplicate")
-    second = by_key(pipeline.enrol([*again, copy.item]))
+    second = by_key(local.enrol([*again, copy.item]))
 
     assert len(second) == len(cases) + 1
     for case in valid:
@@ -359,15 +360,23 @@ def test_a_batch_of_good_and_bad_photos(pipeline, sample_set, tmp_path):
     assert second[copy.key].status == "duplicate"
     assert second[copy.key].faces == 1
     assert original.key in second[copy.key].reason
-    assert pipeline.catalog.get_photo(copy.key) is None
-    assert (pipeline.catalog.counts(), bucket_keys(pipeline), files_under(tmp_path)) == before
+    assert local.stores.catalog.get_photo(copy.key) is None
+    counts, keys, files = before  # only the new upload was added, as uploaded
+    keys = {**keys, "ingest": keys["ingest"] | {copy.key}}
+    files = sorted([*files, f"workspace/ingest/{copy.key}"])
+    assert local.stores.ingest.get(copy.key) == original.data
+    assert (local.stores.catalog.counts(), bucket_keys(local), sorted(files_under(tmp_path))) == (
+        counts,
+        keys,
+        files,
+    )
 
 
-def test_same_bytes_twice_in_one_batch_are_enrolled_once(pipeline, sample_set):
+def test_same_bytes_twice_in_one_batch_are_enrolled_once(local, sample_set):
     """The duplicate check must also see photos enrolled earlier in the same batch: the same
     bytes under two names (here two people) must not give two labelled faces."""
     data = sample(sample_set, "train", "ben_afflek", 2).read_bytes()
-    outcomes = pipeline.enrol(
+    outcomes = local.enrol(
         [PhotoInput("ben_afflek", "a.jpg", data), PhotoInput("madonna", "copy.jpg", data)]
     )
     outcome_of = by_key(outcomes)
@@ -376,17 +385,18 @@ def test_same_bytes_twice_in_one_batch_are_enrolled_once(pipeline, sample_set):
         "madonna/copy.jpg": "duplicate",
     }
     assert "ben_afflek/a.jpg" in outcome_of["madonna/copy.jpg"].reason
-    assert pipeline.catalog.counts()["faces"] == 1
-    assert pipeline.catalog.faces("madonna") == []
-    assert set(pipeline.ingest.keys()) == {"ben_afflek/a.jpg"}
+    assert local.stores.catalog.counts()["faces"] == 1
+    assert local.stores.catalog.faces("madonna") == []
+    # both uploads are kept as they came; only one was enrolled
+    assert set(local.stores.ingest.keys()) == {"ben_afflek/a.jpg", "madonna/copy.jpg"}
 
 
-def test_a_jpeg_truncated_inside_its_header_does_not_stop_the_batch(pipeline, sample_set):
+def test_a_jpeg_truncated_inside_its_header_does_not_stop_the_batch(local, sample_set):
     """Cut inside its header, a JPEG makes Pillow raise OSError from Image.open; the photo must
     be rejected as corrupt and the photos around it enrolled."""
     first, second = (sample(sample_set, "train", "mindy_kaling", i) for i in (5, 6))
     cut = first.read_bytes()[:300]
-    outcomes = pipeline.enrol(
+    outcomes = local.enrol(
         [
             PhotoInput("mindy_kaling", "first.jpg", first.read_bytes()),
             PhotoInput("mindy_kaling", "cut.jpg", cut),
@@ -398,17 +408,17 @@ def test_a_jpeg_truncated_inside_its_header_does_not_stop_the_batch(pipeline, sa
         ("mindy_kaling/first.jpg", "enrolled", ""),
         ("mindy_kaling/second.jpg", "enrolled", ""),
     ]
-    assert pipeline.quarantine.get(f"{hashlib.sha256(cut).hexdigest()}.bin") == cut
+    assert local.stores.quarantine.get(f"{hashlib.sha256(cut).hexdigest()}.bin") == cut
 
 
-def test_photos_with_the_same_stem_never_share_a_crop(pipeline, sample_set):
+def test_photos_with_the_same_stem_never_share_a_crop(local, sample_set):
     """ "a.jpg" and "a.png" of one person are two photos, but face N of either is named
     "<Person>/a-N.png". The second photo must not overwrite the first one's crop: either each
     keeps its own crop, or the second is refused with a reason naming the first."""
     jpeg = sample(sample_set, "train", "ben_afflek", 2).read_bytes()
     png = encode(upright(sample(sample_set, "train", "ben_afflek", 3)), "PNG")
     outcome_of = by_key(
-        pipeline.enrol(
+        local.enrol(
             [PhotoInput("ben_afflek", "a.jpg", jpeg), PhotoInput("ben_afflek", "a.png", png)]
         )
     )
@@ -417,15 +427,18 @@ def test_photos_with_the_same_stem_never_share_a_crop(pipeline, sample_set):
     assert second.status in ("enrolled", "rejected")
     if second.status == "rejected":
         assert "ben_afflek/a.jpg" in second.reason
-    faces = pipeline.catalog.faces(labelled_only=False)
+    faces = local.stores.catalog.faces(labelled_only=False)
     assert len(faces) == (2 if second.status == "enrolled" else 1)
     assert len({face.crop_key for face in faces}) == len(faces)
-    assert set(pipeline.faces.keys()) == {face.crop_key for face in faces}
+    assert set(local.stores.faces.keys()) == {face.crop_key for face in faces}
     # Each stored crop is the crop of its own face: embedding it again gives its embedding.
     crops = np.stack(
-        [np.asarray(Image.open(io.BytesIO(pipeline.faces.get(face.crop_key)))) for face in faces]
+        [
+            np.asarray(Image.open(io.BytesIO(local.stores.faces.get(face.crop_key))))
+            for face in faces
+        ]
     )
-    again = pipeline.analyser.embedder.embed(crops)
+    again = local.analyser.embedder.embed(crops)
     for face, embedding in zip(faces, again, strict=True):
         assert float(face.embedding @ embedding) > 0.99, face.photo_key
 
@@ -434,18 +447,18 @@ def test_more_faces_than_the_limit_are_rejected(tmp_path, assets, analyser, samp
     """With at most 2 faces per photo, the three-face tile is refused as too_many_faces."""
     from dataclasses import replace
 
-    from facerec.pipeline import FaceAnalyser
-    from facerec.runtime import local_pipeline
+    from facerec.interfaces.local import LocalDeployment
+    from facerec.vision.analyser import FaceAnalyser
 
     strict = FaceAnalyser(
         analyser.detector, analyser.embedder, replace(analyser.settings, max_faces=2)
     )
-    pipeline = local_pipeline(tmp_path / "workspace", assets.cache_dir, analyser=strict)
+    local = LocalDeployment(tmp_path / "workspace", strict)
     data = three_face_photo(sample_set)
-    [outcome] = pipeline.enrol([PhotoInput("madonna", "three.jpg", data)])
+    [outcome] = local.enrol([PhotoInput("madonna", "three.jpg", data)])
     assert (outcome.status, outcome.code, outcome.faces) == ("rejected", "too_many_faces", 0)
     assert "3 faces; at most 2" in outcome.reason
-    assert pipeline.catalog.get_photo("madonna/three.jpg").status == "rejected"
-    assert pipeline.catalog.counts()["faces"] == 0
-    assert list(pipeline.faces.keys()) == []
-    assert pipeline.quarantine.get(f"{hashlib.sha256(data).hexdigest()}.bin") == data
+    assert local.stores.catalog.get_photo("madonna/three.jpg").status == "rejected"
+    assert local.stores.catalog.counts()["faces"] == 0
+    assert list(local.stores.faces.keys()) == []
+    assert local.stores.quarantine.get(f"{hashlib.sha256(data).hexdigest()}.bin") == data

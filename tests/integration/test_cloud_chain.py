@@ -16,6 +16,7 @@ stands in for `lambda:Invoke` and calls the handler named by the function's Imag
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import io
 import json
@@ -27,6 +28,7 @@ from pathlib import Path
 from unittest import mock
 
 import boto3
+import numpy as np
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -35,15 +37,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # infra/ and functions/ import from the repo root
     sys.path.insert(0, str(REPO_ROOT))
 
-from facerec.classifier import holdout_split  # noqa: E402
-from facerec.rekognition import external_image_id  # noqa: E402
-from facerec.workflow import gather  # noqa: E402
+from facerec.engines.classifier import holdout_split  # noqa: E402
+from facerec.flows.train import gather  # noqa: E402
+from facerec.storage.rekognition import external_image_id  # noqa: E402
 from tests.functions.support import (  # noqa: E402
+    ENV,
     api_event,
     b64,
+    cloud_environment,
     index_params,
     indexed_response,
     object_created_event,
+    object_deleted_event,
     sample_photos,
     search_params,
     search_response,
@@ -180,7 +185,7 @@ class LocalLambda:
         logical_id = FunctionName.split(":")[6]
         module_name, function_name = self.handlers[logical_id].rsplit(".", 1)
         handler = getattr(importlib.import_module(module_name), function_name)
-        self.calls.append(function_name)
+        self.calls.append(module_name)
         event = json.loads(Payload or b"{}")
         response = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
         try:
@@ -318,41 +323,33 @@ def run_chain(app, session, stubber, definition, invoker, sample_set) -> None:
     # 3. Rekognition's answers for the held-out crops (the split is seeded: known in advance):
     #    the crop's own FaceId first (it was indexed too, and must be skipped), then the
     #    best training face of the right person; evaluate_rekognition searches them in the
-    #    split's order, then write_report (after publish_model) in the catalog's
+    #    catalog's order, once: the report reads the runs the evaluation stored
     training_set = gather(app.catalog, settings.crop_method)
     _, test_index = holdout_split(training_set.labels, 0.25, 7)
-    held_out = [str(training_set.crop_keys[i]) for i in test_index]
-    in_catalog_order = [face.crop_key for face in app.catalog.faces() if face.crop_key in held_out]
-    for searched in (held_out, in_catalog_order):
-        for key in searched:
-            person = key.split("/")[0]
-            same = next(
-                other
-                for other in face_ids
-                if other.split("/")[0] == person and other not in held_out
-            )
-            stubber.add_response(
-                "search_faces_by_image",
-                search_response([(face_ids[key], 99.99), (face_ids[same], 98.5)]),
-                search_params(1 + len(held_out), settings.collection_id),
-            )
-        stubber.add_response(
-            "describe_collection",
-            {"FaceCount": len(face_ids), "FaceModelVersion": "7.0"},
-            {"CollectionId": settings.collection_id},
+    held_out = {str(training_set.crop_keys[i]) for i in test_index}
+    for key in [face.crop_key for face in app.catalog.faces() if face.crop_key in held_out]:
+        person = key.split("/")[0]
+        same = next(
+            other for other in face_ids if other.split("/")[0] == person and other not in held_out
         )
+        stubber.add_response(
+            "search_faces_by_image",
+            search_response([(face_ids[key], 99.99), (face_ids[same], 98.5)]),
+            search_params(1 + len(held_out), settings.collection_id),
+        )
+    stubber.add_response(
+        "describe_collection",
+        {"FaceCount": len(face_ids), "FaceModelVersion": "7.0"},
+        {"CollectionId": settings.collection_id},
+    )
 
     # 4. the training workflow as synthesized, executed end to end
     sfn = session.client("stepfunctions")
     described = run_execution(sfn, definition, {"seed": 7, "test_size": 0.25})
     assert described["status"] == "SUCCEEDED", described
     assert invoker.calls == [
-        "gather_embeddings",
-        "train_classifier",
-        "evaluate_facenet",
-        "evaluate_rekognition",
-        "publish_model",
-        "write_report",
+        f"functions.training.{step}"
+        for step in ("gather", "fit", "evaluate", "evaluate_rekognition", "publish", "write_report")
     ]
     stubber.assert_no_pending_responses()
     output = json.loads(described["output"])
@@ -362,10 +359,10 @@ def run_chain(app, session, stubber, definition, invoker, sample_set) -> None:
     report = json.loads(
         s3.get_object(Bucket=settings.reports_bucket, Key=output["report_key"])["Body"].read()
     )
-    assert report["engines"]["facenet"]["faces"] == len(held_out)
-    assert report["engines"]["facenet"]["accuracy"] >= 0.75
-    assert report["engines"]["rekognition"]["accuracy"] == 1.0
-    assert report["engines"]["rekognition"]["excluded_face_ids"] == len(held_out)
+    assert report["engines"]["facenet"]["held_out_faces"] == len(held_out)
+    assert report["engines"]["facenet"]["accuracy_all"] >= 0.75
+    assert report["engines"]["rekognition"]["accuracy_all"] == 1.0
+    assert report["engines"]["rekognition"]["describe"]["excluded_face_ids"] == len(held_out)
     # the comparison report of both engines, written after publishing
     assert output["report_html_key"] == f"{model_id}/comparison.html"
     assert output["report_json_key"] == f"{model_id}/comparison.json"
@@ -397,3 +394,69 @@ def run_chain(app, session, stubber, definition, invoker, sample_set) -> None:
         assert body["model_id"] == model_id
         correct += body["faces"][0]["facenet"]["person"] == photo.parent.name
     assert correct >= len(val) - 1
+
+
+def test_a_bad_photo_replacing_an_enrolled_one_keeps_the_upload_and_clears_its_faces(
+    assets, analyser, sample_set
+):
+    """A user re-uploads an enrolled photo's key with bytes that are not a photo. The chain
+    keeps the upload as it is, quarantines it with its reason, and removes what came from
+    the old photo: its crop (align), then, from the crop's "Object Deleted" event, its
+    vector and its person's centroid (embed) and its FaceId and row (index)."""
+    from functions.align_faces.handler import handler as align
+    from functions.embed_faces.handler import handler as embed
+    from functions.index_faces.handler import handler as index
+
+    kept, replaced = sample_photos(sample_set, "train", 2)[:2]
+    with cloud_environment(analyser, assets.weights) as cloud:
+        ingest, faces = ENV["INGEST_BUCKET"], ENV["FACES_BUCKET"]
+        face_ids = {}
+        for number, photo in enumerate((kept, replaced)):
+            key = f"ben_afflek/{photo.name}"
+            assert align(cloud.put(ingest, key, photo.read_bytes()))["status"] == "enrolled"
+            crop = f"ben_afflek/{photo.stem}-0.png"
+            event = cloud.put(faces, crop, cloud.get(faces, crop))
+            assert embed(event)["vectors"] == "stored"
+            face_ids[crop] = f"face-{number}"
+            external = external_image_id(crop)
+            cloud.stubber.add_response(
+                "index_faces", indexed_response(face_ids[crop], external), index_params(external)
+            )
+            assert index(event)["status"] == "indexed"
+        old_crop = f"ben_afflek/{replaced.stem}-0.png"
+        kept_crop = f"ben_afflek/{kept.stem}-0.png"
+        assert set(cloud.vectors(ENV["FACE_VECTOR_INDEX"])) == {old_crop, kept_crop}
+
+        key = f"ben_afflek/{replaced.name}"
+        result = align(cloud.put(ingest, key, b"not a photo at all"))
+
+        assert (result["status"], result["code"]) == ("rejected", "not_an_image")
+        assert cloud.get(ingest, key) == b"not a photo at all"  # the upload, untouched
+        digest = hashlib.sha256(b"not a photo at all").hexdigest()
+        assert cloud.get(ENV["QUARANTINE_BUCKET"], f"{digest}.bin") == b"not a photo at all"
+        reason = json.loads(cloud.get(ENV["QUARANTINE_BUCKET"], f"{digest}.json"))
+        assert (reason["key"], reason["code"]) == (key, "not_an_image")
+        assert cloud.keys(faces) == [kept_crop]  # the old photo's crop is deleted
+        assert [face.crop_key for face in cloud.app.catalog.faces("ben_afflek")] == [kept_crop]
+        assert cloud.app.catalog.get_photo(key).status == "rejected"
+
+        # S3 announces the deleted crop to the embed and index functions
+        deleted = object_deleted_event(faces, old_crop)
+        cloud.stubber.add_response(
+            "delete_faces",
+            {"DeletedFaces": [face_ids[old_crop]]},
+            {"CollectionId": ENV["COLLECTION_ID"], "FaceIds": [face_ids[old_crop]]},
+        )
+        assert embed(deleted)["vectors"] == "deleted"
+        assert index(deleted)["status"] == "deleted"
+        cloud.stubber.assert_no_pending_responses()
+
+        vectors = cloud.vectors(ENV["FACE_VECTOR_INDEX"])
+        assert set(vectors) == {kept_crop}
+        (centroid,) = cloud.vectors(ENV["CENTROID_VECTOR_INDEX"]).values()
+        np.testing.assert_allclose(centroid[1], vectors[kept_crop][1], atol=1e-6)
+        rows = cloud.items(ENV["FACE_INDEX_TABLE"])
+        assert [row["face_id"]["S"] for row in rows] == [face_ids[kept_crop]]
+        collection = ENV["COLLECTION_ID"]
+        assert cloud.app.catalog.indexing_state(collection, old_crop) is None
+        assert cloud.app.catalog.indexing_state(collection, kept_crop)["state"] == "indexed"

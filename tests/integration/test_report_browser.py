@@ -19,11 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facerec.comparison import cleanup, compare, prepare_rekognition, split_faces
-from facerec.pipeline import TrainOptions
-from facerec.rekognition import UnavailableEngine, external_image_id
-from facerec.report import SECTIONS, render
-from facerec.workflow import fit, gather
+from facerec.analysis.comparison import compare_model, run_rekognition
+from facerec.analysis.report.html import SECTIONS, render
+from facerec.core.settings import TrainOptions
+from facerec.engines.facenet import FaceNetEngine
+from facerec.flows.evaluate import EngineRun
+from facerec.flows.train import evaluate, fit, gather
+from facerec.flows.train import held_out as train_held_out
+from facerec.storage.rekognition import FaceCollection, cleanup, external_image_id
 from tests.functions.support import (
     index_params,
     indexed_response,
@@ -43,24 +46,41 @@ NO_CREDENTIALS = "no AWS credentials found (this test runs offline)"
 def held_out_model(enrolled):
     """A model with the default seeded 25 % held out, fitted on the enrolled catalog without
     publishing it (the session's ``enrolled`` workspace stays as it is)."""
-    pipeline, _, _ = enrolled
-    training_set = gather(pipeline.catalog, pipeline.settings.crop_method)
-    model, _ = fit(training_set, TrainOptions(), pipeline.analyser.describe())
+    local, _, _ = enrolled
+    training_set = gather(local.stores.catalog, local.settings.crop_method)
+    model, _ = fit(training_set, TrainOptions(), local.analyser.describe())
     return model
+
+
+def comparison_of(local, model, rekognition: EngineRun) -> dict:
+    """The comparison of ``model`` as `facerec report` makes it: FaceNet and the nearest face
+    evaluated on the held-out faces, ``rekognition``'s run beside them, FaceNet's identify
+    path timed on each held-out photo."""
+    training_set = gather(local.stores.catalog, local.settings.crop_method)
+    runs = {**evaluate(model, training_set, local.stores.faces.get), "rekognition": rekognition}
+    return compare_model(local.stores, local.analyser, FaceNetEngine(lambda: model), model, runs)
+
+
+def split(local, model):
+    """(the training part's faces, the held-out faces) of ``model`` in ``local``'s catalog."""
+    training_set = gather(local.stores.catalog, local.settings.crop_method)
+    _, held_out = train_held_out(model, training_set, local.stores.faces.get)
+    ids = {face.face_id for face in held_out}
+    return [face for face in local.labelled_faces() if face.face_id not in ids], held_out
 
 
 @pytest.fixture(scope="module")
 def facenet_only(enrolled, held_out_model):
-    pipeline, _, _ = enrolled
-    return compare(pipeline, held_out_model, UnavailableEngine("rekognition", NO_CREDENTIALS))
+    local, _, _ = enrolled
+    return comparison_of(local, held_out_model, EngineRun("rekognition", reason=NO_CREDENTIALS))
 
 
 @pytest.fixture(scope="module")
 def two_engines(enrolled, held_out_model):
     """Both engines: the training crops indexed (one refused) and every held-out crop searched,
     through the Stubber: one answer names the wrong person, one crop has no face for it."""
-    pipeline, _, _ = enrolled
-    training, held_out = split_faces(pipeline.labelled_faces(), held_out_model)
+    local, _, _ = enrolled
+    training, held_out = split(local, held_out_model)
     with stubbed_rekognition() as (client, stubber):
         stubber.add_response(
             "describe_collection", describe_response(), {"CollectionId": COLLECTION}
@@ -74,7 +94,6 @@ def two_engines(enrolled, held_out_model):
             face_ids[face.crop_key] = f"{i:08d}-0000-4000-8000-000000000000"
             response = indexed_response(face_ids[face.crop_key], external)
             stubber.add_response("index_faces", response, index_params(external))
-        engine, gallery = prepare_rekognition(client, COLLECTION, training, pipeline.faces.get)
         by_person = {}
         for face in training[1:]:
             by_person.setdefault(face.person, face_ids[face.crop_key])
@@ -88,19 +107,22 @@ def two_engines(enrolled, held_out_model):
                     expected_params=search_params(),
                 )
                 continue
-            other = next(person for person in sorted(by_person) if person != face.person)
-            person, similarity = (other, 71.25) if i == 0 else (face.person, 99.1 - i / 10)
+            other = next(person for person in sorted(by_person) if person != face.truth)
+            person, similarity = (other, 71.25) if i == 0 else (face.truth, 99.1 - i / 10)
             matches = search_response([(by_person[person], similarity)])
             stubber.add_response("search_faces_by_image", matches, search_params())
         stubber.add_response(
             "describe_collection", describe_response(), {"CollectionId": COLLECTION}
         )
-        comparison = compare(pipeline, held_out_model, engine, gallery)
+        run, gallery = run_rekognition(
+            client, COLLECTION, training, held_out, local.stores.faces.get
+        )
+        comparison = comparison_of(local, held_out_model, run)
         ids = sorted(gallery.face_people)
         stubber.add_response(
             "delete_faces", {"DeletedFaces": ids}, {"CollectionId": COLLECTION, "FaceIds": ids}
         )
-        assert cleanup(engine.collection, gallery) == {
+        assert cleanup(FaceCollection(client, COLLECTION), gallery) == {
             "faces_deleted": len(ids),
             "collection_deleted": False,
         }
@@ -110,9 +132,9 @@ def two_engines(enrolled, held_out_model):
 def test_facenet_answers_are_the_classifiers_on_the_held_out_photos(
     enrolled, held_out_model, facenet_only
 ):
-    pipeline, _, _ = enrolled
+    local, _, _ = enrolled
     comparison = facenet_only
-    _, held_out = split_faces(pipeline.labelled_faces(), held_out_model)
+    _, held_out = split(local, held_out_model)
     assert len(comparison["faces"]) == len(held_out) == 23
     expected = held_out_model.identify(np.stack([face.embedding for face in held_out]))
     answers = [face["answers"]["facenet"] for face in comparison["faces"]]
@@ -122,7 +144,7 @@ def test_facenet_answers_are_the_classifiers_on_the_held_out_photos(
         [answer["score"] for answer in answers], expected.probabilities, atol=0.02
     )
     np.testing.assert_allclose(
-        [answer["open_set_score"] for answer in answers], expected.scores, atol=0.02
+        [answer["engine_score"] for answer in answers], expected.scores, atol=0.02
     )
     facenet = comparison["engines"]["facenet"]
     assert facenet["open_set"] == {
@@ -131,6 +153,8 @@ def test_facenet_answers_are_the_classifiers_on_the_held_out_photos(
     }
     assert facenet["accuracy_all"] >= 0.9 and facenet["refusals"] == []
     assert all(0 < answer["seconds"] < 30 for answer in answers)
+    # FaceNet's whole identify path, timed on each held-out photo, prices the FaceNet path
+    assert facenet["seconds"]["count"] == len(held_out)
     assert comparison["cost"]["seconds_per_photo"] == facenet["seconds"]["mean"]
     assert comparison["cost"]["stored_faces"] == 69
     rekognition = comparison["engines"]["rekognition"]
@@ -144,9 +168,9 @@ def test_facenet_answers_are_the_classifiers_on_the_held_out_photos(
 def test_the_nearest_engine_searches_the_training_part_on_the_same_faces(
     enrolled, held_out_model, facenet_only
 ):
-    pipeline, _, _ = enrolled
+    local, _, _ = enrolled
     comparison = facenet_only
-    _, held_out = split_faces(pipeline.labelled_faces(), held_out_model)
+    _, held_out = split(local, held_out_model)
     identifier = held_out_model.open_set
     assert len(identifier.gallery_) == held_out_model.metadata["split"]["train_faces"] == 69
     labels, scores = identifier.predict_with_score(np.stack([face.embedding for face in held_out]))
@@ -161,7 +185,7 @@ def test_the_nearest_engine_searches_the_training_part_on_the_same_faces(
         "unknown": int((labels == "unknown").sum()),
         "threshold": pytest.approx(threshold),
     }
-    truth = np.array([face.person for face in held_out])
+    truth = np.array([face.truth for face in held_out])
     assert nearest["correct"] == int((labels == truth).sum())
     assert nearest["accuracy_all"] >= 0.8 and nearest["refusals"] == []
     calibrations = comparison["model"]
@@ -306,11 +330,11 @@ def _load(connection, page: Path) -> dict:
     reason="needs Chromium at /usr/bin/chromium: `apt-get install chromium` (CI installs it)",
 )
 def test_reports_render_in_headless_chromium(facenet_only, two_engines, enrolled, tmp_path):
-    pipeline, _, _ = enrolled
+    local, _, _ = enrolled
     facenet_only_comparison = facenet_only
     pages = []
     for name, comparison in (("facenet-only", facenet_only), ("two-engines", two_engines[0])):
-        html, _ = render(comparison, pipeline.faces.get)
+        html, _ = render(comparison, local.stores.faces.get)
         path = tmp_path / f"{name}.html"
         path.write_text(html, encoding="utf-8")
         pages.append((path, html.count("<img ")))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from facerec.api import identify
-from facerec.classifier import FaceClassifier
-from facerec.images import decode_image
-from facerec.pipeline import TrainOptions, read_labelled_folder
-from facerec.server import local_services
+from facerec.core.settings import TrainOptions
+from facerec.engines.classifier import FaceClassifier
+from facerec.flows.enrol import read_labelled_folder
+from facerec.flows.identify import identify_photo
+from facerec.vision.images import decode_image
 
 pytestmark = pytest.mark.model
 
@@ -31,13 +34,13 @@ def test_enrolment_outcomes_match_the_sample_set(enrolled):
 
 
 def test_multi_face_photos_label_only_the_named_person(enrolled):
-    pipeline, outcomes, _ = enrolled
-    everyone = pipeline.catalog.faces(labelled_only=False)
+    local, outcomes, _ = enrolled
+    everyone = local.stores.catalog.faces(labelled_only=False)
     for outcome in (outcome for outcome in outcomes if outcome.faces > 1):
         faces = [face for face in everyone if face.photo_key == outcome.key]
         others = [
             face.embedding
-            for face in pipeline.catalog.faces(outcome.person)
+            for face in local.stores.catalog.faces(outcome.person)
             if face.photo_key != outcome.key
         ]
         centroid = np.mean(others, axis=0)
@@ -50,26 +53,26 @@ def test_multi_face_photos_label_only_the_named_person(enrolled):
 
 
 def test_every_face_has_a_png_crop_stored(enrolled):
-    pipeline, _, _ = enrolled
-    faces = pipeline.catalog.faces(labelled_only=False)
+    local, _, _ = enrolled
+    faces = local.stores.catalog.faces(labelled_only=False)
     assert len(faces) == 97
-    crop = decode_image(pipeline.faces.get(faces[0].crop_key))
+    crop = decode_image(local.stores.faces.get(faces[0].crop_key))
     assert crop.shape == (160, 160, 3)
     assert faces[0].crop_key.endswith("-0.png")
-    assert all(pipeline.faces.exists(face.crop_key) for face in faces)
+    assert all(local.stores.faces.exists(face.crop_key) for face in faces)
 
 
 def test_val_accuracy_on_held_out_photos(enrolled, sample_set):
-    pipeline, _, _ = enrolled
-    evaluation = pipeline.evaluate_photos(read_labelled_folder(sample_set / "val", print))
+    local, _, _ = enrolled
+    evaluation = local.evaluate_photos(read_labelled_folder(sample_set / "val", print))
     assert evaluation["photos"] == 25
     assert evaluation["photo_accuracy"] >= 0.96
     assert evaluation["refused"] == []
 
 
 def test_same_person_embeddings_are_closer_than_different_people(enrolled):
-    pipeline, _, _ = enrolled
-    faces = pipeline.catalog.faces()
+    local, _, _ = enrolled
+    faces = local.stores.catalog.faces()
     vectors = np.stack([face.embedding for face in faces])
     people = np.array([face.person for face in faces])
     similarity = vectors @ vectors.T
@@ -81,9 +84,12 @@ def test_same_person_embeddings_are_closer_than_different_people(enrolled):
 
 
 def test_embedding_is_the_same_at_batch_1_and_batch_32(enrolled, analyser):
-    pipeline, _, _ = enrolled
+    local, _, _ = enrolled
     crops = np.stack(
-        [decode_image(pipeline.faces.get(face.crop_key)) for face in pipeline.catalog.faces()[:40]]
+        [
+            decode_image(local.stores.faces.get(face.crop_key))
+            for face in local.stores.catalog.faces()[:40]
+        ]
     )
     batched = analyser.embedder.embed(crops)
     single = np.concatenate([analyser.embedder.embed(crop[None]) for crop in crops[:3]])
@@ -101,9 +107,11 @@ def test_batched_detection_matches_one_photo_at_a_time(analyser, sample_set):
 
 
 def test_identify_names_every_face_with_box_and_probability(enrolled, sample_set):
-    pipeline, _, model = enrolled
+    local, _, model = enrolled
     photo = sorted((sample_set / "val" / "madonna").glob("*.jpg"))[0]
-    answer = identify(local_services(pipeline), photo.read_bytes(), ("facenet", "nearest"))
+    answer = identify_photo(
+        local.analyser, local.engines, ("facenet", "nearest"), photo.read_bytes()
+    )
     assert answer["model_id"] == model.model_id
     assert answer["faces"], "no face found"
     best = max(answer["faces"], key=lambda face: face["box"]["width"] * face["box"]["height"])
@@ -114,9 +122,9 @@ def test_identify_names_every_face_with_box_and_probability(enrolled, sample_set
     assert set(best["box"]) == {"left", "top", "width", "height"}
 
 
-def test_train_with_holdout_records_metadata_and_evaluation(pipeline, sample_set):
-    pipeline.enrol(read_labelled_folder(sample_set / "train", print))
-    model, evaluation = pipeline.train(TrainOptions(test_size=0.25, seed=7))
+def test_train_with_holdout_records_metadata_and_evaluation(local, sample_set):
+    local.enrol(read_labelled_folder(sample_set / "train", print))
+    model, evaluation = local.train(TrainOptions(test_size=0.25, seed=7))
     meta = model.metadata
     assert evaluation["faces"] == meta["split"]["test_faces"] == 23
     assert evaluation["accuracy"] >= 0.9
@@ -128,34 +136,41 @@ def test_train_with_holdout_records_metadata_and_evaluation(pipeline, sample_set
     assert meta["crop"] == {"method": "aligned", "margin": 32, "size": 160}
     assert {"scikit-learn", "tensorflow-cpu", "numpy", "mtcnn"} <= set(meta["libraries"])
     assert meta["labels"] == sorted(meta["labels"]) and len(meta["labels"]) == 5
-    again = pipeline.evaluate_holdout()
+    again = local.evaluate_holdout()
     assert again["accuracy"] == evaluation["accuracy"]
-    assert isinstance(pipeline.current_model().classifier, FaceClassifier)
-    assert pipeline.reports.exists(f"{model.model_id}/holdout-evaluation.json")
+    assert isinstance(local.current_model().classifier, FaceClassifier)
+    assert local.stores.reports.exists(f"{model.model_id}/holdout-evaluation.json")
 
 
-def test_select_c_picks_from_the_thesis_grid(pipeline, sample_set):
-    pipeline.enrol(read_labelled_folder(sample_set / "train", print))
-    model, _ = pipeline.train(TrainOptions(select_c=True, test_size=0.0))
+def test_select_c_picks_from_the_thesis_grid(local, sample_set):
+    local.enrol(read_labelled_folder(sample_set / "train", print))
+    model, _ = local.train(TrainOptions(select_c=True, test_size=0.0))
     table = model.metadata["classifier"]["c_selection"]
     assert [row["C"] for row in table] == [0.01, 0.25, 0.5, 1.0, 2.0, 10.0, 100.0]
     assert model.metadata["classifier"]["C"] == max(table, key=lambda row: row["mean"])["C"]
 
 
-def test_new_bytes_under_a_known_key_replace_the_old_crops(pipeline, sample_set):
-    from facerec.pipeline import PhotoInput
+def test_new_bytes_under_a_known_key_replace_the_old_crops(local, sample_set):
+    from facerec.flows.enrol import PhotoInput
 
     train = sample_set / "train"
     two_faces = train / "elton_john" / "httpssmediacacheakpinimgcomxfcfcbaeaeddabbjpg.jpg"
     one_face = sorted((train / "elton_john").glob("*.jpg"))[0]
-    [first] = pipeline.enrol([PhotoInput("elton_john", "x.jpg", two_faces.read_bytes())])
-    assert first.faces == 2 and pipeline.faces.exists("elton_john/x-1.png")
-    [second] = pipeline.enrol([PhotoInput("elton_john", "x.jpg", one_face.read_bytes())])
+    [first] = local.enrol([PhotoInput("elton_john", "x.jpg", two_faces.read_bytes())])
+    assert first.faces == 2 and local.stores.faces.exists("elton_john/x-1.png")
+    [second] = local.enrol([PhotoInput("elton_john", "x.jpg", one_face.read_bytes())])
     assert second.status == "enrolled" and second.faces == 1
-    assert pipeline.faces.exists("elton_john/x-0.png")
-    assert not pipeline.faces.exists("elton_john/x-1.png")
-    [third] = pipeline.enrol([PhotoInput("elton_john", "x.jpg", b"garbage")])
+    assert local.stores.faces.exists("elton_john/x-0.png")
+    assert not local.stores.faces.exists("elton_john/x-1.png")
+    [third] = local.enrol([PhotoInput("elton_john", "x.jpg", b"garbage")])
     assert third.code == "not_an_image"
-    assert not pipeline.ingest.exists("elton_john/x.jpg")
-    assert not pipeline.faces.exists("elton_john/x-0.png")
-    assert pipeline.catalog.faces("elton_john") == []
+    # the user's upload is kept as uploaded, and quarantined with its reason
+    assert local.stores.ingest.get("elton_john/x.jpg") == b"garbage"
+    digest = hashlib.sha256(b"garbage").hexdigest()
+    assert local.stores.quarantine.get(f"{digest}.bin") == b"garbage"
+    reason = json.loads(local.stores.quarantine.get(f"{digest}.json"))
+    assert (reason["key"], reason["code"]) == ("elton_john/x.jpg", "not_an_image")
+    # what came from the old photo is gone: its crops and its faces with their embeddings
+    assert not local.stores.faces.exists("elton_john/x-0.png")
+    assert local.stores.catalog.faces("elton_john", labelled_only=False) == []
+    assert local.stores.catalog.get_photo("elton_john/x.jpg").status == "rejected"

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facerec.alignment import TEMPLATE_160, align_face, crop, crop_with_margin, similarity_transform
-from facerec.detection import Face
+from facerec.vision.alignment import (
+    TEMPLATE_160,
+    align_face,
+    crop,
+    crop_with_margin,
+    similarity_transform,
+)
+from facerec.vision.detection import Face
 
 
 def test_similarity_transform_recovers_rotation_scale_and_shift():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from facerec.assets import AssetPaths, ensure_assets, verify_weights
-from facerec.errors import AssetError
+from facerec.core.errors import AssetError
+from facerec.vision.assets import AssetPaths, ensure_assets, verify_weights
 
 
 def test_missing_weights_name_the_fix(tmp_path):

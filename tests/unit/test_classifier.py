@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facerec.classifier import (
+from facerec.core.errors import NotEnoughData
+from facerec.engines.classifier import (
     C_GRID,
     FaceClassifier,
     cross_validate,
@@ -13,7 +14,6 @@ from facerec.classifier import (
     require_photos_per_class,
     select_c,
 )
-from facerec.errors import NotEnoughData
 
 
 def clusters(counts: dict[str, int], spread: float = 0.35, seed: int = 0):

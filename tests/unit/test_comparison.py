@@ -1,7 +1,12 @@
-"""The comparison: the cost model's arithmetic across Rekognition's price tiers, the records
-of a comparison, the nearest-face engine on a small hand-made gallery, and Rekognition's
-gallery and answers through botocore's Stubber on a real boto3 client (responses shaped as the
-service returns them, validated against its model)."""
+"""The comparison (facerec.analysis.comparison): the cost model's arithmetic across
+Rekognition's price tiers, the comparison ``compare`` assembles from the runs of the one
+evaluation (facerec.flows.evaluate) on a small hand-made gallery, the hybrid replayed on them,
+FaceNet's identify path timed, and Rekognition's gallery and answers through botocore's Stubber
+on a real boto3 client (responses shaped as the service returns them, validated against its
+model).
+
+The shared scenario (three people, six training faces, five held-out faces, their crops and
+the recorded runs) is imported by test_report.py too."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
+from tempfile import TemporaryDirectory
 from types import SimpleNamespace
 
 import boto3
@@ -16,45 +23,40 @@ import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 
-from facerec import comparison as comparison_module
-from facerec.comparison import (
-    FACENET_SCORE,
-    NEAREST_SCORE,
-    NEAREST_THRESHOLDS,
-    EngineRun,
-    RekognitionGallery,
-    assemble,
-    box_overlap,
-    cleanup,
-    collection_gallery,
+from facerec.analysis import comparison as comparison_module
+from facerec.analysis.comparison import (
+    MEASURED_LOCALLY,
     compare,
+    compare_model,
     cost_model,
     enrolment_refusals,
     hybrid_routing,
-    index_gallery,
-    lambda_cost,
-    prepare_rekognition,
-    rekognition_image_cost,
     rekognition_unavailable,
-    run_facenet,
-    run_nearest,
     run_rekognition,
-    split_faces,
+    time_identify,
     training_history,
 )
-from facerec.errors import NotEnoughData
-from facerec.evaluation import DEFAULT_THRESHOLDS
-from facerec.images import encode_png
-from facerec.models import FaceNetAnswers, TrainedModel
-from facerec.openset import OpenSetIdentifier
-from facerec.rekognition import (
+from facerec.core.costs import hybrid_costs, lambda_cost, plain_usd, rekognition_image_cost
+from facerec.core.errors import CorruptImage, EngineUnavailable, NotEnoughData
+from facerec.core.records import FaceRecord, PhotoRecord
+from facerec.engines.base import Answer, Identification
+from facerec.engines.classifier import FaceClassifier
+from facerec.engines.facenet import FaceNetEngine, TrainedModel
+from facerec.engines.openset import OpenSetIdentifier
+from facerec.engines.rekognition import RekognitionEngine
+from facerec.flows.evaluate import EngineRun, run_engine
+from facerec.flows.train import TrainingSet, evaluate, held_out, local_engines
+from facerec.storage.local import local_stores
+from facerec.storage.rekognition import (
     FaceCollection,
-    RekognitionEngine,
-    UnavailableEngine,
+    RekognitionGallery,
+    cleanup,
+    collection_gallery,
     external_image_id,
+    index_gallery,
 )
-from facerec.storage.local import FolderBlobStore, SqliteCatalog
-from facerec.storage.ports import FaceRecord, PhotoRecord
+from facerec.vision.images import encode_png
+from tests.factories import face_record, unit_vector
 from tests.functions.support import (
     ENV,
     index_params,
@@ -66,84 +68,200 @@ from tests.functions.support import (
 
 COLLECTION = ENV["COLLECTION_ID"]
 LABELS = ["ann", "bob", "cy"]
+MODEL_ID = "20261128T120000Z-abcdef12"
+FACENET_TIMED = "per photo: decode, detect, crop, embed, classify, open-set score"
 
 
-def face(person: str, name: str) -> FaceRecord:
-    """A labelled face of photo ``<person>/<name>.jpg`` (its crop is ``<name>-0.png``)."""
-    return FaceRecord(
-        f"{person}/{name}.jpg#0",
-        f"{person}/{name}.jpg",
-        0,
-        person,
-        (10, 10, 110, 130),
-        0.99,
-        f"{person}/{name}-0.png",
-        "aligned",
-        np.zeros(128, np.float32),
-    )
+def unit(**axes: float) -> np.ndarray:
+    """A unit float32 (128,) vector from weights on axes ``a0`` .. ``a127``."""
+    vector = np.zeros(128, np.float32)
+    for axis, weight in axes.items():
+        vector[int(axis[1:])] = weight
+    return unit_vector(vector)
 
 
-TRAINING = [face(p, n) for p, n in [("ann", "a1"), ("ann", "a2"), ("bob", "b1")]]
-TRAINING += [face(p, n) for p, n in [("bob", "b2"), ("cy", "c1"), ("cy", "c2")]]
-HELD_OUT = [face(p, n) for p, n in [("ann", "ah1"), ("ann", "ah2"), ("bob", "bh1")]]
-HELD_OUT += [face("bob", "bh2"), face("cy", "ch1")]
+def labelled(person: str, name: str, embedding: np.ndarray) -> FaceRecord:
+    """The labelled face of photo ``<person>/<name>.jpg`` (its crop is ``<name>-0.png``)."""
+    return replace(face_record(f"{person}/{name}.jpg", 0, person), embedding=embedding)
+
+
+# The training part: two faces per person on their own axis. Every leave-one-person-out
+# impostor score is 0 - 0, so the calibrated "unknown" threshold is exactly 0.
+TRAINING = [
+    labelled(person, name, unit(**{f"a{axis}": 1}))
+    for person, name, axis in [
+        ("ann", "a1", 0),
+        ("ann", "a2", 0),
+        ("bob", "b1", 1),
+        ("bob", "b2", 1),
+        ("cy", "c1", 2),
+        ("cy", "c2", 2),
+    ]
+]
+# The held-out part, and the nearest face's answer to each: the person of the nearest face,
+# accepted when its open-set score (cosine to that person's centroid minus the mean cosine to
+# the other people's) is above 0.
+HELD_OUT_RECORDS = [
+    labelled("ann", "ah1", unit(a0=1)),  # ann: 1 - 0
+    labelled("ann", "ah2", unit(a0=1, a1=0.5)),  # ann: 0.894 - (0.447 + 0) / 2
+    labelled("bob", "bh1", unit(a0=0.8, a1=0.6)),  # nearest to ann: 0.8 - (0.6 + 0) / 2, wrong
+    labelled("bob", "bh2", unit(a1=1)),  # bob: 1 - 0
+    labelled("cy", "ch1", unit(a3=1)),  # like nobody enrolled: 0 - 0, not above 0: "unknown"
+]
+NEAREST_EXPECTED = [
+    ("ann", 1.0),
+    ("ann", 0.8944272 - 0.4472136 / 2),
+    ("ann", 0.5),
+    ("bob", 1.0),
+    ("unknown", 0.0),
+]
+HELD_OUT_IDS = [item.face_id for item in HELD_OUT_RECORDS]
+ENROLLED = TRAINING + HELD_OUT_RECORDS  # the labelled faces in catalog (face id) order
 CROPS = {
     item.crop_key: encode_png(np.full((160, 160, 3), 40 + 7 * i, np.uint8))
-    for i, item in enumerate(TRAINING + HELD_OUT)
+    for i, item in enumerate(ENROLLED)
 }
-
-
-def facenet_answer(person: str, probability: float, open_set: float, seconds: float) -> dict:
-    """One FaceNet answer as run_facenet records it."""
-    return {
-        "person": person,
-        "score": probability,
-        "open_set_score": open_set,
-        "accepted": person != "unknown",
-        "seconds": seconds,
-    }
-
-
-# FaceNet's answers for the held-out faces, as run_facenet records them: one wrong (bob as ann).
-FACENET_ANSWERS = {
-    HELD_OUT[0].face_id: facenet_answer("ann", 0.91, 0.52, 0.21),
-    HELD_OUT[1].face_id: facenet_answer("ann", 0.85, 0.44, 0.25),
-    HELD_OUT[2].face_id: facenet_answer("bob", 0.77, 0.18, 0.30),
-    HELD_OUT[3].face_id: facenet_answer("ann", 0.31, 0.05, 0.20),
-    HELD_OUT[4].face_id: facenet_answer("cy", 0.88, 0.36, 0.24),
-}
-# A weaker FaceNet for the hybrid (Rekognition, stubbed: right on ann, ann, bob's second face;
-# wrong on bob's first; refuses cy's): FaceNet right on 1 and 2 only, "unknown" on cy's face.
-HYBRID_ANSWERS = {
-    HELD_OUT[0].face_id: facenet_answer("bob", 0.52, 0.10, 0.25),
-    HELD_OUT[1].face_id: facenet_answer("ann", 0.93, 0.40, 0.25),
-    HELD_OUT[2].face_id: facenet_answer("bob", 0.81, 0.30, 0.25),
-    HELD_OUT[3].face_id: facenet_answer("ann", 0.64, 0.20, 0.25),
-    HELD_OUT[4].face_id: facenet_answer("unknown", 0.47, 0.05, 0.25),
+# The labelled faces as the training workflow gathers them.
+TRAINING_SET = TrainingSet(
+    np.array([item.face_id for item in ENROLLED]),
+    np.array([item.crop_key for item in ENROLLED]),
+    np.array([item.person for item in ENROLLED]),
+    np.stack([item.embedding for item in ENROLLED]).astype(np.float32),
+)
+# The service's nearest engine's calibration (every labelled face), as fit writes it.
+SERVICE_NEAREST = {
+    "threshold": 0.3503,
+    "far_target": 0.01,
+    "method": "leave-one-person-out",
+    "impostor_scores": 11,
+    "impostor_false_accepts": 1,
+    "score": "centroid cosine minus mean of the 20 nearest other centroids",
+    "cohort": 20,
+    "calibrated_at": "2026-11-28T12:00:00+00:00",
+    "gallery": "every labelled face (11)",
 }
 
 
 def model_with_split(test_face_ids: list[str], **extra) -> TrainedModel:
-    """A trained model's metadata as Pipeline.train writes it (the classifier is not used),
-    plus ``extra`` metadata keys."""
+    """A trained model's metadata as fit writes it (no classifier, no open-set part), plus
+    ``extra`` metadata keys."""
     return TrainedModel(
         None,
         {
             **extra,
-            "model_id": "20261128T120000Z-abcdef12",
+            "model_id": MODEL_ID,
             "created_at": "2026-11-28T12:00:00+00:00",
             "labels": LABELS,
+            "classifier": {"kind": "SVC", "kernel": "linear", "C": 10.0},
+            "embedding": {"model_id": "facenet-keras-128"},
+            "crop": {"method": "aligned", "margin": 0.2, "size": 160},
             "cv": {"folds": 2, "mean": 0.9, "std": 0.05, "scores": [0.85, 0.95]},
             "split": {
                 "test_size": 0.25,
                 "seed": 42,
-                "train_faces": len(TRAINING),
+                "train_faces": len(ENROLLED) - len(test_face_ids),
                 "test_faces": len(test_face_ids),
                 "test_face_ids": test_face_ids,
             },
             "training_seconds": 0.04,
         },
     )
+
+
+def nearest_model(test_face_ids: list[str], **extra) -> TrainedModel:
+    """``model_with_split`` with a linear SVC and an open-set part fitted on the training part
+    (the hand-made gallery), and both calibrations in its metadata as fit writes them."""
+    held = set(test_face_ids)
+    training = [item for item in ENROLLED if item.face_id not in held]
+    X = np.stack([item.embedding for item in training])
+    y = np.array([item.person for item in training])
+    classifier = FaceClassifier(C=10.0).fit(X, y)
+    identifier = OpenSetIdentifier().fit(X, y, np.array([item.face_id for item in training]))
+    open_set = {
+        **identifier.calibration_.to_dict(),
+        "label": "the SVC's; unknown when the score is not above the threshold",
+        "gallery": f"the training part's {len(training)} faces",
+    }
+    model = model_with_split(test_face_ids, open_set=open_set, nearest=SERVICE_NEAREST, **extra)
+    return TrainedModel(classifier, model.metadata, identifier)
+
+
+# The held-out faces as the evaluation and the report see them (stored embedding, crop read
+# from the faces store on demand).
+_, HELD_OUT = held_out(model_with_split(HELD_OUT_IDS), TRAINING_SET, CROPS.__getitem__)
+
+
+def facenet_answer(
+    person: str, probability: float, open_set: float, seconds: float, candidate: str = ""
+) -> dict:
+    """One FaceNet answer as run_engine records it: ``score`` is the probability (the scale of
+    its threshold table), ``engine_score`` the open-set score hybrid routing reads,
+    ``candidate`` the SVC's label before the "unknown" threshold."""
+    return {
+        "person": person,
+        "candidate": candidate or person,
+        "probability": probability,
+        "score": probability,
+        "engine_score": open_set,
+        "accepted": person != "unknown",
+        "seconds": seconds,
+    }
+
+
+# FaceNet's recorded answers for the held-out faces: one wrong (bob as ann).
+FACENET_ANSWERS = {
+    HELD_OUT_IDS[0]: facenet_answer("ann", 0.91, 0.52, 0.21),
+    HELD_OUT_IDS[1]: facenet_answer("ann", 0.85, 0.44, 0.25),
+    HELD_OUT_IDS[2]: facenet_answer("bob", 0.77, 0.18, 0.30),
+    HELD_OUT_IDS[3]: facenet_answer("ann", 0.31, 0.05, 0.20),
+    HELD_OUT_IDS[4]: facenet_answer("cy", 0.88, 0.36, 0.24),
+}
+# A weaker FaceNet for the hybrid (Rekognition, stubbed: right on ann, ann, bob's second face;
+# wrong on bob's first; refuses cy's): FaceNet right on 1 and 2 only, "unknown" on cy's face.
+HYBRID_ANSWERS = {
+    HELD_OUT_IDS[0]: facenet_answer("bob", 0.52, 0.10, 0.25),
+    HELD_OUT_IDS[1]: facenet_answer("ann", 0.93, 0.40, 0.25),
+    HELD_OUT_IDS[2]: facenet_answer("bob", 0.81, 0.30, 0.25),
+    HELD_OUT_IDS[3]: facenet_answer("ann", 0.64, 0.20, 0.25),
+    HELD_OUT_IDS[4]: facenet_answer("unknown", 0.47, 0.05, 0.25, candidate="cy"),
+}
+
+
+def facenet_run(answers: dict = FACENET_ANSWERS, open_set_threshold: float | None = None):
+    """FaceNet's run on the held-out faces as load_runs reads it back from the reports store
+    (``open_set_threshold``: the model's "unknown" threshold, when it has one)."""
+    describe = {
+        "model_id": MODEL_ID,
+        "timed": "per face: one identify call on its stored embedding and crop",
+    }
+    if open_set_threshold is not None:
+        describe["open_set_threshold"] = open_set_threshold
+    stored = {"name": "facenet", "answers": answers, "describe": describe}
+    return EngineRun.from_dict(json.loads(json.dumps(stored)))
+
+
+def comparison_of(
+    model: TrainedModel,
+    runs: dict[str, EngineRun],
+    identify_seconds: list[float] | None = None,
+    stores=None,
+    **options,
+) -> dict:
+    """``compare`` on HELD_OUT and the training part's 6 faces. FaceNet's identify path took
+    its run's seconds per face unless ``identify_seconds`` says otherwise; ``stores`` default:
+    empty ones (no enrolment refusals, no earlier models)."""
+    if identify_seconds is None:
+        facenet = runs.get("facenet")
+        identify_seconds = [a["seconds"] for a in facenet.answers.values()] if facenet else []
+    arguments = (model, HELD_OUT, len(TRAINING), runs, identify_seconds)
+    if stores is not None:
+        return compare(stores, *arguments, **options)
+    with TemporaryDirectory() as root:
+        empty = local_stores(Path(root))
+        try:
+            return compare(empty, *arguments, **options)
+        finally:
+            empty.catalog.close()
 
 
 @contextmanager
@@ -218,119 +336,40 @@ def describe_response() -> dict:
     }
 
 
-def rekognition_run(client, stubber) -> tuple[EngineRun, RekognitionGallery]:
-    """Index the training crops and search with the held-out ones, all through the Stubber."""
-    collection = FaceCollection(client, COLLECTION)
-    people = stub_index_training(stubber)
-    gallery = index_gallery(collection, TRAINING, CROPS.__getitem__)
-    stub_searches(stubber, people)
+def stub_describe(stubber: Stubber) -> None:
     stubber.add_response("describe_collection", describe_response(), {"CollectionId": COLLECTION})
-    engine = RekognitionEngine(collection, gallery, 0.0)
-    return run_rekognition(engine, CROPS.__getitem__, HELD_OUT, gallery), gallery
+
+
+def rekognition_run(client, stubber) -> tuple[EngineRun, RekognitionGallery]:
+    """run_rekognition with every call through the Stubber: the collection exists, the
+    training crops are indexed into it, each held-out crop is searched."""
+    stub_describe(stubber)  # open_collection: it exists
+    people = stub_index_training(stubber)
+    stub_searches(stubber, people)
+    stub_describe(stubber)  # the engine's describe: its face-model version
+    return run_rekognition(client, COLLECTION, TRAINING, HELD_OUT, CROPS.__getitem__)
 
 
 def two_engine_comparison(
     client, stubber, answers: dict = FACENET_ANSWERS, metadata: dict | None = None, **options
 ) -> dict:
-    """FaceNet's recorded answers and Rekognition's stubbed ones on the same held-out faces
-    (``metadata``: extra model metadata)."""
+    """FaceNet's recorded answers (its "unknown" threshold 0.07) and Rekognition's stubbed
+    ones on the same held-out faces (``metadata``: extra model metadata)."""
     run, _ = rekognition_run(client, stubber)
-    facenet = EngineRun(
-        "facenet",
-        FACENET_SCORE,
-        DEFAULT_THRESHOLDS,
-        answers,
-        describe={
-            "timed": "per photo: decode, detect, crop, embed, classify, open-set score",
-            "open_set_threshold": 0.07,
-        },
-    )
-    model = model_with_split([item.face_id for item in HELD_OUT], **(metadata or {}))
-    return assemble(model, HELD_OUT, [facenet, run], len(TRAINING), [], [], **options)
-
-
-def unit(**axes: float) -> np.ndarray:
-    """A unit float32 (128,) vector from weights on axes ``a0`` .. ``a127``."""
-    vector = np.zeros(128, np.float32)
-    for axis, weight in axes.items():
-        vector[int(axis[1:])] = weight
-    return vector / np.linalg.norm(vector)
-
-
-# The nearest engine's hand-made gallery: two faces per person on their own axis. Every
-# leave-one-person-out impostor score is 0 - 0, so the calibrated threshold is exactly 0.
-GALLERY_PEOPLE = ["ann", "ann", "bob", "bob", "cy", "cy"]
-GALLERY_VECTORS = np.stack([unit(a0=1), unit(a0=1), unit(a1=1), unit(a1=1), unit(a2=1), unit(a2=1)])
-# Held-out faces with embeddings, and the nearest engine's answer to each: the person of the
-# nearest face, accepted when its open-set score (cosine to that person's centroid minus the
-# mean cosine to the other people's) is above 0.
-HELD_OUT_EMBEDDED = [
-    replace(item, embedding=vector)
-    for item, vector in zip(
-        HELD_OUT,
-        [
-            unit(a0=1),  # ann: 1 - 0
-            unit(a0=1, a1=0.5),  # ann: 0.894 - (0.447 + 0) / 2
-            unit(a0=0.8, a1=0.6),  # bob, nearest to ann: 0.8 - (0.6 + 0) / 2, wrong
-            unit(a1=1),  # bob: 1 - 0
-            unit(a3=1),  # cy, like nobody enrolled: 0 - 0, not above 0: "unknown"
-        ],
-        strict=True,
-    )
-]
-NEAREST_EXPECTED = [
-    ("ann", 1.0),
-    ("ann", 0.8944272 - 0.4472136 / 2),
-    ("ann", 0.5),
-    ("bob", 1.0),
-    ("unknown", 0.0),
-]
-# The service's nearest engine's calibration (every labelled face), as fit writes it.
-SERVICE_NEAREST = {
-    "threshold": 0.3503,
-    "far_target": 0.01,
-    "method": "leave-one-person-out",
-    "impostor_scores": 11,
-    "impostor_false_accepts": 1,
-    "score": "centroid cosine minus mean of the 20 nearest other centroids",
-    "cohort": 20,
-    "calibrated_at": "2026-11-28T12:00:00+00:00",
-    "gallery": "every labelled face (11)",
-}
-
-
-def nearest_model(test_face_ids: list[str], **extra) -> TrainedModel:
-    """``model_with_split`` with an open-set part fitted on the hand-made gallery, and both
-    calibrations in its metadata as fit writes them."""
-    identifier = OpenSetIdentifier().fit(
-        GALLERY_VECTORS, np.array(GALLERY_PEOPLE), np.array([f"g{i}" for i in range(6)])
-    )
-    open_set = {
-        **identifier.calibration_.to_dict(),
-        "label": "the SVC's; unknown when the score is not above the threshold",
-        "gallery": "the training part's 6 faces",
-    }
-    model = model_with_split(test_face_ids, open_set=open_set, nearest=SERVICE_NEAREST, **extra)
-    return TrainedModel(model.classifier, model.metadata, identifier)
+    model = model_with_split(HELD_OUT_IDS, **(metadata or {}))
+    runs = {"facenet": facenet_run(answers, 0.07), "rekognition": run}
+    return comparison_of(model, runs, **options)
 
 
 def three_engine_comparison(client, stubber, **options) -> dict:
     """FaceNet's recorded answers (threshold 0, none "unknown"), the nearest engine on the
-    hand-made gallery and Rekognition's stubbed answers, on the same held-out faces."""
+    hand-made gallery as the training workflow runs it, and Rekognition's stubbed answers, on
+    the same held-out faces."""
     run, _ = rekognition_run(client, stubber)
-    facenet = EngineRun(
-        "facenet",
-        FACENET_SCORE,
-        DEFAULT_THRESHOLDS,
-        FACENET_ANSWERS,
-        describe={
-            "timed": "per photo: decode, detect, crop, embed, classify, open-set score",
-            "open_set_threshold": 0.0,
-        },
-    )
-    model = nearest_model([item.face_id for item in HELD_OUT])
-    nearest = run_nearest(model, HELD_OUT_EMBEDDED)
-    return assemble(model, HELD_OUT, [facenet, nearest, run], len(TRAINING), [], [], **options)
+    model = nearest_model(HELD_OUT_IDS)
+    nearest = run_engine(local_engines(model)["nearest"], HELD_OUT)
+    runs = {"facenet": facenet_run(FACENET_ANSWERS, 0.0), "nearest": nearest, "rekognition": run}
+    return comparison_of(model, runs, **options)
 
 
 def hybrid_comparison(client, stubber, **options) -> dict:
@@ -373,6 +412,14 @@ def test_lambda_cost_is_gb_seconds_plus_requests():
     assert cost["total"] == pytest.approx(cost["compute"] + 0.20)
 
 
+def test_hybrid_costs_are_one_lambda_call_per_face_and_the_average_price_per_image():
+    facenet, call = hybrid_costs(0.25, 2048)
+    assert facenet == pytest.approx(0.25 * 2 * 0.0000166667 + 0.2 / 1e6)
+    assert call == pytest.approx(0.001)  # 1 M images a month: all in the first tier
+    assert hybrid_costs(0.25, 2048, 10_000_000)[1] == pytest.approx(0.00082)
+    assert plain_usd(0.00001) == "0.00001" and plain_usd(1.5) == "1.5"
+
+
 def test_cost_model_rows_and_assumptions():
     model = cost_model([1_000_000, 1_000], 0.5, 0.8, 2048, 100)
     assert [row["images"] for row in model["rows"]] == [1_000, 1_000_000]
@@ -397,6 +444,7 @@ def test_cost_model_rows_and_assumptions():
 
 def test_cost_model_says_where_the_facenet_path_was_timed():
     local = " ".join(cost_model([1_000], 0.5, 0.8, 3008, 10)["assumptions"])
+    assert f"Measured in {MEASURED_LOCALLY}" in local
     assert "Measured in this process on this machine, not in Lambda" in local
     where = "the write_report Lambda function at 3008 MB"
     cloud = " ".join(cost_model([1_000], 0.5, 0.8, 3008, 10, measured_in=where)["assumptions"])
@@ -410,23 +458,7 @@ def test_cost_model_refuses_volumes_that_are_not_positive(volumes):
         cost_model(volumes, 0.2, 0.3, 3008, 10)
 
 
-# ---- records -------------------------------------------------------------------------------
-
-
-def test_box_overlap():
-    assert box_overlap((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
-    assert box_overlap((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
-    assert box_overlap((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
-
-
-def test_split_faces_uses_the_models_held_out_ids():
-    everyone = TRAINING + HELD_OUT
-    training, held_out = split_faces(everyone, model_with_split([HELD_OUT[1].face_id]))
-    assert held_out == [HELD_OUT[1]] and len(training) == len(everyone) - 1
-    with pytest.raises(NotEnoughData, match="without a held-out part"):
-        split_faces(everyone, model_with_split([]))
-    with pytest.raises(NotEnoughData, match=r"1 held-out faces .* no longer enrolled"):
-        split_faces(TRAINING, model_with_split([HELD_OUT[0].face_id]))
+# ---- Rekognition's gallery and answers -----------------------------------------------------
 
 
 def test_index_gallery_maps_face_ids_and_records_refusals(rekognition):
@@ -436,6 +468,7 @@ def test_index_gallery_maps_face_ids_and_records_refusals(rekognition):
     assert gallery.face_people == people and len(people) == 5
     assert list(gallery.refused) == ["cy/c2-0.png"]
     assert "LOW_SHARPNESS" in gallery.refused["cy/c2-0.png"]
+    assert gallery.exclude == frozenset() and not gallery.created_collection
     assert gallery.people(["nope", *people][:3]) == {
         face_id: people[face_id] for face_id in list(people)[:2]
     }
@@ -445,7 +478,11 @@ def test_a_collection_filled_at_enrolment_names_training_faces_and_excludes_held
     # The chain indexed every labelled crop, held-out ones too; one training crop is missing.
     indexed = {f"face-{i}": item.crop_key for i, item in enumerate(TRAINING[:-1] + HELD_OUT)}
     gallery = collection_gallery(
-        COLLECTION, indexed, TRAINING, HELD_OUT, lambda key: f"refused: {key}"
+        COLLECTION,
+        indexed,
+        {item.crop_key: item.person for item in TRAINING},
+        (face.crop_key for face in HELD_OUT),
+        lambda key: f"refused: {key}",
     )
     assert gallery.collection_id == COLLECTION and not gallery.created_collection
     assert gallery.face_people == {f"face-{i}": item.person for i, item in enumerate(TRAINING[:-1])}
@@ -455,21 +492,32 @@ def test_a_collection_filled_at_enrolment_names_training_faces_and_excludes_held
 
 def test_rekognition_run_records_answers_refusals_and_timings(rekognition):
     client, stubber = rekognition
-    run, _ = rekognition_run(client, stubber)
-    answers = [run.answers[item.face_id] for item in HELD_OUT]
+    run, gallery = rekognition_run(client, stubber)
+    assert (run.name, run.reason) == ("rekognition", "")
+    answers = [run.answers[face.face_id] for face in HELD_OUT]
     assert [answer["person"] for answer in answers] == ["ann", "ann", "cy", "bob", None]
+    assert [answer["candidate"] for answer in answers] == ["ann", "ann", "cy", "bob", None]
     assert [answer["score"] for answer in answers] == [99.62, 98.2, 84.0, 97.03, None]
+    assert [answer["similarity"] for answer in answers] == [99.62, 98.2, 84.0, 97.03, None]
+    assert [answer["engine_score"] for answer in answers] == [99.62, 98.2, 84.0, 97.03, None]
+    assert [answer["accepted"] for answer in answers] == [True, True, True, True, False]
     assert "found no face" in answers[4]["reason"]
     assert all(answer["seconds"] >= 0 for answer in answers)
-    assert run.gallery_refusals[0]["crop_key"] == "cy/c2-0.png"
+    assert run.gallery_refusals == (
+        {"crop_key": "cy/c2-0.png", "reason": gallery.refused["cy/c2-0.png"]},
+    )
     assert run.describe["face_model_version"] == "7.0"
     assert run.describe["min_similarity"] == 0.0
+    assert run.describe["collection_id"] == COLLECTION
+    assert not gallery.created_collection and len(gallery.face_people) == 5
+    json.dumps(run.to_dict(), allow_nan=False)
 
 
 def test_excluded_face_ids_never_match_and_unmapped_matches_name_nobody(rekognition):
     client, stubber = rekognition
     collection = FaceCollection(client, COLLECTION)
     gallery = RekognitionGallery(COLLECTION, {"face-ann": "ann"}, exclude=frozenset({"held"}))
+    # One more match is asked for each excluded FaceId, so excluding never leaves none.
     stubber.add_response(
         "search_faces_by_image",
         search_response([("held", 99.9), ("face-ann", 96.5)]),
@@ -478,43 +526,128 @@ def test_excluded_face_ids_never_match_and_unmapped_matches_name_nobody(rekognit
     stubber.add_response(
         "search_faces_by_image", search_response([("face-elsewhere", 91.0)]), search_params(2)
     )
-    stubber.add_response("describe_collection", describe_response(), {"CollectionId": COLLECTION})
-    engine = RekognitionEngine(collection, gallery, 0.0)
-    run = run_rekognition(engine, CROPS.__getitem__, HELD_OUT[:2], gallery)
-    first, second = (run.answers[item.face_id] for item in HELD_OUT[:2])
-    assert (first["person"], first["score"]) == ("ann", 96.5)
-    assert (second["person"], second["score"]) == (None, 91.0)
+    stub_describe(stubber)
+    engine = RekognitionEngine(collection, gallery, 0.0, gallery.exclude)
+    run = run_engine(engine, HELD_OUT[:2])
+    first, second = (run.answers[face.face_id] for face in HELD_OUT[:2])
+    assert (first["person"], first["score"], first["accepted"]) == ("ann", 96.5, True)
+    # The match is outside the gallery: nobody named, a miss with its similarity.
+    assert (second["person"], second["candidate"], second["score"]) == ("unknown", None, 91.0)
+    assert second["accepted"] is False
     assert "not in the face index table" in second["reason"]
 
 
-def test_assemble_joins_both_engines_face_by_face(rekognition):
+def test_run_rekognition_creates_a_missing_collection_indexes_and_cleans_up(rekognition):
+    client, stubber = rekognition
+    stubber.add_client_error(
+        "describe_collection",
+        "ResourceNotFoundException",
+        f"The collection id: {COLLECTION} does not exist",
+        400,
+        expected_params={"CollectionId": COLLECTION},
+    )
+    stubber.add_response(
+        "create_collection",
+        {
+            "StatusCode": 200,
+            "CollectionArn": f"aws:rekognition:us-east-1:123456789012:collection/{COLLECTION}",
+            "FaceModelVersion": "7.0",
+        },
+        {"CollectionId": COLLECTION},
+    )
+    people = stub_index_training(stubber)
+    stub_searches(stubber, people)
+    stub_describe(stubber)
+    run, gallery = run_rekognition(client, COLLECTION, TRAINING, HELD_OUT, CROPS.__getitem__)
+    assert run.reason == "" and run.describe["min_similarity"] == 0.0  # closed set, as FaceNet
+    assert gallery.created_collection and gallery.face_people == people
+    ids = sorted(people)
+    stubber.add_response(
+        "delete_faces", {"DeletedFaces": ids}, {"CollectionId": COLLECTION, "FaceIds": ids}
+    )
+    stubber.add_response("delete_collection", {"StatusCode": 200}, {"CollectionId": COLLECTION})
+    collection = FaceCollection(client, COLLECTION)
+    assert cleanup(collection, gallery) == {"faces_deleted": 5, "collection_deleted": True}
+
+
+def test_run_rekognition_reports_an_aws_refusal_as_not_run(rekognition):
+    client, stubber = rekognition
+    stubber.add_client_error(
+        "describe_collection",
+        "AccessDeniedException",
+        "User is not authorized to perform: rekognition:DescribeCollection",
+        400,
+        expected_params={"CollectionId": COLLECTION},
+    )
+    run, gallery = run_rekognition(client, COLLECTION, TRAINING, HELD_OUT, CROPS.__getitem__)
+    assert gallery is None and run.name == "rekognition" and run.answers == {}
+    assert run.reason.startswith("AWS call failed: ")
+    assert "AccessDeniedException" in run.reason and "not authorized" in run.reason
+
+
+def test_an_aws_error_during_the_searches_keeps_the_gallery_to_clean_up(rekognition):
+    client, stubber = rekognition
+    stub_describe(stubber)
+    people = stub_index_training(stubber)
+    stubber.add_client_error(
+        "search_faces_by_image",
+        "ThrottlingException",
+        "Rate exceeded",
+        400,
+        expected_params=search_params(),
+    )
+    run, gallery = run_rekognition(client, COLLECTION, TRAINING, HELD_OUT, CROPS.__getitem__)
+    assert run.answers == {} and "ThrottlingException" in run.reason
+    assert gallery.face_people == people and not gallery.created_collection
+
+
+# ---- the comparison ------------------------------------------------------------------------
+
+
+def test_compare_joins_every_engine_face_by_face(rekognition):
     comparison = two_engine_comparison(*rekognition, memory_mb=2048, volumes=(1_000,))
     assert len(comparison["faces"]) == 5
     bob = comparison["faces"][2]
+    assert (bob["face_id"], bob["photo_key"]) == ("bob/bh1.jpg#0", "bob/bh1.jpg")
     assert bob["truth"] == "bob" and bob["crop_key"] == "bob/bh1-0.png"
-    assert bob["answers"]["facenet"]["person"] == "bob"
-    assert bob["answers"]["rekognition"] == {"person": "cy", "score": 84.0, "seconds": ANY}
+    assert bob["answers"]["facenet"] == FACENET_ANSWERS["bob/bh1.jpg#0"]
+    assert bob["answers"]["rekognition"] == {
+        "person": "cy",
+        "candidate": "cy",
+        "similarity": 84.0,
+        "score": 84.0,
+        "engine_score": 84.0,
+        "accepted": True,
+        "seconds": ANY,
+    }
     facenet, rekognition = comparison["engines"]["facenet"], comparison["engines"]["rekognition"]
     assert (facenet["correct"], facenet["answered"], facenet["accuracy_all"]) == (4, 5, 0.8)
+    assert facenet["closed_set_accuracy"] == 0.8
     assert (rekognition["correct"], rekognition["answered"]) == (3, 4)
     assert rekognition["accuracy_all"] == pytest.approx(0.6)
     assert [item["stage"] for item in rekognition["refusals"]] == ["identify", "gallery"]
     assert rekognition["evaluation"]["errors"] == [
         {"truth": "bob", "predicted": "cy", "score": 84.0}
     ]
+    # FaceNet's durations are its identify path's, described as such.
     assert facenet["seconds"]["mean"] == pytest.approx(1.2 / 5)
+    assert facenet["seconds"]["count"] == 5
+    assert facenet["describe"]["timed"] == FACENET_TIMED
     cost = comparison["cost"]
     assert cost["seconds_per_photo"] == pytest.approx(1.2 / 5) and cost["memory_mb"] == 2048
+    assert [row["images"] for row in cost["rows"]] == [1_000]
     assert cost["stored_faces"] == 5  # 6 training crops, one refused by IndexFaces
     assert comparison["model"]["people"] == 3 and comparison["model"]["test_faces"] == 5
-    json.dumps(comparison)  # JSON-ready
+    assert comparison["model"]["model_id"] == MODEL_ID
+    assert comparison["model"]["open_set"] is None and comparison["model"]["nearest"] is None
+    assert comparison["enrolment_refusals"] == [] and comparison["training_history"] == []
+    json.dumps(comparison, allow_nan=False)  # JSON-ready
 
 
 def test_an_engine_that_did_not_run_has_a_reason_and_no_answers():
-    facenet = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, FACENET_ANSWERS)
-    absent = EngineRun("rekognition", "similarity (0-100)", (), reason="no AWS credentials")
-    model = model_with_split([item.face_id for item in HELD_OUT])
-    comparison = assemble(model, HELD_OUT, [facenet, absent], len(TRAINING), [], [])
+    absent = EngineRun("rekognition", reason="no AWS credentials")
+    model = model_with_split(HELD_OUT_IDS)
+    comparison = comparison_of(model, {"facenet": facenet_run(), "rekognition": absent})
     assert comparison["engines"]["rekognition"] == {
         "name": "rekognition",
         "ran": False,
@@ -529,10 +662,52 @@ def test_an_engine_that_did_not_run_has_a_reason_and_no_answers():
     hybrid = comparison["hybrid"]
     assert set(hybrid) == {"ran", "reason"} and hybrid["ran"] is False
     assert "Rekognition did not run (no AWS credentials)" in hybrid["reason"]
-    alone = assemble(model, HELD_OUT, [facenet], len(TRAINING), [], [])["hybrid"]
+    alone = comparison_of(model, {"facenet": facenet_run()})["hybrid"]
     assert alone == {"ran": False, "reason": "Rekognition was not part of this comparison."}
     with pytest.raises(NotEnoughData, match="FaceNet run is missing"):
-        assemble(model, HELD_OUT, [absent], len(TRAINING), [], [])
+        comparison_of(model, {"rekognition": absent})
+    with pytest.raises(NotEnoughData, match="FaceNet run is missing"):
+        comparison_of(model, {"facenet": EngineRun("facenet", reason="no model")})
+
+
+def test_compare_reads_the_runs_of_the_one_evaluation_in_their_order():
+    model = nearest_model(HELD_OUT_IDS)
+    runs = evaluate(model, TRAINING_SET, CROPS.__getitem__)  # the training workflow's step
+    assert list(runs) == ["facenet", "nearest"]
+    runs["rekognition"] = EngineRun("rekognition", reason="no AWS credentials")
+    comparison = comparison_of(model, runs, identify_seconds=[0.2, 0.3])
+    engines = comparison["engines"]
+    assert list(engines) == ["facenet", "nearest", "rekognition"]
+    # FaceNet answers the SVC's label, accepted by the same open-set score as the nearest face.
+    facenet = [face["answers"]["facenet"] for face in comparison["faces"]]
+    nearest = [face["answers"]["nearest"] for face in comparison["faces"]]
+    persons = [person for person, _ in NEAREST_EXPECTED]
+    assert [answer["person"] for answer in facenet] == persons
+    assert [answer["person"] for answer in nearest] == persons
+    np.testing.assert_allclose(
+        [answer["engine_score"] for answer in facenet],
+        [score for _, score in NEAREST_EXPECTED],
+        atol=1e-6,
+    )
+    assert engines["facenet"]["correct"] == engines["nearest"]["correct"] == 3
+    assert engines["facenet"]["open_set"] == {"unknown": 1, "threshold": 0.0}
+    assert engines["nearest"]["open_set"] == {"unknown": 1, "threshold": 0.0}
+    # FaceNet's durations are those of the identify path, the others' their runs' per face.
+    assert engines["facenet"]["seconds"]["count"] == 2
+    assert engines["facenet"]["seconds"]["mean"] == pytest.approx(0.25)
+    assert engines["nearest"]["seconds"]["count"] == 5
+    assert not engines["rekognition"]["ran"] and comparison["hybrid"]["ran"] is False
+    assert set(comparison["faces"][0]["answers"]) == {"facenet", "nearest"}
+    assert comparison["model"]["train_faces"] == 6
+    # A model without an open-set part: no nearest engine to run, FaceNet never "unknown".
+    legacy = TrainedModel(model.classifier, model_with_split(HELD_OUT_IDS).metadata)
+    runs = evaluate(legacy, TRAINING_SET, CROPS.__getitem__)
+    assert list(runs) == ["facenet"]
+    comparison = comparison_of(legacy, runs, identify_seconds=[0.2])
+    assert list(comparison["engines"]) == ["facenet"]
+    assert all(face["answers"]["facenet"]["accepted"] for face in comparison["faces"])
+    assert comparison["engines"]["facenet"]["open_set"] == {"unknown": 0, "threshold": None}
+    assert comparison["model"]["open_set"] is None and comparison["model"]["nearest"] is None
 
 
 # ---- hybrid routing ------------------------------------------------------------------------
@@ -606,71 +781,51 @@ def test_a_facenet_that_answers_every_face_keeps_them_all_at_the_best_threshold(
     assert hybrid["best"]["rekognition_calls"] == 0 and hybrid["stored"] is None
 
 
+class FixedClassifier:
+    """Stands for FaceClassifier: the given (label, probability) of each embedding."""
+
+    def __init__(self, answers: dict[bytes, tuple[str, float]]):
+        self.answers = answers
+
+    def predict_with_probability(self, X) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [self.answers[np.asarray(row, np.float32).tobytes()] for row in X]
+        return np.array([label for label, _ in pairs]), np.array([p for _, p in pairs])
+
+
 def test_answers_without_an_open_set_score_route_on_their_probability():
-    # A run recorded before the open-set score: its probability stands in (identify answers
-    # with the probability for a model without an open-set part).
-    legacy = {
-        face_id: {key: answer[key] for key in ("person", "score", "seconds")}
-        for face_id, answer in FACENET_ANSWERS.items()
-    }
-    facenet = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, legacy)
+    # A model without an open-set part: FaceNet's own score is its probability, so routing
+    # reads the probability (as identify does for such a model).
+    answers = [FACENET_ANSWERS[face.face_id] for face in HELD_OUT]
+    classifier = FixedClassifier(
+        {
+            face.embedding.tobytes(): (answer["person"], answer["probability"])
+            for face, answer in zip(HELD_OUT, answers, strict=True)
+        }
+    )
+    model = TrainedModel(classifier, model_with_split(HELD_OUT_IDS, routing=0.5).metadata)
+    facenet = run_engine(FaceNetEngine(lambda: model), HELD_OUT)
+    recorded = [facenet.answers[face.face_id] for face in HELD_OUT]
+    assert [answer["person"] for answer in recorded] == [a["person"] for a in answers]
+    assert [answer["score"] for answer in recorded] == [a["probability"] for a in answers]
+    assert [answer["engine_score"] for answer in recorded] == pytest.approx(
+        [a["probability"] for a in answers]
+    )
+    assert facenet.describe["open_set_score"].startswith("none: a model without an open-set")
     rekognition = EngineRun(
         "rekognition",
-        "similarity (0-100)",
-        (),
-        {item.face_id: {"person": item.person, "score": 99.0, "seconds": 0.3} for item in HELD_OUT},
+        {face.face_id: {"person": face.truth, "score": 99.0, "seconds": 0.3} for face in HELD_OUT},
     )
-    model = model_with_split([item.face_id for item in HELD_OUT], routing=0.5)
     hybrid = hybrid_routing(model, HELD_OUT, facenet, rekognition, 0.25)
-    assert [p["threshold"] for p in hybrid["points"]] == [
-        "-inf",
-        0.31,
-        0.77,
-        0.85,
-        0.88,
-        0.91,
-        "inf",
-    ]
+    thresholds = [point["threshold"] for point in hybrid["points"]]
+    assert (thresholds[0], thresholds[-1]) == ("-inf", "inf")
+    assert thresholds[1:-1] == pytest.approx([0.31, 0.77, 0.85, 0.88, 0.91])
     assert hybrid["stored"]["routed"] == 1 and hybrid["stored"]["correct"] == 5  # 0.31 routed
-    assert hybrid["best"]["threshold"] == 0.77 and hybrid["best"]["correct"] == 5
+    assert hybrid["stored"]["metadata"] == 0.5
+    assert hybrid["best"]["threshold"] == pytest.approx(0.77) and hybrid["best"]["correct"] == 5
+    assert hybrid["score"] == "the SVC's probability (no open-set part)"
 
 
-# ---- the nearest-face engine ---------------------------------------------------------------
-
-
-def test_the_nearest_engine_names_the_nearest_person_or_unknown():
-    model = nearest_model([item.face_id for item in HELD_OUT])
-    assert model.open_set.calibration_.threshold == 0.0
-    run = run_nearest(model, HELD_OUT_EMBEDDED)
-    assert (run.name, run.score, run.thresholds, run.reason) == (
-        "nearest",
-        NEAREST_SCORE,
-        NEAREST_THRESHOLDS,
-        "",
-    )
-    answers = [run.answers[item.face_id] for item in HELD_OUT]
-    assert [answer["person"] for answer in answers] == [person for person, _ in NEAREST_EXPECTED]
-    np.testing.assert_allclose(
-        [answer["score"] for answer in answers], [score for _, score in NEAREST_EXPECTED], atol=1e-6
-    )
-    assert [answer["accepted"] for answer in answers] == [True, True, True, True, False]
-    assert all(0 <= answer["seconds"] < 1 for answer in answers)
-    assert run.describe["open_set_threshold"] == 0.0
-    assert run.describe["gallery_faces"] == 6 and run.describe["people"] == 3
-    assert run.describe["timed"].startswith("per face: gallery search of the stored embedding")
-    assert run.describe["calibration"] == "leave-one-person-out"
-    json.dumps(run.answers, allow_nan=False)
-
-
-def test_the_nearest_thresholds_cover_the_open_set_scale():
-    assert NEAREST_THRESHOLDS[0] == 0.0 and NEAREST_THRESHOLDS[-1] == 0.6
-    assert np.allclose(np.diff(NEAREST_THRESHOLDS), 0.05)
-
-
-def test_a_model_without_an_open_set_part_does_not_run_the_nearest_engine():
-    run = run_nearest(model_with_split([item.face_id for item in HELD_OUT]), HELD_OUT_EMBEDDED)
-    assert run.answers == {} and "no open-set gallery" in run.reason
-    assert "retrain" in run.reason
+# ---- the nearest-face engine in the comparison ---------------------------------------------
 
 
 def test_the_nearest_unknown_is_a_miss_and_counted_as_unknown(rekognition):
@@ -684,9 +839,9 @@ def test_the_nearest_unknown_is_a_miss_and_counted_as_unknown(rekognition):
     assert sorted(
         (error["truth"], error["predicted"]) for error in nearest["evaluation"]["errors"]
     ) == [("bob", "ann"), ("cy", "unknown")]
-    assert [row["threshold"] for row in nearest["evaluation"]["thresholds"]] == list(
-        NEAREST_THRESHOLDS
-    )
+    assert [row["threshold"] for row in nearest["evaluation"]["thresholds"]] == [
+        round(value, 2) for value in np.arange(0.0, 0.601, 0.05)
+    ]
     cy = comparison["faces"][4]["answers"]
     assert cy["nearest"]["person"] == "unknown" and cy["nearest"]["accepted"] is False
     assert comparison["model"]["open_set"]["impostor_scores"] == 6
@@ -698,95 +853,123 @@ def test_the_nearest_unknown_is_a_miss_and_counted_as_unknown(rekognition):
     json.dumps(comparison, allow_nan=False)
 
 
-def test_compare_runs_facenet_nearest_and_rekognition_in_that_order(tmp_path, monkeypatch):
-    model = nearest_model([item.face_id for item in HELD_OUT])
-    facenet = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, FACENET_ANSWERS)
-    monkeypatch.setattr(comparison_module, "run_facenet", lambda *_: facenet)
-    pipeline = SimpleNamespace(
-        labelled_faces=lambda: TRAINING + HELD_OUT_EMBEDDED,
-        catalog=SqliteCatalog(tmp_path / "catalog.sqlite"),
-        quarantine=FolderBlobStore(tmp_path / "q"),
-        models=FolderBlobStore(tmp_path / "m"),
-    )
-    comparison = compare(pipeline, model, UnavailableEngine("rekognition", "no AWS credentials"))
-    engines = comparison["engines"]
-    assert list(engines) == ["facenet", "nearest", "rekognition"]
-    assert engines["nearest"]["ran"] and engines["nearest"]["correct"] == 3
-    assert not engines["rekognition"]["ran"]
-    legacy = compare(
-        pipeline,
-        model_with_split([item.face_id for item in HELD_OUT]),
-        UnavailableEngine("rekognition", "no AWS credentials"),
-    )
-    assert legacy["engines"]["nearest"]["ran"] is False
-    assert "no open-set gallery" in legacy["engines"]["nearest"]["reason"]
-    assert legacy["model"]["open_set"] is None and legacy["model"]["nearest"] is None
+# ---- FaceNet's identify path, timed --------------------------------------------------------
 
 
-def fake_photo(*faces: tuple[tuple[int, int, int, int], str, float, float]) -> list:
-    """Analysed faces of one photo: (box, label, probability, open-set score) each."""
-    return [
-        SimpleNamespace(
-            embedding=np.full(128, index, np.float32),
-            face=SimpleNamespace(box=box),
-            answer=(label, probability, score),
-        )
-        for index, (box, label, probability, score) in enumerate(faces)
+class Clock:
+    """A perf_counter that moves only when told to."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Analyser:
+    """Stands for FaceAnalyser: ``analyse_photo(data)`` takes 0.1 s and returns one face
+    tagged with the photo, or raises CorruptImage for the photos in ``bad``."""
+
+    settings = SimpleNamespace(crop_method="aligned")
+
+    def __init__(self, clock: Clock, bad=()):
+        self.clock, self.bad, self.photos = clock, set(bad), []
+
+    def analyse_photo(self, data: bytes):
+        self.photos.append(data)
+        self.clock.advance(0.1)
+        if data in self.bad:
+            raise CorruptImage(f"{data!r} is not a photo")
+        face = SimpleNamespace(photo=data, crop=None, embedding=np.zeros(128, np.float32))
+        return np.zeros((8, 8, 3), np.uint8), [face]
+
+
+class TimedEngine:
+    """An engine whose answer takes 0.02 s; it cannot answer for the photos in ``refuse``."""
+
+    name, available, reason = "facenet", True, ""
+
+    def __init__(self, clock: Clock, refuse=()):
+        self.clock, self.refuse, self.asked = clock, set(refuse), []
+
+    def identify(self, faces) -> Identification:
+        self.asked.append([face.photo for face in faces])
+        self.clock.advance(0.02)
+        if any(face.photo in self.refuse for face in faces):
+            raise EngineUnavailable("no model to answer with")
+        return Identification(tuple(Answer("ann", 0.9) for _ in faces), {})
+
+    def describe(self) -> dict:
+        return {"engine": self.name}
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    """The comparison module's clock, moved by the fakes only."""
+    clock = Clock()
+    monkeypatch.setattr(comparison_module, "time", SimpleNamespace(perf_counter=clock))
+    return clock
+
+
+def test_time_identify_warms_up_once_and_times_each_usable_photo(clock):
+    analyser, engine = Analyser(clock, bad={b"bad"}), TimedEngine(clock, refuse={b"refused"})
+    photos = [b"p1", b"bad", b"p2", b"refused", b"p3"]
+    timings = time_identify(analyser, engine, photos)
+    # The first photo twice (one untimed warm-up), then every photo once.
+    assert analyser.photos == [b"p1", *photos]
+    assert engine.asked == [[b"p1"], [b"p1"], [b"p2"], [b"refused"], [b"p3"]]
+    # One timing per usable photo: decode to answer, 0.1 + 0.02 s; bad and refused left out.
+    assert timings == pytest.approx([0.12, 0.12, 0.12])
+    assert time_identify(analyser, engine, []) == []
+
+
+def test_compare_model_times_the_held_out_photos_it_finds(tmp_path, clock):
+    stores = local_stores(tmp_path)
+    for item in ENROLLED:
+        record = PhotoRecord(item.photo_key, item.person, f"sha-{item.photo_key}", "enrolled")
+        stores.catalog.put_photo(replace(record, face_count=1), [item])
+    for item in HELD_OUT_RECORDS[:4]:  # cy's held-out photo is no longer in the ingest store
+        stores.ingest.put(item.photo_key, item.photo_key.encode())
+    refused = {"key": "cy/dark.jpg", "code": "no_face", "reason": "no face found in the photo"}
+    stores.quarantine.put("aaa.json", json.dumps(refused).encode())
+    earlier = {
+        "model_id": "2026-a",
+        "labels": LABELS,
+        "split": {"train_faces": 4},
+        "training_seconds": 0.1,
+    }
+    stores.models.put("2026-a/metadata.json", json.dumps(earlier).encode())
+    model = nearest_model(HELD_OUT_IDS)
+    runs = evaluate(model, TRAINING_SET, CROPS.__getitem__)
+    analyser, engine = Analyser(clock, bad={b"bob/bh2.jpg"}), TimedEngine(clock)
+    comparison = compare_model(stores, analyser, engine, model, runs, 2048, (1_000,))
+    found = [item.photo_key.encode() for item in HELD_OUT_RECORDS[:4]]
+    assert analyser.photos == [found[0], *found]
+    seconds = comparison["engines"]["facenet"]["seconds"]
+    assert seconds["count"] == 3 and seconds["mean"] == pytest.approx(0.12)
+    assert comparison["cost"]["seconds_per_photo"] == pytest.approx(0.12)
+    assert comparison["cost"]["memory_mb"] == 2048
+    assert comparison["cost"]["stored_faces"] == len(TRAINING)
+    assert [face["face_id"] for face in comparison["faces"]] == HELD_OUT_IDS
+    assert comparison["engines"]["nearest"]["correct"] == 3
+    assert comparison["enrolment_refusals"] == [
+        {"photo_key": "cy/dark.jpg", "code": "no_face", "reason": "no face found in the photo"}
     ]
+    assert comparison["training_history"] == [
+        {"model_id": "2026-a", "people": 3, "train_faces": 4, "training_seconds": 0.1}
+    ]
+    stores.catalog.close()
 
 
-def test_run_facenet_records_the_open_set_answer_of_the_enrolled_face():
-    enrolled, elsewhere = (10, 10, 110, 130), (300, 300, 400, 420)
-    photos = {
-        HELD_OUT[0].photo_key: fake_photo(
-            (elsewhere, "bob", 0.6, 0.1), (enrolled, "ann", 0.9, 0.45)
-        ),
-        HELD_OUT[1].photo_key: fake_photo((enrolled, "unknown", 0.7, 0.12)),
-        HELD_OUT[2].photo_key: fake_photo((elsewhere, "bob", 0.8, 0.5)),
-        HELD_OUT[3].photo_key: fake_photo((enrolled, "unknown", 0.4, -np.inf)),
-    }
-    analysed = []
-    pipeline = SimpleNamespace(
-        ingest=SimpleNamespace(get=lambda key: key),
-        analyse_photo=lambda key: (None, analysed.append(key) or photos[key]),
-    )
-
-    def identify(embeddings):
-        items = photos[analysed[-1]]
-        assert embeddings.shape == (len(items), 128)
-        labels, probabilities, scores = zip(*(item.answer for item in items), strict=True)
-        return FaceNetAnswers(
-            np.array(labels), np.array(probabilities), np.array(scores, np.float32), 0.2
-        )
-
-    metadata = {
-        "classifier": {"kind": "SVC", "kernel": "linear", "C": 1.0},
-        "embedding": {"model_id": "facenet"},
-        "crop": {"method": "aligned"},
-        "open_set": {"score": "centroid cosine minus mean of the 20 nearest other centroids"},
-    }
-    model = SimpleNamespace(model_id="m", metadata=metadata, identify=identify)
-    run = run_facenet(pipeline, model, HELD_OUT[:4])
-    answers = [run.answers[item.face_id] for item in HELD_OUT[:4]]
-    assert {key: answers[0][key] for key in ("person", "accepted")} == {
-        "person": "ann",
-        "accepted": True,
-    }
-    assert answers[0]["score"] == 0.9 and answers[0]["open_set_score"] == pytest.approx(0.45)
-    assert (answers[1]["person"], answers[1]["accepted"]) == ("unknown", False)
-    assert answers[1]["score"] == 0.7 and answers[1]["open_set_score"] == pytest.approx(0.12)
-    assert answers[2]["person"] is None and answers[2]["accepted"] is False
-    assert answers[2]["open_set_score"] is None and "not found again" in answers[2]["reason"]
-    assert answers[3]["open_set_score"] is None  # -inf is not JSON: no score
-    assert run.describe["open_set_threshold"] == 0.2
-    assert run.describe["open_set_score"].startswith("centroid cosine")
-    assert analysed.count(HELD_OUT[0].photo_key) == 2  # the untimed warm-up call
-    json.dumps(run.answers, allow_nan=False)
+# ---- what the stores say -------------------------------------------------------------------
 
 
 def test_enrolment_refusals_and_training_history_come_from_the_stores(tmp_path):
-    catalog = SqliteCatalog(tmp_path / "catalog.sqlite")
-    quarantine, models = FolderBlobStore(tmp_path / "q"), FolderBlobStore(tmp_path / "m")
+    stores = local_stores(tmp_path)
+    catalog, quarantine, models = stores.catalog, stores.quarantine, stores.models
     refused = {"key": "ann/dark.jpg", "code": "no_face", "reason": "no face found in the photo"}
     quarantine.put("aaa.json", json.dumps(refused).encode())
     quarantine.put("aaa.bin", b"\xff\xd8")
@@ -809,6 +992,7 @@ def test_enrolment_refusals_and_training_history_come_from_the_stores(tmp_path):
         {"model_id": "2026-a", "people": 3, "train_faces": 30, "training_seconds": 0.2},
         {"model_id": "2026-b", "people": 3, "train_faces": 60, "training_seconds": 0.9},
     ]
+    catalog.close()
 
 
 # ---- Rekognition from a laptop -------------------------------------------------------------
@@ -826,47 +1010,3 @@ def test_rekognition_needs_credentials_and_a_region(monkeypatch, tmp_path):
     keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     assert "no AWS region" in rekognition_unavailable(boto3.session.Session(**keys))
     assert rekognition_unavailable(boto3.session.Session(region_name="us-east-1", **keys)) is None
-
-
-def test_prepare_creates_a_missing_collection_indexes_and_cleans_up(rekognition):
-    client, stubber = rekognition
-    stubber.add_client_error(
-        "describe_collection",
-        "ResourceNotFoundException",
-        f"The collection id: {COLLECTION} does not exist",
-        400,
-        expected_params={"CollectionId": COLLECTION},
-    )
-    stubber.add_response(
-        "create_collection",
-        {
-            "StatusCode": 200,
-            "CollectionArn": f"aws:rekognition:us-east-1:123456789012:collection/{COLLECTION}",
-            "FaceModelVersion": "7.0",
-        },
-        {"CollectionId": COLLECTION},
-    )
-    people = stub_index_training(stubber)
-    engine, gallery = prepare_rekognition(client, COLLECTION, TRAINING, CROPS.__getitem__)
-    assert isinstance(engine, RekognitionEngine) and engine.min_similarity == 0.0
-    assert gallery.created_collection and gallery.face_people == people
-    ids = sorted(people)
-    stubber.add_response(
-        "delete_faces", {"DeletedFaces": ids}, {"CollectionId": COLLECTION, "FaceIds": ids}
-    )
-    stubber.add_response("delete_collection", {"StatusCode": 200}, {"CollectionId": COLLECTION})
-    assert cleanup(engine.collection, gallery) == {"faces_deleted": 5, "collection_deleted": True}
-
-
-def test_prepare_reports_an_aws_refusal_as_not_run(rekognition):
-    client, stubber = rekognition
-    stubber.add_client_error(
-        "describe_collection",
-        "AccessDeniedException",
-        "User is not authorized to perform: rekognition:DescribeCollection",
-        400,
-        expected_params={"CollectionId": COLLECTION},
-    )
-    engine, gallery = prepare_rekognition(client, COLLECTION, TRAINING, CROPS.__getitem__)
-    assert isinstance(engine, UnavailableEngine) and gallery is None
-    assert "AccessDeniedException" in engine.reason and "not authorized" in engine.reason

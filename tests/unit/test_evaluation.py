@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facerec.evaluation import evaluate_predictions, render_markdown, threshold_table
+from facerec.core.metrics import evaluate_predictions, render_markdown, threshold_table
 
 
 def test_metrics_on_a_known_case():

@@ -1,11 +1,11 @@
-"""facerec.forget.forget_person over real stores filled through their ports: the local workspace
+"""flows.forget.forget_person over real stores filled through their ports: the local workspace
 (folders + SQLite), and once in the cloud shape (S3, DynamoDB and S3 Vectors in moto; the
 Rekognition collection behind botocore's Stubber, as moto has no collections)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import replace
 
 import boto3
 import numpy as np
@@ -13,13 +13,14 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from facerec.errors import InvalidLabel
-from facerec.forget import forget_person
-from facerec.rekognition import FaceIndexTable, IndexRow, external_image_id
-from facerec.storage.aws import DynamoCatalog, KeepExisting, S3BlobStore
-from facerec.storage.local import LocalWorkspace
-from facerec.storage.ports import FaceRecord, ModelRecord, PhotoRecord
-from facerec.vectors import VectorGallery
+from facerec.core.errors import InvalidLabel
+from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
+from facerec.flows.forget import forget_person
+from facerec.storage.aws import DynamoCatalog, S3BlobStore
+from facerec.storage.local import local_stores
+from facerec.storage.ports import Stores
+from facerec.storage.rekognition import FaceCollection, FaceIndexTable, IndexRow, external_image_id
+from facerec.storage.vectors import VectorGallery
 from tests.functions.support import ENV, create_resources
 
 REGION = "us-east-1"
@@ -27,31 +28,12 @@ PERSON = "Ada"  # forgotten; "Ada_Lovelace" starts with the same letters and mus
 BUCKETS = ("ingest", "faces", "models", "reports", "quarantine")
 
 
-@dataclass
-class Stores:
-    ingest: object
-    faces: object
-    models: object
-    reports: object
-    quarantine: object
-    catalog: object
-
-
-def stores_of(workspace) -> Stores:
-    return Stores(*(getattr(workspace, name) for name in (*BUCKETS, "catalog")))
-
-
-def forget(stores: Stores, person: str = PERSON, **cloud) -> dict:
-    return forget_person(
-        person,
-        stores.catalog,
-        stores.ingest,
-        stores.faces,
-        stores.quarantine,
-        stores.models,
-        stores.reports,
-        **cloud,
-    )
+def forget(stores: Stores, person: str = PERSON, rekognition=None, **cloud) -> dict:
+    """forget_person with the cloud's stores added (``face_index``, ``vectors``; DeleteFaces
+    through the ``rekognition`` client)."""
+    if rekognition is not None:
+        cloud["collections"] = lambda collection_id: FaceCollection(rekognition, collection_id)
+    return forget_person(person, replace(stores, **cloud))
 
 
 def unit_vector(rng) -> np.ndarray:
@@ -197,13 +179,13 @@ NOTHING = {
 
 @pytest.fixture
 def workspace(tmp_path):
-    workspace = LocalWorkspace(tmp_path / "ws")
+    workspace = local_stores(tmp_path / "ws")
     yield workspace
     workspace.catalog.close()
 
 
 def test_forget_deletes_the_person_everywhere_and_nothing_else(workspace):
-    stores = stores_of(workspace)
+    stores = workspace
     labelled = fill(stores)
     lovelace = {f.face_id: f.embedding.tobytes() for f in workspace.catalog.faces("Ada_Lovelace")}
 
@@ -225,7 +207,7 @@ def test_forget_deletes_the_person_everywhere_and_nothing_else(workspace):
 
 
 def test_forgetting_twice_deletes_nothing_the_second_time(workspace):
-    stores = stores_of(workspace)
+    stores = workspace
     fill(stores)
     assert forget(stores) == DELETED
     assert forget(stores) == NOTHING
@@ -233,7 +215,7 @@ def test_forgetting_twice_deletes_nothing_the_second_time(workspace):
 
 
 def test_the_current_model_stays_when_it_never_knew_the_person(workspace):
-    stores = stores_of(workspace)
+    stores = workspace
     fill(stores, current="m2")
     assert workspace.catalog.current_model().model_id == "m2"
     assert forget(stores) == {**DELETED, "current_model": False}
@@ -242,7 +224,7 @@ def test_the_current_model_stays_when_it_never_knew_the_person(workspace):
 
 
 def test_forgetting_someone_never_enrolled_deletes_nothing(workspace):
-    stores = stores_of(workspace)
+    stores = workspace
     fill(stores)
     before = {name: list(getattr(stores, name).keys()) for name in BUCKETS}
     assert forget(stores, "Carol") == {**NOTHING, "person": "Carol"}
@@ -252,7 +234,7 @@ def test_forgetting_someone_never_enrolled_deletes_nothing(workspace):
 
 @pytest.mark.parametrize("name", ["../x", "", "Ada/x", ".hidden", "a\x00b"])
 def test_a_name_no_photo_could_carry_is_refused_and_nothing_is_deleted(workspace, name):
-    stores = stores_of(workspace)
+    stores = workspace
     fill(stores)
     before = {name: list(getattr(stores, name).keys()) for name in BUCKETS}
     counts = workspace.catalog.counts()
@@ -313,11 +295,10 @@ def cloud(monkeypatch):
 def test_forget_in_the_cloud_also_clears_rekognition_and_the_vector_store(cloud):
     s3 = cloud.client("s3")
     blob = {name: S3BlobStore(s3, f"facerec-test-{name}") for name in BUCKETS}
-    blob["ingest"] = KeepExisting(blob["ingest"])
     catalog = DynamoCatalog(cloud.resource("dynamodb"), CATALOG_TABLE, "facenet@abc")
     stores = Stores(**blob, catalog=catalog)
     labelled = fill(stores)
-    stores.ingest.store.put("Ada/a.jpg", b"a second version of the photo")
+    stores.ingest.put("Ada/a.jpg", b"a second version of the photo")
     catalog.mark_object_handled("facerec-test-ingest", "Ada/a.jpg", "e1", "enrolled")
     claim = catalog.claim_indexing("c1", "Ada/a-0.png", "e1")
     catalog.finish_indexing(claim, "indexed", face_id(1))
@@ -368,9 +349,7 @@ def test_forget_in_the_cloud_also_clears_rekognition_and_the_vector_store(cloud)
                 {"DeletedFaces": deleted},
                 {"CollectionId": collection_id, "FaceIds": ANY},
             )
-        result = forget(
-            stores, face_index=face_index, collection_client=rekognition, vectors=gallery
-        )
+        result = forget(stores, face_index=face_index, rekognition=rekognition, vectors=gallery)
         stubber.assert_no_pending_responses()
 
     assert [(call["CollectionId"], sorted(call["FaceIds"])) for call in sent] == [
@@ -398,9 +377,7 @@ def test_forget_in_the_cloud_also_clears_rekognition_and_the_vector_store(cloud)
     assert catalog.current_model() is None
 
     with Stubber(rekognition) as stubber:  # a second run calls Rekognition not at all
-        again = forget(
-            stores, face_index=face_index, collection_client=rekognition, vectors=gallery
-        )
+        again = forget(stores, face_index=face_index, rekognition=rekognition, vectors=gallery)
         stubber.assert_no_pending_responses()
     assert again == {
         **NOTHING,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facerec.gallery import Gallery, IndexSettings
+from facerec.engines.gallery import Gallery, IndexSettings
 
 DIMENSIONS = 128
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facerec.errors import (
+from facerec.core.errors import (
     CorruptImage,
     EmptyImage,
     ImageError,
@@ -20,7 +20,8 @@ from facerec.errors import (
     NotAnImage,
     UnsupportedFormat,
 )
-from facerec.images import DEFAULT_LIMITS, ImageLimits, decode_image, encode_png
+from facerec.core.settings import DEFAULT_LIMITS, ImageLimits
+from facerec.vision.images import decode_image, encode_png
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
@@ -151,7 +152,7 @@ def test_jpeg_with_corrupt_exif_never_raises_anything_but_an_image_error():
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_no_truncation_or_bit_flip_escapes_as_another_exception(fmt):
     """Damaged files of every kind either decode or raise an ImageError (the only error the
-    pipeline turns into a per-photo outcome)."""
+    enrolment turns into a per-photo outcome)."""
     exif = Image.Exif()
     exif[0x0112], exif[0x010F] = 6, "Camera"
     options = {"exif": exif} if fmt == "JPEG" else {}

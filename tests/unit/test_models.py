@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from facerec.classifier import FaceClassifier
-from facerec.models import ModelVersionWarning, TrainedModel, library_versions
+from facerec.engines.classifier import FaceClassifier
+from facerec.engines.facenet import ModelVersionWarning, TrainedModel, library_versions
 
 
 def _model(libraries: dict) -> TrainedModel:

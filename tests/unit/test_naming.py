@@ -6,8 +6,8 @@ import unicodedata
 
 import pytest
 
-from facerec.errors import InvalidLabel
-from facerec.naming import (
+from facerec.core.errors import InvalidLabel
+from facerec.core.naming import (
     MAX_NAME_LENGTH,
     crop_key,
     ingest_key,

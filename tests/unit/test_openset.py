@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from facerec.errors import NotEnoughData
-from facerec.gallery import Gallery
-from facerec.openset import (
+from facerec.core.errors import NotEnoughData
+from facerec.engines.gallery import Gallery
+from facerec.engines.openset import (
     HELD_OUT_STRANGERS,
     LEAVE_ONE_PERSON_OUT,
     UNKNOWN,

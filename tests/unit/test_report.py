@@ -14,14 +14,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facerec.comparison import FACENET_SCORE, EngineRun, assemble
-from facerec.evaluation import DEFAULT_THRESHOLDS
-from facerec.report import SECTIONS, build, hybrid_figure, render, score_figure
+from facerec.analysis.report.figures import hybrid_figure, score_figure
+from facerec.analysis.report.html import SECTIONS, render
+from facerec.analysis.report.numbers import build
+from facerec.flows.evaluate import EngineRun
+from facerec.flows.train import local_engines
 from tests.unit.test_comparison import (
     CROPS,
     FACENET_ANSWERS,
     HELD_OUT,
-    TRAINING,
+    comparison_of,
+    facenet_answer,
+    facenet_run,
     hybrid_comparison,
     model_with_split,
     stubbed_rekognition,
@@ -140,15 +144,15 @@ def test_thresholds_pick_the_lowest_that_meets_the_target(two_engines):
 
 def test_a_stricter_target_can_cost_correct_answers():
     answers = dict(FACENET_ANSWERS)
-    answers[HELD_OUT[3].face_id] = {"person": "ann", "score": 0.86, "seconds": 0.2}
-    run = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, answers)
+    answers[HELD_OUT[3].face_id] = facenet_answer("ann", 0.86, 0.3, 0.2)
+    run = facenet_run(answers)
     model = model_with_split([item.face_id for item in HELD_OUT])
-    numbers = build(assemble(model, HELD_OUT, [run], len(TRAINING), [], []))
+    numbers = build(comparison_of(model, {"facenet": run}))
     pick = numbers["report"]["engines"]["facenet"]["threshold"]
     assert pick["threshold"] == 0.88  # the lowest score above the wrong 0.86
     assert (pick["correct_discarded"], pick["wrong_accepted"]) == (2, 0)
     with pytest.raises(ValueError, match="target_wrong_rate"):
-        build(assemble(model, HELD_OUT, [run], len(TRAINING), [], []), 1.5)
+        build(comparison_of(model, {"facenet": run}), 1.5)
 
 
 def test_gallery_shows_every_wrong_or_refused_face_with_each_engines_answer(two_engines):
@@ -195,10 +199,9 @@ def test_json_holds_the_same_numbers(two_engines):
 
 
 def test_an_engine_not_run_says_why_once_and_nothing_leaks_into_the_page():
-    run = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, FACENET_ANSWERS)
-    absent = EngineRun("rekognition", "similarity (0-100)", (), reason="<script>alert(1)</script>")
+    absent = EngineRun("rekognition", reason="<script>alert(1)</script>")
     model = model_with_split([item.face_id for item in HELD_OUT])
-    comparison = assemble(model, HELD_OUT, [run, absent], len(TRAINING), [], [])
+    comparison = comparison_of(model, {"facenet": facenet_run(), "rekognition": absent})
     html, numbers = render(comparison, lambda key: b"not a png")
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert section(html, "summary").count("not run") >= 2
@@ -213,9 +216,8 @@ def test_an_engine_not_run_says_why_once_and_nothing_leaks_into_the_page():
 
 
 def test_a_comparison_made_before_hybrid_routing_still_renders():
-    run = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, FACENET_ANSWERS)
     model = model_with_split([item.face_id for item in HELD_OUT])
-    comparison = assemble(model, HELD_OUT, [run], len(TRAINING), [], [])
+    comparison = comparison_of(model, {"facenet": facenet_run()})
     del comparison["hybrid"]
     html, _ = render(comparison, CROPS.__getitem__)
     assert "made before hybrid routing was measured" in section(html, "hybrid")
@@ -336,7 +338,10 @@ def test_summary_puts_the_nearest_engine_between_facenet_and_rekognition(three_e
     assert rows["wrong answers"] == ["1", "2", "1"]
     assert rows["score"][1] == "open-set score (cohort-normalised cosine)"
     assert rows["time per call: mean (p95)"][1].endswith(" ms)")  # a gallery search: no model
-    assert rows["what one call is"][1].startswith("per face: gallery search of the stored")
+    assert (
+        rows["what one call is"][1]
+        == "per face: one identify call on its stored embedding and crop"
+    )
     assert summary.count('<div class="card">') == 4  # three engines and the cost
     assert 'Nearest face (open set)</div><div class="big">60.0%' in summary
 
@@ -401,18 +406,17 @@ def test_a_model_without_an_open_set_part_gets_a_notice(two_engines):
     assert "<table>" not in part
 
 
-def test_a_nearest_engine_that_did_not_run_says_why():
-    from facerec.comparison import run_nearest
-    from tests.unit.test_comparison import HELD_OUT_EMBEDDED
-
+def test_a_model_without_an_open_set_part_is_compared_without_the_nearest_engine():
+    # The training workflow runs the nearest face only on a model's open-set gallery.
     model = model_with_split([item.face_id for item in HELD_OUT])
-    facenet = EngineRun("facenet", FACENET_SCORE, DEFAULT_THRESHOLDS, FACENET_ANSWERS)
-    runs = [facenet, run_nearest(model, HELD_OUT_EMBEDDED)]
-    html, numbers = render(assemble(model, HELD_OUT, runs, len(TRAINING), [], []), CROPS.get)
-    assert "Nearest face (open set) was not run:</b> model" in section(html, "summary")
-    assert "no open-set gallery" in section(html, "summary")
-    assert "Not run (see the summary)" in section(html, "confusion")
-    assert list(numbers["report"]["engines"]) == ["facenet"]
+    assert list(local_engines(model)) == ["facenet"]
+    html, numbers = render(
+        comparison_of(model, {"facenet": facenet_run(FACENET_ANSWERS)}), CROPS.get
+    )
+    assert "Nearest face (open set)" not in html
+    assert "the nearest-face engine did not run" in section(html, "open-set")
+    assert "runs in the same Lambda function as FaceNet" not in section(html, "cost")
+    assert list(numbers["engines"]) == list(numbers["report"]["engines"]) == ["facenet"]
 
 
 def test_the_open_set_score_plot_spans_the_scores_observed():

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from facerec.openset import UNKNOWN as OPEN_SET_UNKNOWN
-from facerec.routing import UNKNOWN, encode_threshold, route, routing_curve
+from facerec.engines.hybrid import UNKNOWN, encode_threshold, route, routing_curve
+from facerec.engines.openset import UNKNOWN as OPEN_SET_UNKNOWN
 
 # Six held-out faces. FaceNet: right on 0, 1, 2, 5, wrong on 3 (bob taken for ann, score 0.1),
 # "unknown" on 4. Rekognition: right on 0, 2, 3, 4, no answer on 1, "unknown" on 5.

@@ -8,9 +8,9 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from facerec.errors import InvalidLabel
-from facerec.storage.local import BUCKETS, FolderBlobStore, LocalWorkspace, SqliteCatalog
-from facerec.storage.ports import FaceRecord, ModelRecord, PhotoRecord
+from facerec.core.errors import InvalidLabel
+from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
+from facerec.storage.local import BUCKETS, FolderBlobStore, SqliteCatalog, local_stores
 
 
 def files_under(root) -> set[str]:
@@ -341,11 +341,11 @@ def test_a_second_connection_sees_committed_writes(tmp_path):
         reader.close()
 
 
-# ---- LocalWorkspace ---------------------------------------------------------------------------
+# ---- local_stores ------------------------------------------------------------------------------
 
 
 def test_workspace_buckets_are_separate_folders_beside_the_catalog(tmp_path):
-    workspace = LocalWorkspace(tmp_path / "ws")
+    workspace = local_stores(tmp_path / "ws")
     for bucket in BUCKETS:
         getattr(workspace, bucket).put("Ben/a.bin", bucket.encode())
     assert {bucket: workspace.ingest.root.parent / bucket for bucket in BUCKETS} == {
@@ -560,24 +560,22 @@ def test_version_changes_with_every_write_of_this_or_another_connection(tmp_path
     assert catalog.version() != changed
 
 
-def test_local_nearest_rebuilds_its_gallery_when_the_catalog_changes(tmp_path):
+def test_the_catalog_gallery_is_rebuilt_when_the_catalog_changes(tmp_path):
     from types import SimpleNamespace
 
-    from facerec.nearest import LocalNearest
-    from facerec.workflow import labelled_faces
+    from facerec.engines.nearest import CatalogIdentifier, NearestEngine
+    from facerec.storage.ports import labelled_faces
 
     catalog = SqliteCatalog(tmp_path / "catalog.sqlite")
-    pipeline = SimpleNamespace(
-        catalog=catalog, labelled_faces=lambda: labelled_faces(catalog, "aligned")
-    )
     for n, person in enumerate(("Ann", "Ben", "Cy")):
         key = f"{person}/a.jpg"
         catalog.put_photo(photo(key, person), [face(key, 0, person, seed=n)])
-    engine = LocalNearest(pipeline)
-    cy = catalog.faces("Cy")[0].embedding[None]
-    assert engine.identify(cy).labels.tolist() == ["Cy"]
-    assert engine.identifier() is engine.identifier()  # unchanged catalog: built once
+    identifier = CatalogIdentifier(catalog, lambda: labelled_faces(catalog, "aligned"))
+    engine = NearestEngine(identifier)
+    cy = [SimpleNamespace(embedding=catalog.faces("Cy")[0].embedding)]
+    assert [answer.person for answer in engine.identify(cy).answers] == ["Cy"]
+    assert identifier() is identifier()  # unchanged catalog: built once
 
     catalog.forget_person("Cy")
-    assert "Cy" not in engine.identifier().classes_
-    assert engine.identify(cy).labels.tolist() != ["Cy"]
+    assert "Cy" not in identifier().classes_
+    assert [answer.person for answer in engine.identify(cy).answers] != ["Cy"]

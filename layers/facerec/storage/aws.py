@@ -31,9 +31,17 @@ import numpy as np
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from facerec.storage.ports import BlobStore, FaceRecord, ModelRecord, PhotoRecord
+from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
 
 MISSING_OBJECT_CODES = ("404", "NoSuchKey", "NotFound")
+# Errors a retry with back-off can cure (throttling, a service briefly unavailable).
+TRANSIENT_CODES = (
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "TooManyRequestsException",
+)
 SCAN_SEGMENTS = 8  # a full scan (forgetting a person) reads the table in this many parts
 
 
@@ -107,34 +115,15 @@ class S3BlobStore:
         return len({item["Key"] for item in versions})
 
 
-class KeepExisting:
-    """A BlobStore whose ``put`` leaves an existing object alone.
-
-    The pipeline writes each enrolled photo to the ingest store; in the cloud the photo came
-    from that very bucket, so rewriting it would only fire another event (and could overwrite
-    a newer upload with older bytes)."""
-
-    def __init__(self, store: BlobStore):
-        self.store = store
-
-    def put(self, key: str, data: bytes) -> None:
-        if not self.store.exists(key):
-            self.store.put(key, data)
-
-    def get(self, key: str) -> bytes:
-        return self.store.get(key)
-
-    def exists(self, key: str) -> bool:
-        return self.store.exists(key)
-
-    def delete(self, key: str) -> None:
-        self.store.delete(key)
-
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        return self.store.keys(prefix)
-
-    def purge(self, prefix: str) -> int:
-        return self.store.purge(prefix)
+def permanent_failure(error: Exception) -> str | None:
+    """Why an AWS call failed for good (``code: message``), or None when ``error`` is not an
+    AWS error or a retry may cure it (TRANSIENT_CODES)."""
+    if not isinstance(error, ClientError):
+        return None
+    code = error.response["Error"]["Code"]
+    if code in TRANSIENT_CODES:
+        return None
+    return f"{code}: {error.response['Error'].get('Message', '')}"
 
 
 def _decimal(value: float) -> Decimal:
@@ -426,6 +415,11 @@ class DynamoCatalog:
         return self.table.get_item(
             Key={"pk": f"REKOGNITION#{collection_id}", "sk": f"CROP#{crop_key}"}
         ).get("Item")
+
+    def release_indexing(self, collection_id: str, crop_key: str) -> None:
+        """Forget a crop's claim (its crop was deleted), so the crop written again is
+        indexed again."""
+        self.table.delete_item(Key={"pk": f"REKOGNITION#{collection_id}", "sk": f"CROP#{crop_key}"})
 
     # ---- counts ----------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec.errors import InvalidLabel
-from facerec.storage.ports import FaceRecord, ModelRecord, PhotoRecord
+from facerec.core.errors import InvalidLabel
+from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
+from facerec.storage.ports import Stores
 
 BUCKETS = ("ingest", "faces", "models", "reports", "quarantine")
 
@@ -265,12 +266,11 @@ class SqliteCatalog:
         return {name: self._db.execute(sql).fetchone()[0] for name, sql in query.items()}
 
 
-class LocalWorkspace:
+def local_stores(root: Path) -> Stores:
     """The embedded default: ``root/<bucket>/`` folders and ``root/catalog.sqlite``."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.ingest, self.faces, self.models, self.reports, self.quarantine = (
-            FolderBlobStore(root / bucket) for bucket in BUCKETS
-        )
-        self.catalog = SqliteCatalog(root / "catalog.sqlite")
+    ingest, faces, models, reports, quarantine = (
+        FolderBlobStore(root / bucket) for bucket in BUCKETS
+    )
+    return Stores(
+        SqliteCatalog(root / "catalog.sqlite"), ingest, faces, quarantine, models, reports
+    )

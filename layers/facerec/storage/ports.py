@@ -1,16 +1,20 @@
-"""The interfaces the pipeline stores through, and the records that cross them.
+"""The interfaces the flows store through, and the one bundle of them (``Stores``).
 
-Local adapters (folder, SQLite) live in ``storage.local``; the AWS adapters (S3, DynamoDB)
-implement the same protocols.
+Local adapters (folders, SQLite) live in ``storage.local``; the AWS adapters (S3, DynamoDB,
+Rekognition, S3 Vectors) in ``storage.aws``, ``storage.rekognition`` and
+``storage.vectors``. The records that cross them are in ``facerec.core.records``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from facerec.core.errors import NotEnoughData
+from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
 
 
 class BlobStore(Protocol):
@@ -23,44 +27,6 @@ class BlobStore(Protocol):
     def delete(self, key: str) -> None: ...
     def keys(self, prefix: str = "") -> Iterator[str]: ...
     def purge(self, prefix: str) -> int: ...
-
-
-@dataclass(frozen=True)
-class PhotoRecord:
-    """One ingested photo. ``status``: enrolled | no_face | rejected; ``reason`` says why."""
-
-    key: str
-    person: str
-    sha256: str
-    status: str
-    reason: str = ""
-    face_count: int = 0
-    width: int = 0
-    height: int = 0
-
-
-@dataclass(frozen=True)
-class FaceRecord:
-    """One face crop. ``person`` is None for faces that are not the photo's labelled person.
-    ``box`` (x1, y1, x2, y2) px; ``embedding`` float32 (D,) unit vector."""
-
-    face_id: str
-    photo_key: str
-    index: int
-    person: str | None
-    box: tuple[int, int, int, int]
-    confidence: float
-    crop_key: str
-    crop_method: str
-    embedding: np.ndarray = field(repr=False)
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    model_id: str
-    artifact_key: str
-    created_at: str
-    metadata: dict = field(repr=False)
 
 
 class Catalog(Protocol):
@@ -77,3 +43,119 @@ class Catalog(Protocol):
     def delete_model(self, model_id: str) -> None: ...
     def forget_person(self, person: str) -> dict[str, int]: ...
     def counts(self) -> dict[str, int]: ...
+
+
+class CropCatalog(Catalog, Protocol):
+    """The cloud's catalog: faces found by their crop, and which weights embedded them
+    (``embedding_model`` is stamped on every face it writes)."""
+
+    embedding_model: str
+
+    def face_by_crop(self, crop_key: str) -> FaceRecord | None: ...
+    def embedding_model_of(self, face: FaceRecord) -> str: ...
+    def set_embedding(self, face: FaceRecord, embedding: np.ndarray) -> None: ...
+
+
+class EventLedger(Protocol):
+    """Which object versions (bucket, key, ETag) an event was already handled for."""
+
+    def object_handled(self, bucket: str, key: str, etag: str) -> bool: ...
+    def mark_object_handled(self, bucket: str, key: str, etag: str, outcome: str) -> None: ...
+
+
+class IndexClaims(Protocol):
+    """At most one IndexFaces per collection, crop and crop version: a conditional claim,
+    finished as indexed (with its FaceId) or refused (with the reason)."""
+
+    def claim_indexing(self, collection_id: str, crop_key: str, etag: str) -> dict | None: ...
+    def finish_indexing(
+        self, claim: dict, state: str, face_id: str = "", reason: str = ""
+    ) -> bool: ...
+    def indexing_state(self, collection_id: str, crop_key: str) -> dict | None: ...
+    def release_indexing(self, collection_id: str, crop_key: str) -> None: ...
+
+
+class FaceMatchLike(Protocol):
+    face_id: str
+    similarity: float
+
+
+class IndexedFaceLike(Protocol):
+    face_id: str
+
+
+class FaceCollection(Protocol):
+    """A Rekognition collection: index one face crop, search with one, delete FaceIds."""
+
+    collection_id: str
+
+    def index(self, crop: bytes, external_id: str) -> IndexedFaceLike: ...
+    def search(
+        self, crop: bytes, threshold: float = 0.0, max_faces: int = 1
+    ) -> list[FaceMatchLike]: ...
+    def delete(self, face_ids: Iterable[str]) -> list[str]: ...
+    def face_model_version(self) -> str: ...
+
+
+class IndexRowLike(Protocol):
+    face_id: str
+    person: str
+    crop_key: str
+    collection_id: str
+
+
+class FaceIndex(Protocol):
+    """FaceId -> person rows (``storage.rekognition.IndexRow``)."""
+
+    def put(self, row) -> None: ...
+    def people(self, face_ids: Iterable[str]) -> dict[str, str]: ...
+    def by_person(self, person: str) -> list[IndexRowLike]: ...
+    def for_crop(self, person: str, crop_key: str, collection_id: str) -> list[IndexRowLike]: ...
+    def rows(self, collection_id: str | None = None) -> list[IndexRowLike]: ...
+    def delete(self, face_id: str) -> None: ...
+
+
+class VectorStore(Protocol):
+    """Labelled faces and per-person centroids, float32 (128,) unit vectors, by key."""
+
+    def put_faces(self, keys: Sequence[str], people: Sequence[str], vectors) -> int: ...
+    def delete_faces(self, keys: Sequence[str]) -> int: ...
+    def put_centroid(self, person: str, vectors) -> np.ndarray: ...
+    def delete_centroid(self, person: str) -> None: ...
+    def nearest_face(self, query: np.ndarray) -> str | None: ...
+    def nearest_centroids(self, query: np.ndarray, count: int) -> list[tuple[str, float]]: ...
+    def centroids(self, people: list[str]) -> dict[str, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Every store of one deployment. The cloud adds the Rekognition collections (by id) and
+    their FaceId table (``collections``, ``face_index``) and the vector store (``vectors``);
+    the embedded default has none of them."""
+
+    catalog: Catalog
+    ingest: BlobStore
+    faces: BlobStore
+    quarantine: BlobStore
+    models: BlobStore
+    reports: BlobStore
+    collections: Callable[[str], FaceCollection] | None = None  # collection id -> collection
+    face_index: FaceIndex | None = None
+    vectors: VectorStore | None = None
+
+
+def labelled_faces(catalog: Catalog, crop_method: str) -> list[FaceRecord]:
+    """Every labelled face; NotEnoughData when there are none or some were cropped otherwise."""
+    faces = catalog.faces()
+    stale = [face for face in faces if face.crop_method != crop_method]
+    if stale:
+        raise NotEnoughData(
+            f"{len(stale)} enrolled faces were cropped with another method than "
+            f"{crop_method!r}; re-ingest them or use that method"
+        )
+    if not faces:
+        raise NotEnoughData(
+            "no labelled faces enrolled yet; enrol photos first (`facerec ingest DIR`, "
+            "or upload them to the ingest bucket)"
+        )
+    return faces

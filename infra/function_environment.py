@@ -1,0 +1,66 @@
+"""What every function of the service shares: the contract's environment (docs/contract.md;
+tests/infra checks it against what ``functions/settings.py`` reads) and the config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import EnvironmentConfig, FunctionSettings
+from infra.face_function import WEIGHTS_PATH, FaceFunction
+from infra.stateful_stack import DataResources
+
+
+def function_environment(config: EnvironmentConfig, data: DataResources) -> dict[str, str]:
+    """The environment every function gets (docs/contract.md)."""
+    return {
+        "INGEST_BUCKET": data.ingest_bucket.bucket_name,
+        "FACES_BUCKET": data.faces_bucket.bucket_name,
+        "MODELS_BUCKET": data.models_bucket.bucket_name,
+        "REPORTS_BUCKET": data.reports_bucket.bucket_name,
+        "QUARANTINE_BUCKET": data.quarantine_bucket.bucket_name,
+        "CATALOG_TABLE": data.catalog_table.table_name,
+        "FACE_INDEX_TABLE": data.face_index_table.table_name,
+        "COLLECTION_ID": data.collection_id,
+        "VECTOR_BUCKET": data.vector_bucket_name,
+        "FACE_VECTOR_INDEX": data.face_vector_index,
+        "CENTROID_VECTOR_INDEX": data.centroid_vector_index,
+        "WEIGHTS_PATH": WEIGHTS_PATH,
+        "CROP_METHOD": config.crop_method,
+        "REKOGNITION_MIN_SIMILARITY": f"{config.rekognition_min_similarity:g}",
+        "FACENET_MIN_PROBABILITY": f"{config.facenet_min_probability:g}",
+        "LOG_LEVEL": config.log_level,
+    }
+
+
+@dataclass(frozen=True)
+class FunctionDefaults:
+    """The config and the environment every FaceFunction of the service is built with."""
+
+    config: EnvironmentConfig
+    environment: Mapping[str, str]
+
+    def create(
+        self,
+        scope: Construct,
+        construct_id: str,
+        handler: str,
+        settings: FunctionSettings,
+        description: str,
+        *,
+        dead_letter_queue: sqs.IQueue | None = None,
+    ) -> FaceFunction:
+        """A function running ``handler``; with a ``dead_letter_queue``, invoked asynchronously."""
+        return FaceFunction(
+            scope,
+            construct_id,
+            handler=handler,
+            description=description,
+            settings=settings,
+            config=self.config,
+            environment=self.environment,
+            dead_letter_queue=dead_letter_queue,
+        )

@@ -1,0 +1,45 @@
+"""The records that cross the storage ports: photos, faces (with embeddings) and models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    """One ingested photo. ``status``: enrolled | no_face | rejected; ``reason`` says why."""
+
+    key: str
+    person: str
+    sha256: str
+    status: str
+    reason: str = ""
+    face_count: int = 0
+    width: int = 0
+    height: int = 0
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One face crop. ``person`` is None for faces that are not the photo's labelled person.
+    ``box`` (x1, y1, x2, y2) px; ``embedding`` float32 (D,) unit vector."""
+
+    face_id: str
+    photo_key: str
+    index: int
+    person: str | None
+    box: tuple[int, int, int, int]
+    confidence: float
+    crop_key: str
+    crop_method: str
+    embedding: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    model_id: str
+    artifact_key: str
+    created_at: str
+    metadata: dict = field(repr=False)

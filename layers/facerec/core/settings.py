@@ -1,0 +1,88 @@
+"""The settings objects and the only place their defaults are written: image limits, the
+detector, crops, analysis and training options. Frozen, so they are safe as defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EMBEDDING_SIZE = 128  # FaceNet's output: float32 unit vectors
+DEFAULT_FAR = 0.01  # the false-accept rate an "unknown" threshold is calibrated to
+CROP_METHODS = ("margin", "aligned")
+DEFAULT_CROP_METHOD = "aligned"  # measured better on LFW (docs/adr/0002)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Accepted photos: formats (Pillow names), byte size, side lengths and pixel count."""
+
+    formats: tuple[str, ...] = ("JPEG", "PNG")
+    max_bytes: int = 15 * 1024 * 1024
+    min_side: int = 80
+    max_pixels: int = 40_000_000
+
+
+DEFAULT_LIMITS = ImageLimits()
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """MTCNN settings. ``min_confidence`` filters ONet scores (0.8 is MTCNN's own ONet threshold;
+    a sunglasses photo in the sample set scores 0.84); ``batch_size`` photos per call."""
+
+    min_face_size: int = 20
+    min_confidence: float = 0.80
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """How faces are found, cropped and embedded, and enrolment's limits. Defaults are the
+    thesis's figures; ``crop_method`` is the measured better one."""
+
+    crop_method: str = DEFAULT_CROP_METHOD
+    margin: int = 32
+    crop_size: int = 160
+    max_faces: int = 100
+    chunk_photos: int = 64
+    min_reference_similarity: float = 0.5
+    image_limits: ImageLimits = DEFAULT_LIMITS
+    detector: DetectorSettings = DetectorSettings()
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """``test_size`` 0 trains on everything (no held-out evaluation); ``far`` is the
+    false-accept rate the "unknown" threshold is calibrated to."""
+
+    C: float = 10.0
+    select_c: bool = False
+    test_size: float = 0.25
+    seed: int = 42
+    far: float = DEFAULT_FAR
+
+    @classmethod
+    def of(cls, metadata: dict) -> TrainOptions:
+        """The options a model was trained with (its C as chosen), to train it again."""
+        split = metadata["split"]
+        far = (metadata.get("open_set") or {}).get("far_target", DEFAULT_FAR)
+        return cls(metadata["classifier"]["C"], False, split["test_size"], split["seed"], far)
+
+    @classmethod
+    def from_request(cls, values: dict) -> TrainOptions:
+        """Options from a workflow input or request (``C``, ``select_c``, ``test_size``,
+        ``seed``, ``far``; each optional). ValueError names a value out of range."""
+        defaults = cls()
+        options = cls(
+            C=float(values.get("C", defaults.C)),
+            select_c=bool(values.get("select_c", defaults.select_c)),
+            test_size=float(values.get("test_size", defaults.test_size)),
+            seed=int(values.get("seed", defaults.seed)),
+            far=float(values.get("far", defaults.far)),
+        )
+        if not 0 <= options.test_size < 1:
+            raise ValueError(f"test_size must be in [0, 1); got {options.test_size}")
+        if not 0 < options.far < 1:
+            raise ValueError(f"far must be in (0, 1); got {options.far}")
+        if options.C <= 0:
+            raise ValueError(f"C must be positive; got {options.C}")
+        return options

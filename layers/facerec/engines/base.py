@@ -1,0 +1,86 @@
+"""The one engine interface: faces in, one answer per face out, "unknown" when nobody matches.
+
+Every engine (FaceNet, nearest face, Rekognition, hybrid) implements ``Engine``; the identify
+flow, the evaluation and the report compose them by name without knowing their types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from facerec.core.errors import EngineUnavailable
+
+UNKNOWN = "unknown"  # the answer for a face that no enrolled person matches
+
+
+class Probe(Protocol):
+    """A face to identify: ``crop`` uint8 (160, 160, 3) RGB, ``embedding`` float32 (128,)
+    unit vector (the analyser's AnalysedFace is one)."""
+
+    crop: np.ndarray
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One engine's answer for one face. ``person``: a name or UNKNOWN; ``candidate``: the
+    best match before the engine's threshold (None when there was none); ``score``: the
+    engine's own score on its own scale (None when it has none); ``fields``: JSON-ready
+    values the API shows beside ``person``."""
+
+    person: str
+    score: float | None = None
+    candidate: str | None = None
+    fields: Mapping = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"person": self.person, **self.fields}
+
+
+@dataclass(frozen=True)
+class Identification:
+    """An engine's answers for N faces, in order (None where it gave none), with a JSON-ready
+    ``summary`` of how it answered and the ``model_id`` of the trained model behind it."""
+
+    answers: tuple[Answer | None, ...]
+    summary: dict
+    model_id: str | None = None
+
+
+class Engine(Protocol):
+    """``identify`` answers every face it is given; ``available`` False says why not in
+    ``reason`` (then ``identify`` raises EngineUnavailable); ``describe`` is for reports."""
+
+    name: str
+    available: bool
+    reason: str
+
+    def identify(self, faces: Sequence[Probe]) -> Identification: ...
+    def describe(self) -> dict: ...
+
+
+def number(value: float, digits: int = 4) -> float | None:
+    """A score for JSON: rounded, or None when it is not finite (-inf: nobody to compare
+    with), which JSON cannot carry."""
+    value = float(value)
+    return round(value, digits) if np.isfinite(value) else None
+
+
+class UnavailableEngine:
+    """Stands where an engine cannot run (Rekognition with no AWS account): it says why and
+    never answers."""
+
+    available = False
+
+    def __init__(self, name: str, reason: str):
+        self.name, self.reason = name, reason
+
+    def identify(self, faces: Sequence[Probe]) -> Identification:
+        raise EngineUnavailable(f"{self.name} is not available: {self.reason}")
+
+    def describe(self) -> dict:
+        return {"engine": self.name, "available": False, "reason": self.reason}

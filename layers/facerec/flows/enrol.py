@@ -1,0 +1,324 @@
+"""Enrol labelled photos: decode, find every face, choose the labelled one, store crops and
+embeddings, record the photo; a photo that cannot be used is quarantined with its reason.
+
+The user's upload (the ingest store's object) is only read: enrolment never rewrites or
+deletes it. When new bytes replace an enrolled photo, the old photo's surplus crops are
+deleted from the faces store (in the cloud their FaceIds and vectors follow through the
+crops' "Object Deleted" events) and its catalog faces are replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from facerec.core.errors import (
+    FaceRecError,
+    ImageError,
+    NameCollision,
+    NoFaceFound,
+    TooManyFaces,
+)
+from facerec.core.naming import (
+    crop_key,
+    ingest_key,
+    parse_ingest_key,
+    split_ingest_key,
+    validate_person_name,
+)
+from facerec.core.records import FaceRecord, PhotoRecord
+from facerec.storage.ports import Catalog, Stores
+from facerec.vision.analyser import AnalysedFace, FaceAnalyser
+from facerec.vision.detection import select_labelled_face
+from facerec.vision.images import decode_image, encode_png
+
+
+@dataclass(frozen=True)
+class PhotoInput:
+    """A labelled photo to enrol: the person, the photo's file name and its bytes."""
+
+    person: str
+    name: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PhotoOutcome:
+    """What happened to one photo. ``status``: enrolled | no_face | rejected | unchanged |
+    duplicate. ``code`` is the error code for no_face/rejected; ``rule`` how the labelled face
+    was chosen (single | reference | central)."""
+
+    key: str
+    person: str
+    status: str
+    faces: int = 0
+    code: str = ""
+    reason: str = ""
+    labelled_face: int | None = None
+    rule: str = ""
+
+
+@dataclass
+class _Pending:
+    item: PhotoInput
+    key: str
+    sha256: str
+    image_shape: tuple[int, ...]
+    faces: list[AnalysedFace]
+
+
+def labelled_face(
+    catalog: Catalog,
+    analyser: FaceAnalyser,
+    person: str,
+    faces: list[AnalysedFace],
+    image_shape: tuple[int, ...],
+) -> tuple[int, str]:
+    """Which face of a photo labelled ``person`` is that person (select_labelled_face); the
+    person's enrolled faces are read only when the photo has several faces."""
+    if len(faces) == 1:
+        return 0, "single"
+    settings = analyser.settings
+    references = [
+        face.embedding for face in catalog.faces(person) if face.crop_method == settings.crop_method
+    ]
+    return select_labelled_face(
+        [analysed.face for analysed in faces],
+        np.array([analysed.embedding for analysed in faces]),
+        np.array(references).reshape(-1, faces[0].embedding.shape[0]),
+        image_shape,
+        settings.min_reference_similarity,
+    )
+
+
+class Enrolment:
+    """Enrols photos with one analyser into one set of stores."""
+
+    def __init__(self, analyser: FaceAnalyser, stores: Stores):
+        self.analyser, self.stores = analyser, stores
+        self.settings = analyser.settings
+
+    def enrol(
+        self,
+        items: Iterable[PhotoInput],
+        on_outcome: Callable[[PhotoOutcome], None] = lambda outcome: None,
+    ) -> list[PhotoOutcome]:
+        """Enrol labelled photos in chunks; photos with several faces are resolved last, once
+        every single-face photo of the run can serve as a reference. Never raises for a bad
+        photo: each gets an outcome (also passed to ``on_outcome`` as it is decided)."""
+        outcomes: list[PhotoOutcome] = []
+
+        def record(outcome: PhotoOutcome) -> None:
+            outcomes.append(outcome)
+            on_outcome(outcome)
+
+        deferred: list[_Pending] = []
+        chunk: list[PhotoInput] = []
+        # The first key of this run to claim some bytes (by sha256) or a crop name (by key).
+        claimed: dict[str, str] = {}
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == self.settings.chunk_photos:
+                deferred += self._enrol_chunk(chunk, record, claimed)
+                chunk = []
+        deferred += self._enrol_chunk(chunk, record, claimed)
+        for pending in deferred:
+            record(self._commit(pending))
+        return outcomes
+
+    def _enrol_chunk(
+        self, chunk: list[PhotoInput], record, claimed: dict[str, str]
+    ) -> list[_Pending]:
+        decoded: list[tuple[PhotoInput, str, str, np.ndarray]] = []
+        for item in chunk:
+            sha256 = hashlib.sha256(item.data).hexdigest()
+            try:
+                key = ingest_key(item.person, item.name)
+            except FaceRecError as error:
+                record(self._reject(item, None, sha256, error))
+                continue
+            known = self.stores.catalog.get_photo(key)
+            if known and known.sha256 == sha256:
+                record(
+                    PhotoOutcome(
+                        key,
+                        known.person,
+                        "unchanged",
+                        known.face_count,
+                        reason=f"already ingested ({known.status})",
+                    )
+                )
+                continue
+            twin = self.stores.catalog.photo_with_sha256(sha256)
+            if twin and twin.key != key:
+                record(
+                    PhotoOutcome(
+                        key,
+                        item.person,
+                        "duplicate",
+                        twin.face_count,
+                        reason=f"same bytes as {twin.key}",
+                    )
+                )
+                continue
+            first = claimed.setdefault(sha256, key)
+            if first != key:
+                record(PhotoOutcome(key, item.person, "duplicate", reason=f"same bytes as {first}"))
+                continue
+            try:
+                decoded.append(
+                    (item, key, sha256, decode_image(item.data, self.settings.image_limits))
+                )
+            except ImageError as error:
+                record(self._reject(item, key, sha256, error))
+        if not decoded:
+            return []
+        analysed = self.analyser.analyse([image for *_, image in decoded])
+        deferred = []
+        for (item, key, sha256, image), faces in zip(decoded, analysed, strict=True):
+            pending = _Pending(item, key, sha256, image.shape, faces)
+            if faces and (other := self._crop_owner(key, claimed)):
+                error = NameCollision(
+                    f"{other} has the same name without its extension, so this photo's face "
+                    f"crops ({crop_key(key, 0).removesuffix('-0.png')}-N.png) would overwrite "
+                    "its crops; rename one of them"
+                )
+                record(self._reject(item, key, sha256, error, image.shape))
+                continue
+            if not faces:
+                record(
+                    self._reject(
+                        item, key, sha256, NoFaceFound("no face found in the photo"), image.shape
+                    )
+                )
+            elif len(faces) > self.settings.max_faces:
+                error = TooManyFaces(f"{len(faces)} faces; at most {self.settings.max_faces}")
+                record(self._reject(item, key, sha256, error, image.shape))
+            elif len(faces) == 1:
+                record(self._commit(pending))
+            else:
+                deferred.append(pending)
+        return deferred
+
+    def _crop_owner(self, key: str, claimed: dict[str, str]) -> str | None:
+        """The other photo whose crops ``<Person>/<stem>-N.png`` this photo's would overwrite
+        (same person and stem, other extension), or None. Claims the crop names for ``key``."""
+        first_crop = crop_key(key, 0)
+        owner = claimed.setdefault(first_crop, key)
+        if owner != key:
+            return owner
+        catalog, crops = self.stores.catalog, self.stores.faces
+        if catalog.get_photo(key) is not None or not crops.exists(first_crop):
+            return None
+        stem = PurePosixPath(key).stem
+        prefix = str(PurePosixPath(key).with_name(stem))
+        others = (
+            other
+            for other in self.stores.ingest.keys(prefix)
+            if other != key and PurePosixPath(other).stem == stem
+        )
+        return next(others, f"another photo named {stem}.*")
+
+    def _reject(
+        self,
+        item: PhotoInput,
+        key: str | None,
+        sha256: str,
+        error: FaceRecError,
+        shape: tuple[int, ...] = (0, 0),
+    ) -> PhotoOutcome:
+        """Quarantine the bytes with their reason, stored under their hash (the names may be
+        hostile), and record the photo's status when its key is valid."""
+        status = "no_face" if isinstance(error, NoFaceFound) else "rejected"
+        shown = key or f"{item.person}/{item.name}"
+        self.stores.quarantine.put(f"{sha256}.bin", item.data)
+        self.stores.quarantine.put(
+            f"{sha256}.json",
+            json.dumps(
+                {"key": shown, "code": error.code, "reason": str(error)}, ensure_ascii=False
+            ).encode(),
+        )
+        if key is not None:
+            person = validate_person_name(item.person)
+            record = PhotoRecord(key, person, sha256, status, str(error), 0, shape[1], shape[0])
+            self._replace_photo(record, [])
+        return PhotoOutcome(shown, item.person, status, code=error.code, reason=str(error))
+
+    def refuse_unread(self, key: str, error: FaceRecError) -> PhotoOutcome:
+        """Refuse the ingest object ``key`` without reading it (over the size limit): only
+        its reason is quarantined, under a marker named by the key's hash, and its record is
+        replaced as for any bad photo."""
+        person, _ = split_ingest_key(key)
+        marker = "size-" + hashlib.sha256(key.encode()).hexdigest()
+        reason = {"key": key, "code": error.code, "reason": str(error), "bytes_copied": False}
+        self.stores.quarantine.put(
+            f"{marker}.json", json.dumps(reason, ensure_ascii=False).encode()
+        )
+        try:
+            person, _ = parse_ingest_key(key)
+        except FaceRecError:
+            return PhotoOutcome(key, person, "rejected", code=error.code, reason=str(error))
+        self._replace_photo(PhotoRecord(key, person, marker, "rejected", str(error)), [])
+        return PhotoOutcome(key, person, "rejected", code=error.code, reason=str(error))
+
+    def _replace_photo(self, photo: PhotoRecord, faces: list[FaceRecord]) -> None:
+        """Record a photo's new state; when it replaces other bytes under the same key, delete
+        the crops the new version no longer has (never the upload itself)."""
+        previous = self.stores.catalog.get_photo(photo.key)
+        self.stores.catalog.put_photo(photo, faces)
+        if previous is None:
+            return
+        for index in range(len(faces), previous.face_count):
+            self.stores.faces.delete(crop_key(photo.key, index))
+
+    def _commit(self, pending: _Pending) -> PhotoOutcome:
+        person = validate_person_name(pending.item.person)
+        chosen, rule = labelled_face(
+            self.stores.catalog, self.analyser, person, pending.faces, pending.image_shape
+        )
+        records = []
+        for index, analysed in enumerate(pending.faces):
+            key = crop_key(pending.key, index)
+            self.stores.faces.put(key, encode_png(analysed.crop))
+            records.append(
+                FaceRecord(
+                    f"{pending.key}#{index}",
+                    pending.key,
+                    index,
+                    person if index == chosen else None,
+                    analysed.face.box,
+                    analysed.face.confidence,
+                    key,
+                    self.settings.crop_method,
+                    analysed.embedding,
+                )
+            )
+        height, width = pending.image_shape[:2]
+        self._replace_photo(
+            PhotoRecord(
+                pending.key, person, pending.sha256, "enrolled", "", len(records), width, height
+            ),
+            records,
+        )
+        return PhotoOutcome(
+            pending.key, person, "enrolled", len(records), labelled_face=chosen, rule=rule
+        )
+
+
+def read_labelled_folder(root: Path, on_skip: Callable[[str, str], None]) -> Iterator[PhotoInput]:
+    """Yield every file of an LFW-layout folder ``root/<Person>/<file>``. Anything else (files
+    directly in root, deeper folders) is reported through ``on_skip(path, reason)``."""
+    root = Path(root)
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_dir():
+            continue
+        if len(relative.parts) != 2:
+            on_skip(str(relative), "not inside a person folder: expected DIR/<Person>/<photo>")
+            continue
+        yield PhotoInput(relative.parts[0], relative.parts[1], path.read_bytes())

@@ -1,0 +1,391 @@
+"""The training workflow as separate steps, so each can run in its own process (a Step
+Functions task) with only keys passed between them:
+
+    gather -> fit (seeded stratified split, CV, SVC, "unknown" calibration)
+    -> evaluate FaceNet and the nearest face on the held-out part (flows.evaluate)
+    -> evaluate Rekognition on the same held-out part -> publish (promote only if not worse)
+
+``train`` runs the same steps in one process; they work through the storage ports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from facerec.core.costs import hybrid_costs
+from facerec.core.errors import ModelNotFound
+from facerec.core.metrics import render_markdown
+from facerec.core.records import ModelRecord
+from facerec.core.settings import TrainOptions
+from facerec.engines.base import Engine
+from facerec.engines.classifier import FaceClassifier, cross_validate, holdout_split, select_c
+from facerec.engines.facenet import FaceNetEngine, TrainedModel, library_versions
+from facerec.engines.gallery import Gallery
+from facerec.engines.nearest import NearestEngine
+from facerec.engines.openset import OpenSetIdentifier, calibrate
+from facerec.engines.rekognition import RekognitionEngine
+from facerec.flows.chain import indexed_crops, not_indexed_reason
+from facerec.flows.evaluate import (
+    EngineRun,
+    HeldOutFace,
+    held_out_faces,
+    hybrid_curve,
+    run_engine,
+    summarise,
+)
+from facerec.storage.ports import (
+    BlobStore,
+    Catalog,
+    FaceCollection,
+    FaceIndex,
+    IndexClaims,
+    Stores,
+    labelled_faces,
+)
+from facerec.storage.rekognition import collection_gallery
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The labelled faces, in catalog order: ``embeddings`` float32 (N, D) unit vectors and
+    (N,) string arrays ``face_ids``, ``crop_keys``, ``labels``."""
+
+    face_ids: np.ndarray
+    crop_keys: np.ndarray
+    labels: np.ndarray
+    embeddings: np.ndarray = field(repr=False)
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{name: getattr(self, name) for name in _SET_FIELDS})
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainingSet:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return cls(**{name: arrays[name] for name in _SET_FIELDS})
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+_SET_FIELDS = ("face_ids", "crop_keys", "labels", "embeddings")
+
+
+def gather(catalog: Catalog, crop_method: str) -> TrainingSet:
+    """Every labelled face as arrays (see labelled_faces for the errors)."""
+    faces = labelled_faces(catalog, crop_method)
+    return TrainingSet(
+        np.array([face.face_id for face in faces]),
+        np.array([face.crop_key for face in faces]),
+        np.array([face.person for face in faces]),
+        np.stack([face.embedding for face in faces]).astype(np.float32),
+    )
+
+
+def fit(
+    training_set: TrainingSet, options: TrainOptions, analysis: dict
+) -> tuple[TrainedModel, np.ndarray]:
+    """Split, (select C,) cross-validate, fit and calibrate "unknown" for both engines.
+    Returns the model and the held-out indices into ``training_set``."""
+    X, y = training_set.embeddings, training_set.labels
+    train_index, test_index = holdout_split(y, options.test_size, options.seed)
+    started = time.perf_counter()
+    C, c_table = (
+        select_c(X[train_index], y[train_index], options.seed)
+        if options.select_c
+        else (options.C, None)
+    )
+    cv = cross_validate(X[train_index], y[train_index], C, options.seed)
+    classifier = FaceClassifier(C=C, random_state=options.seed).fit(X[train_index], y[train_index])
+    open_set = OpenSetIdentifier(far=options.far, random_state=options.seed).fit(
+        X[train_index], y[train_index], training_set.face_ids[train_index]
+    )
+    # The nearest-neighbour engine's gallery is every labelled face (the cloud's vector
+    # store): its threshold is calibrated on all of them, the same way.
+    nearest = calibrate(
+        Gallery(X.shape[1]).add(training_set.face_ids, y, X), options.far, seed=options.seed
+    )
+    created = datetime.now(UTC)
+    metadata = {
+        "model_id": created.strftime("%Y%m%dT%H%M%SZ")
+        + "-"
+        + hashlib.sha256(X[train_index].tobytes()).hexdigest()[:8],
+        "created_at": created.isoformat(timespec="seconds"),
+        "engine": "facenet-svc",
+        "labels": classifier.classes_.tolist(),
+        "classifier": {
+            "kind": "SVC",
+            "kernel": "linear",
+            "C": C,
+            "c_selection": c_table,
+            "probabilities": "sigmoid calibration, reported only",
+        },
+        "cv": cv,
+        "open_set": {
+            **open_set.calibration_.to_dict(),
+            "label": "the SVC's; unknown when the score is not above the threshold",
+            "gallery": f"the training part's {len(train_index)} faces",
+        },
+        "nearest": {**nearest.to_dict(), "gallery": f"every labelled face ({len(y)})"},
+        **analysis,
+        "split": {
+            "test_size": options.test_size,
+            "seed": options.seed,
+            "train_faces": len(train_index),
+            "test_faces": len(test_index),
+            "test_face_ids": [str(face_id) for face_id in training_set.face_ids[test_index]],
+        },
+        "training_seconds": round(time.perf_counter() - started, 3),
+        "libraries": library_versions(),
+    }
+    return TrainedModel(classifier, metadata, open_set), test_index
+
+
+def held_out(
+    model: TrainedModel, training_set: TrainingSet, read_crop: Callable[[str], bytes]
+) -> tuple[list[int], list[HeldOutFace]]:
+    """(indices of its training part, its held-out faces) of ``model`` in ``training_set``."""
+    return held_out_faces(
+        model.metadata,
+        training_set.face_ids,
+        training_set.labels,
+        training_set.crop_keys,
+        training_set.embeddings,
+        read_crop,
+    )
+
+
+def local_engines(model: TrainedModel) -> dict[str, Engine]:
+    """FaceNet and the nearest face as a model answers with them: the nearest face's gallery
+    is the model's training part (``model.open_set``), so it sees what FaceNet sees."""
+    engines: dict[str, Engine] = {"facenet": FaceNetEngine(lambda: model)}
+    if model.open_set is not None:
+        about = f"the training part: {len(model.open_set.gallery_)} faces (model.open_set)"
+        engines["nearest"] = NearestEngine(lambda: model.open_set, about)
+    return engines
+
+
+def run_key(model_id: str, engine: str) -> str:
+    """Where an engine's run on a model's held-out faces lives in the reports bucket."""
+    return f"{model_id}/runs/{engine}.json"
+
+
+def save_run(reports: BlobStore, model_id: str, run: EngineRun, figures: dict) -> str:
+    """Store a run with its ``figures`` (flows.evaluate.summarise) beside it, for readers
+    of the reports bucket; returns its key."""
+    key = run_key(model_id, run.name)
+    payload = {**run.to_dict(), "figures": figures}
+    reports.put(key, json.dumps(payload, indent=1, ensure_ascii=False).encode())
+    return key
+
+
+def load_runs(reports: BlobStore, model_id: str, engines: Iterable[str]) -> dict[str, EngineRun]:
+    """The stored runs of ``engines`` on the model's held-out faces (those that exist)."""
+    runs = {}
+    for engine in engines:
+        try:
+            runs[engine] = EngineRun.from_dict(json.loads(reports.get(run_key(model_id, engine))))
+        except FileNotFoundError:
+            continue
+    return runs
+
+
+def evaluate(
+    model: TrainedModel,
+    training_set: TrainingSet,
+    read_crop: Callable[[str], bytes],
+    engines: Mapping[str, Engine] | None = None,
+) -> dict[str, EngineRun]:
+    """Each engine (default: ``local_engines(model)``) on the model's held-out faces."""
+    _, faces = held_out(model, training_set, read_crop)
+    engines = local_engines(model) if engines is None else engines
+    return {name: run_engine(engine, faces) for name, engine in engines.items()}
+
+
+def evaluate_rekognition(
+    model: TrainedModel,
+    training_set: TrainingSet,
+    read_crop: Callable[[str], bytes],
+    collection: FaceCollection,
+    face_index: FaceIndex,
+    claims: IndexClaims,
+) -> EngineRun:
+    """Rekognition on the model's held-out faces in the deployment's collection, which the
+    enrolment chain filled with every labelled crop: the held-out crops' own FaceIds never
+    match, so the gallery is the training part, as for FaceNet; a training crop missing from
+    the collection is a gallery refusal with its reason. Closed set (min similarity 0), as
+    FaceNet is evaluated."""
+    training, faces = held_out(model, training_set, read_crop)
+    collection_id = collection.collection_id
+    gallery = collection_gallery(
+        collection_id,
+        indexed_crops(face_index, collection_id),
+        {str(training_set.crop_keys[i]): str(training_set.labels[i]) for i in training},
+        [face.crop_key for face in faces],
+        lambda crop_key: not_indexed_reason(claims, collection_id, crop_key),
+    )
+    engine = RekognitionEngine(collection, gallery, 0.0, gallery.exclude)
+    refused = [{"crop_key": key, "reason": why} for key, why in sorted(gallery.refused.items())]
+    run = run_engine(engine, faces, refused)
+    run.describe["excluded_face_ids"] = len(gallery.exclude)
+    return run
+
+
+def should_promote(candidate: dict, current: ModelRecord | None) -> tuple[bool, str]:
+    """Promote when there is no current model, or the candidate's held-out accuracy (the
+    SVC's label, before "unknown") is at least the current model's (a model without a
+    held-out accuracy is always replaced)."""
+    if current is None:
+        return True, "no current model"
+    current_accuracy = (current.metadata.get("evaluation") or {}).get("accuracy")
+    if current_accuracy is None:
+        return True, f"current model {current.model_id} has no held-out accuracy"
+    accuracy = candidate["accuracy"]
+    if accuracy >= current_accuracy:
+        return True, f"held-out accuracy {accuracy:.4f} >= {current_accuracy:.4f} (current)"
+    return False, f"held-out accuracy {accuracy:.4f} < {current_accuracy:.4f} (current)"
+
+
+def model_keys(model_id: str) -> dict[str, str]:
+    """Where a model's artifact and metadata live in the models bucket."""
+    return {"artifact": f"{model_id}/model.joblib", "metadata": f"{model_id}/metadata.json"}
+
+
+def save_model(models: BlobStore, model: TrainedModel) -> dict[str, str]:
+    keys = model_keys(model.model_id)
+    models.put(keys["artifact"], model.to_bytes())
+    models.put(keys["metadata"], json.dumps(model.metadata, indent=2).encode())
+    return keys
+
+
+def summaries(
+    model: TrainedModel, training_set: TrainingSet, runs: Mapping[str, EngineRun]
+) -> dict[str, dict]:
+    """Each run's figures (flows.evaluate.summarise) on the model's held-out faces and, with
+    FaceNet's and Rekognition's, the hybrid's routing curve (``hybrid``) at the costs of
+    core.costs.hybrid_costs."""
+    _, faces = held_out(model, training_set, lambda key: b"")
+    labels = model.metadata["labels"]
+    result = {name: summarise(run, faces, labels) for name, run in runs.items()}
+    if "facenet" in runs and result.get("rekognition", {}).get("ran"):
+        curve = hybrid_curve(runs["facenet"], runs["rekognition"], faces, *hybrid_costs())
+        result["hybrid"] = {**curve, "engine": "hybrid", "accuracy": curve["best"]["accuracy"]}
+    return result
+
+
+def publish(
+    stores: Stores,
+    model: TrainedModel,
+    training_set: TrainingSet,
+    runs: Mapping[str, EngineRun],
+) -> tuple[TrainedModel, dict]:
+    """Write the evaluation report, then make the model current if it is not worse.
+
+    ``runs`` holds each engine's run on the held-out part (none when the model was trained
+    on everything: it is then promoted); with FaceNet's and Rekognition's, the hybrid's
+    best routing threshold goes into the metadata (``routing``). The artifact stays in the
+    models bucket either way (versioned there); only a promoted model is registered in the
+    catalog. Returns the model with its evaluation in its metadata, and ``{"promoted",
+    "model_id", "reason", "report_key"}``."""
+    figures = summaries(model, training_set, runs) if runs else {}
+    metadata = dict(model.metadata)
+    facenet = figures.get("facenet")
+    if facenet is not None:
+        metadata["evaluation"] = {
+            "accuracy": facenet["closed_set_accuracy"],
+            "faces": facenet["held_out_faces"],
+        }
+    for name in ("nearest", "rekognition"):
+        if figures.get(name, {}).get("ran"):
+            metadata[f"{name}_evaluation"] = {
+                "accuracy": figures[name]["accuracy_all"],
+                "faces": figures[name]["held_out_faces"],
+            }
+    if "hybrid" in figures:
+        hybrid = figures["hybrid"]
+        metadata["routing"] = {
+            "threshold": hybrid["best"]["threshold"],
+            "accuracy": hybrid["best"]["accuracy"],
+            "routed_share": hybrid["best"]["routed_share"],
+            "target": hybrid["target"],
+            "reached": hybrid["best"]["reached"],
+            "chosen_on": f"this model's {hybrid['faces']} held-out faces",
+        }
+    model = TrainedModel(model.classifier, metadata, model.open_set)
+    keys = save_model(stores.models, model)
+    current = stores.catalog.current_model()
+    if facenet is None:
+        promoted, reason = True, "trained on every enrolled face (no held-out part to compare)"
+    else:
+        promoted, reason = should_promote(metadata["evaluation"], current)
+    report = {
+        "model_id": model.model_id,
+        "created_at": metadata["created_at"],
+        "promoted": promoted,
+        "promotion_reason": reason,
+        "previous_model_id": current.model_id if current else None,
+        "engines": figures,
+    }
+    report_key = f"{model.model_id}/evaluation.json"
+    stores.reports.put(report_key, _json(report))
+    if facenet is not None:
+        evaluation = facenet["evaluation"]
+        stores.reports.put(f"{model.model_id}/holdout-evaluation.json", _json(evaluation))
+        title = f"Model {model.model_id}: FaceNet on the held-out part"
+        markdown = render_markdown(evaluation, title).encode()
+        stores.reports.put(f"{model.model_id}/holdout-evaluation.md", markdown)
+    if promoted:
+        record = ModelRecord(model.model_id, keys["artifact"], metadata["created_at"], metadata)
+        stores.catalog.put_model(record)
+    result = {"promoted": promoted, "model_id": model.model_id, "reason": reason}
+    return model, {**result, "report_key": report_key}
+
+
+def _json(payload: dict) -> bytes:
+    return json.dumps(payload, indent=2, ensure_ascii=False).encode()
+
+
+def train(
+    stores: Stores, crop_method: str, analysis: dict, options: TrainOptions = TrainOptions()
+) -> tuple[TrainedModel, dict | None]:
+    """The workflow's steps in one process: gather, fit, evaluate FaceNet and the nearest
+    face on the held-out part (each run stored), publish. ``analysis``: how the faces were
+    made (FaceAnalyser.describe). Returns the model and FaceNet's held-out evaluation
+    (core.metrics.evaluate_predictions; None when ``options.test_size`` is 0)."""
+    training_set = gather(stores.catalog, crop_method)
+    model, test_index = fit(training_set, options, analysis)
+    if not len(test_index):
+        return publish(stores, model, training_set, {})[0], None
+    runs = evaluate(model, training_set, stores.faces.get)
+    _, faces = held_out(model, training_set, stores.faces.get)
+    figures = {name: summarise(run, faces, model.metadata["labels"]) for name, run in runs.items()}
+    for name, run in runs.items():
+        save_run(stores.reports, model.model_id, run, figures[name])
+    model, _ = publish(stores, model, training_set, runs)
+    return model, figures["facenet"]["evaluation"]
+
+
+class CurrentModel:
+    """The published model, loaded once per process and reloaded when a newer one is
+    published; call it for the model (ModelNotFound before the first training)."""
+
+    def __init__(self, catalog: Catalog, models: BlobStore):
+        self.catalog, self.models = catalog, models
+        self._model: TrainedModel | None = None
+
+    def __call__(self) -> TrainedModel:
+        record = self.catalog.current_model()
+        if record is None:
+            raise ModelNotFound("no trained model yet; run `facerec train` first")
+        if self._model is None or self._model.model_id != record.model_id:
+            self._model = TrainedModel.from_bytes(self.models.get(record.artifact_key))
+        return self._model

@@ -1,0 +1,544 @@
+"""``facerec``: enrol, train, evaluate and identify on the embedded default (no AWS account).
+
+Exit codes: 0 done; 1 error (message on stderr); 2 bad usage; 3 done, but some photos were
+rejected or had no face (``ingest``, ``evaluate DIR``, ``identify``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+from facerec.core.errors import FaceRecError
+from facerec.core.settings import CROP_METHODS, DEFAULT_CROP_METHOD
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+@contextmanager
+def _native_stderr_muted():
+    """TensorFlow's C++ runtime prints start-up notices on file descriptor 2 before its
+    log level applies; mute them while the models load (Python errors still surface)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class App:
+    """Holds the paths and builds the local deployment (slow to load: the models) once, on
+    first use. ``routing_threshold``: the hybrid engine's override (None: the model's)."""
+
+    def __init__(
+        self,
+        workspace: Path,
+        cache_dir: Path,
+        crop_method: str,
+        routing_threshold: float | None = None,
+    ):
+        self.workspace, self.cache_dir, self.crop_method = workspace, cache_dir, crop_method
+        self.routing_threshold = routing_threshold
+        self._local = None
+
+    @property
+    def local(self):
+        if self._local is None:
+            from facerec.vision.assets import AssetPaths, verify_weights
+
+            weights = AssetPaths(self.cache_dir).weights
+            verify_weights(weights)  # a clear error before muting
+            with _native_stderr_muted():
+                from facerec.core.settings import AnalysisSettings
+                from facerec.interfaces.local import LocalDeployment
+                from facerec.vision.analyser import build_analyser
+
+                analyser = build_analyser(weights, AnalysisSettings(crop_method=self.crop_method))
+                self._local = LocalDeployment(self.workspace, analyser, self.routing_threshold)
+        return self._local
+
+
+def _describe(outcome) -> str:
+    if outcome.status == "enrolled":
+        detail = f"{outcome.faces} face(s)"
+        if outcome.faces > 1:
+            detail += f", labelled face {outcome.labelled_face} chosen by {outcome.rule} rule"
+    else:
+        detail = outcome.reason
+    return f"{outcome.status:<9} {outcome.key}  {detail}"
+
+
+def cmd_ingest(app: App, args) -> int:
+    from tqdm import tqdm
+
+    from facerec.flows.enrol import read_labelled_folder
+
+    if not args.directory.is_dir():
+        raise FaceRecError(f"{args.directory} is not a folder; expected DIR/<Person>/<photo>")
+    skipped: list[str] = []
+    total = sum(1 for path in args.directory.rglob("*") if path.is_file())
+    progress = tqdm(
+        total=total,
+        unit="photo",
+        desc="ingest",
+        file=sys.stderr,
+        disable=args.quiet or not sys.stderr.isatty(),
+    )
+
+    def report(outcome) -> None:
+        progress.update(1)
+        if not (args.quiet and outcome.status in ("enrolled", "unchanged")):
+            progress.write(_describe(outcome))
+
+    def skip(path: str, reason: str) -> None:
+        progress.update(1)
+        skipped.append(path)
+        progress.write(f"{'skipped':<9} {path}  {reason}")
+
+    outcomes = app.local.enrol(read_labelled_folder(args.directory, skip), on_outcome=report)
+    progress.close()
+    statuses = Counter(outcome.status for outcome in outcomes)
+    reasons = Counter(outcome.code for outcome in outcomes if outcome.status == "rejected")
+    faces = sum(outcome.faces for outcome in outcomes if outcome.status == "enrolled")
+    print(
+        f"\n{len(outcomes) + len(skipped)} files: {statuses['enrolled']} enrolled "
+        f"({faces} faces found), {statuses['unchanged']} unchanged, "
+        f"{statuses['duplicate']} duplicates, {statuses['no_face']} with no face, "
+        f"{statuses['rejected']} rejected, {len(skipped)} not in a person folder"
+    )
+    for code, count in reasons.most_common():
+        print(f"  rejected {code}: {count}")
+    problems = statuses["no_face"] + statuses["rejected"] + len(skipped)
+    return EXIT_PARTIAL if problems else EXIT_OK
+
+
+def cmd_train(app: App, args) -> int:
+    from facerec.core.metrics import render_markdown
+    from facerec.core.settings import TrainOptions
+
+    model, evaluation = app.local.train(
+        TrainOptions(
+            C=args.C,
+            select_c=args.select_c,
+            test_size=args.test_size,
+            seed=args.seed,
+            far=args.far,
+        )
+    )
+    meta = model.metadata
+    print(
+        f"model {model.model_id}: {len(meta['labels'])} people, "
+        f"{meta['split']['train_faces']} training faces, C = {meta['classifier']['C']}, "
+        f"{meta['cv']['folds']}-fold CV accuracy {meta['cv']['mean']:.3f} "
+        f"(+/- {meta['cv']['std']:.3f}), crop {meta['crop']['method']}"
+    )
+    if evaluation is not None:
+        print(
+            render_markdown(
+                evaluation, f"Held-out {args.test_size:.0%} ({evaluation['faces']} faces)"
+            )
+        )
+    return EXIT_OK
+
+
+def cmd_evaluate(app: App, args) -> int:
+    from facerec.core.metrics import render_markdown
+    from facerec.flows.enrol import read_labelled_folder
+
+    local = app.local
+    if args.directory is None:
+        evaluation, title = local.evaluate_holdout(), "Held-out part of the enrolled photos"
+    else:
+        skipped = []
+        evaluation = local.evaluate_photos(
+            read_labelled_folder(args.directory, lambda path, reason: skipped.append(path))
+        )
+        title = f"Photos in {args.directory}"
+        evaluation["notes"] = [
+            f"{len(evaluation['refused'])} of {evaluation['photos']} photos "
+            "could not be used (counted as misses in photo accuracy)"
+        ]
+        evaluation["notes"] += [
+            f"refused {item['photo']}: {item['reason']}" for item in evaluation["refused"]
+        ]
+    print(render_markdown(evaluation, title))
+    if args.json:
+        args.json.write_text(json.dumps(evaluation, indent=2, ensure_ascii=False))
+        print(f"evaluation written to {args.json}")
+    return EXIT_PARTIAL if evaluation.get("refused") else EXIT_OK
+
+
+def cmd_identify(app: App, args) -> int:
+    from facerec.flows.identify import identify_photo
+    from facerec.interfaces.http import ENGINE_CHOICES
+
+    results, failed = {}, 0
+    local = app.local
+    engines = ENGINE_CHOICES[args.engine]
+    if "facenet" in engines or "hybrid" in engines:
+        local.current_model()  # missing weights or model stop here, before any photo
+    for photo in args.photos:
+        try:
+            data = photo.read_bytes()
+            results[str(photo)] = identify_photo(local.analyser, local.engines, engines, data)
+        except (FaceRecError, OSError) as error:
+            failed += 1
+            code = getattr(error, "code", "unreadable")
+            results[str(photo)] = {"error": code, "message": str(error)}
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for photo, result in results.items():
+            if "error" in result:
+                print(f"{photo}: {result['error']}: {result['message']}")
+                continue
+            for face in result["faces"]:
+                box = face["box"]
+                answers = "; ".join(
+                    f"{engine} {_describe_answer(face[engine])}"
+                    for engine in engines
+                    if engine in face
+                )
+                print(
+                    f"{photo}: x={box['left']} y={box['top']} w={box['width']} "
+                    f"h={box['height']}: {answers}"
+                )
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _describe_answer(answer: dict) -> str:
+    """One engine's answer for one face, for the terminal."""
+    scores = [
+        f"{name} {answer[name]:.2f}"
+        for name in ("probability", "score", "similarity")
+        if answer.get(name) is not None
+    ]
+    via = f" via {answer['engine']}" if "engine" in answer else ""
+    return f"{answer['person']}{via} ({', '.join(scores)})"
+
+
+def cmd_forget(app: App, args) -> int:
+    deleted = app.local.forget(args.person)
+    print(json.dumps(deleted, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_demo(app: App, args) -> int:
+    from facerec.vision.assets import AssetPaths
+
+    sample = AssetPaths(app.cache_dir).sample_set
+    print(f"== 1/5 ingest {sample / 'train'}")
+    cmd_ingest(app, _arguments("ingest", sample / "train", "--quiet"))
+    print("\n== 2/5 train, holding out a seeded 25 % of the enrolled faces")
+    cmd_train(app, _arguments("train"))
+    print(f"\n== 3/5 evaluate on {sample / 'val'} (photos never enrolled)")
+    evaluation = app.workspace / "demo-evaluation.json"
+    cmd_evaluate(app, _arguments("evaluate", sample / "val", "--json", evaluation))
+    print("\n== 4/5 identify one val photo of each person, with every engine")
+    photos = [sorted(folder.glob("*.jpg"))[0] for folder in sorted((sample / "val").iterdir())]
+    cmd_identify(app, _arguments("identify", *photos, "--engine", "all"))
+    print(f"\nworkspace: {app.workspace} ({app.local.stores.catalog.counts()})")
+    print("\n== 5/5 compare the engines on the held-out faces: the report")
+    return cmd_report(app, report_defaults())
+
+
+def _arguments(command: str, *argv) -> argparse.Namespace:
+    """A subcommand's arguments as the command line would give them (its defaults)."""
+    return build_parser().parse_args([command, *map(str, argv)])
+
+
+def _rekognition_run(args, training_faces, held_out, read_crop):
+    """Rekognition's run on the held-out faces and the gallery indexed for it, or a run that
+    says why it did not run (not requested, no collection, no credentials, an AWS error)."""
+    from facerec.analysis.comparison import rekognition_unavailable, run_rekognition
+    from facerec.flows.evaluate import EngineRun
+
+    if "rekognition" not in args.engines:
+        return EngineRun("rekognition", reason="not requested (--engines facenet)"), None
+    if not args.collection:
+        reason = (
+            "no collection given: run `facerec report --collection ID` with AWS credentials "
+            "(the collection is created if absent; --cleanup removes what the report indexed)"
+        )
+        return EngineRun("rekognition", reason=reason), None
+    import boto3
+
+    session = boto3.session.Session()
+    reason = rekognition_unavailable(session)
+    if reason:
+        return EngineRun("rekognition", reason=reason), None
+    print(f"indexing {len(training_faces)} training crops into collection {args.collection}")
+    client = session.client("rekognition")
+    return run_rekognition(client, args.collection, training_faces, held_out, read_crop)
+
+
+def cmd_report(app: App, args) -> int:
+    from facerec.analysis.comparison import compare_model
+    from facerec.analysis.report.html import render
+    from facerec.analysis.report.numbers import duration
+    from facerec.flows import train
+    from facerec.storage.rekognition import FaceCollection, cleanup
+
+    local = app.local
+    stores, model = local.stores, local.current_model()
+    training_set = train.gather(stores.catalog, local.settings.crop_method)
+    _, held_out = train.held_out(model, training_set, stores.faces.get)
+    runs = train.load_runs(stores.reports, model.model_id, ("facenet", "nearest"))
+    if "facenet" not in runs:  # a model published before its runs were stored
+        runs = train.evaluate(model, training_set, stores.faces.get)
+    held_out_ids = {face.face_id for face in held_out}
+    training = [face for face in local.labelled_faces() if face.face_id not in held_out_ids]
+    runs["rekognition"], gallery = _rekognition_run(args, training, held_out, stores.faces.get)
+    try:
+        facenet = local.engines["facenet"]
+        comparison = compare_model(
+            stores, local.analyser, facenet, model, runs, args.lambda_memory_mb, args.volumes
+        )
+    finally:
+        if args.cleanup and gallery is not None:
+            import boto3
+
+            collection = FaceCollection(boto3.client("rekognition"), gallery.collection_id)
+            done = cleanup(collection, gallery)
+            print(
+                f"cleanup: {done['faces_deleted']} faces deleted from {gallery.collection_id}"
+                + (", collection deleted" if done["collection_deleted"] else "")
+            )
+    html, numbers = render(comparison, stores.faces.get, args.target_wrong_rate)
+    out = args.out or stores.reports.root / model.model_id / "comparison.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    numbers_path = out.with_suffix(".json")
+    numbers_path.write_text(json.dumps(numbers, indent=2, ensure_ascii=False), encoding="utf-8")
+    for name, engine_numbers in numbers["engines"].items():
+        if engine_numbers["ran"]:
+            print(
+                f"{name}: accuracy {engine_numbers['accuracy_all']:.3f} "
+                f"({engine_numbers['correct']} of {engine_numbers['held_out_faces']} held-out "
+                f"faces), {len(engine_numbers['refusals'])} refused, "
+                f"{duration(engine_numbers['seconds']['mean'])} per call"
+            )
+        else:
+            print(f"{name}: not run: {engine_numbers['reason']}")
+    print(f"numbers: {numbers_path}\nreport: {out}")
+    return EXIT_OK
+
+
+def _engines(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(set(names) - {"facenet", "rekognition"})
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"engines are facenet and rekognition, comma-separated; got {value!r}"
+        )
+    return names
+
+
+def _volumes(value: str) -> tuple[int, ...]:
+    try:
+        volumes = tuple(int(item.replace("_", "")) for item in value.split(","))
+    except ValueError:
+        volumes = ()
+    if not volumes or min(volumes) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"volumes are positive photo counts a month, comma-separated; got {value!r}"
+        )
+    return volumes
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    from facerec.analysis.comparison import DEFAULT_VOLUMES
+    from facerec.analysis.report.numbers import DEFAULT_TARGET_WRONG_RATE
+    from facerec.core.costs import DEFAULT_LAMBDA_MEMORY_MB
+
+    parser.add_argument(
+        "--engines",
+        type=_engines,
+        default=("facenet", "rekognition"),
+        help="engines to compare, comma-separated (default facenet,rekognition); FaceNet "
+        "always runs, Rekognition only with AWS credentials and --collection",
+    )
+    parser.add_argument(
+        "--collection", help="Rekognition collection for the training crops (created if absent)"
+    )
+    parser.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="delete the faces the report indexed (and the collection if it created it)",
+    )
+    parser.add_argument("--out", type=Path, help="HTML file (default: the workspace's reports)")
+    parser.add_argument(
+        "--volumes",
+        type=_volumes,
+        default=DEFAULT_VOLUMES,
+        help="photos a month for the cost model, comma-separated (default: the price tiers)",
+    )
+    parser.add_argument(
+        "--lambda-memory-mb",
+        type=int,
+        default=DEFAULT_LAMBDA_MEMORY_MB,
+        help=f"memory of the FaceNet identify Lambda (default {DEFAULT_LAMBDA_MEMORY_MB})",
+    )
+    parser.add_argument(
+        "--target-wrong-rate",
+        type=float,
+        default=DEFAULT_TARGET_WRONG_RATE,
+        help="threshold target: at most this fraction of wrong answers accepted (default 0.01)",
+    )
+
+
+def report_defaults() -> argparse.Namespace:
+    """The report command's defaults (the demo's report)."""
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser)
+    return parser.parse_args([])
+
+
+def cmd_status(app: App, args) -> int:
+    from facerec.storage.local import SqliteCatalog
+
+    catalog = SqliteCatalog(app.workspace / "catalog.sqlite")
+    print(json.dumps(catalog.counts()))
+    model = catalog.current_model()
+    print(f"current model: {model.model_id if model else 'none'}")
+    return EXIT_OK
+
+
+def cmd_serve(app: App, args) -> int:
+    from facerec.interfaces.server import serve
+
+    return serve(app.local, args.host, args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facerec", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=Path(os.environ.get("FACEREC_WORKSPACE", "workspace")),
+        help="embedded-default storage folder (default: ./workspace)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("FACEREC_CACHE_DIR", REPO_ROOT / ".cache")),
+        help="where `make setup` put the weights and the sample set",
+    )
+    parser.add_argument(
+        "--crop",
+        choices=CROP_METHODS,
+        default=DEFAULT_CROP_METHOD,
+        help="face crop: 5-landmark alignment (default, measured better) or "
+        "the thesis's box + 32 px margin",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser("ingest", help="enrol labelled photos from DIR/<Person>/<photo>")
+    ingest.add_argument("directory", type=Path)
+    ingest.add_argument("--quiet", action="store_true", help="print only problems and the summary")
+    ingest.set_defaults(run=cmd_ingest)
+
+    train = commands.add_parser("train", help="train the SVC on the enrolled faces")
+    train.add_argument("--C", type=float, default=10.0, help="SVC regularisation (default 10)")
+    train.add_argument(
+        "--select-c",
+        action="store_true",
+        help="choose C by cross-validation over the thesis's grid",
+    )
+    train.add_argument(
+        "--test-size",
+        type=float,
+        default=0.25,
+        help="held-out fraction for evaluation (default 0.25; 0 = train on all)",
+    )
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--far",
+        type=float,
+        default=0.01,
+        help="false-accept rate the unknown threshold is calibrated to (default 0.01)",
+    )
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate the current model")
+    evaluate.add_argument(
+        "directory",
+        type=Path,
+        nargs="?",
+        help="labelled photos to test on (default: the held-out part)",
+    )
+    evaluate.add_argument("--json", type=Path, help="also write the evaluation as JSON here")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    identify = commands.add_parser("identify", help="name every face in photos")
+    identify.add_argument("photos", type=Path, nargs="+")
+    identify.add_argument("--json", action="store_true", help="print JSON")
+    identify.add_argument(
+        "--engine",
+        choices=("facenet", "nearest", "hybrid", "all"),
+        default="facenet",
+        help="facenet: the SVC with a calibrated unknown (default); nearest: the closest "
+        "enrolled faces, no training needed; hybrid: FaceNet, and Rekognition for faces it "
+        "is not sure of (Rekognition needs the cloud: locally FaceNet's answer is kept)",
+    )
+    identify.add_argument(
+        "--routing-threshold",
+        type=float,
+        help="hybrid: route faces whose open-set score is below this "
+        "(default: the model's, chosen at training)",
+    )
+    identify.set_defaults(run=cmd_identify)
+
+    forget = commands.add_parser(
+        "forget",
+        help="delete a person everywhere (photos, crops, embeddings, models that knew them) "
+        "and retrain on the others",
+    )
+    forget.add_argument("person", help="the person's name, as their photo folder is named")
+    forget.set_defaults(run=cmd_forget)
+
+    report = commands.add_parser(
+        "report",
+        help="compare the engines on the current model's held-out faces: HTML report and JSON",
+    )
+    add_report_arguments(report)
+    report.set_defaults(run=cmd_report)
+
+    demo = commands.add_parser("demo", help="the whole flow on the bundled 5-person sample set")
+    demo.set_defaults(run=cmd_demo)
+
+    status = commands.add_parser("status", help="what the workspace holds")
+    status.set_defaults(run=cmd_status)
+
+    serve = commands.add_parser("serve", help="POST /identify on localhost (docs/openapi.yaml)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    app = App(args.workspace, args.cache_dir, args.crop, getattr(args, "routing_threshold", None))
+    try:
+        return args.run(app, args)
+    except FaceRecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
