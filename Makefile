@@ -6,7 +6,7 @@ CACHE := .cache
 STAMP := $(VENV)/.installed
 CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 npx --no-install cdk
 
-.PHONY: setup demo test lint bench bench-open-set bench-scale synth deploy clean
+.PHONY: setup demo test test-fast lint bench bench-open-set bench-scale synth deploy clean
 
 # The asset check hashes the weights every time (0.1 s), so a corrupted file is re-fetched.
 setup: $(STAMP)
@@ -26,6 +26,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The fast lane for quick edits: every test that does not load the models (about a minute).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not model"
 
 lint: setup
 	$(BIN)/ruff check .

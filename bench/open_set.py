@@ -25,12 +25,11 @@ import numpy as np
 from run import labelled_face_embeddings
 from sklearn.svm import SVC
 
-from facerec.alignment import CROP_METHODS
-from facerec.assets import AssetPaths
-from facerec.classifier import FaceClassifier, holdout_split
-from facerec.embedding import l2_normalise
-from facerec.gallery import Gallery
-from facerec.openset import (
+from facerec.core.settings import CROP_METHODS, AnalysisSettings, TrainOptions
+from facerec.core.vectors import l2_normalise
+from facerec.engines.classifier import FaceClassifier, holdout_split
+from facerec.engines.gallery import Gallery
+from facerec.engines.openset import (
     COHORT,
     HELD_OUT_STRANGERS,
     LEAVE_ONE_PERSON_OUT,
@@ -39,9 +38,9 @@ from facerec.openset import (
     identify,
     open_set_scores,
 )
-from facerec.pipeline import PipelineSettings
-from facerec.runtime import build_analyser
-from facerec.workflow import TrainingSet, TrainOptions, fit
+from facerec.flows.train import TrainingSet, fit
+from facerec.vision.analyser import build_analyser
+from facerec.vision.assets import AssetPaths
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LFW = REPO_ROOT.parent / "shared" / "datasets" / "lfw-devtrain"
@@ -72,7 +71,7 @@ def load_embeddings(
                 print(f"embeddings from {cache}")
                 return relative, people, {v: arrays[v] for v in VARIANTS}, arrays["found"]
     print(f"embedding {len(paths)} photos (cached to {cache})")
-    analyser = build_analyser(AssetPaths(cache_dir).weights, PipelineSettings())
+    analyser = build_analyser(AssetPaths(cache_dir).weights, AnalysisSettings())
     embeddings, found, _ = labelled_face_embeddings(analyser, paths, flipped=True, chunk=256)
     np.savez(cache, paths=relative, found=found, **embeddings)
     return relative, people, embeddings, found
@@ -153,7 +152,7 @@ class Probe:
             if kind == "calibrated":
                 self._svc[kind] = FaceClassifier(C=10.0, random_state=0).fit(X, y)
             else:
-                with warnings.catch_warnings():  # deprecated in scikit-learn 1.9 (FACTS.md)
+                with warnings.catch_warnings():  # deprecated in scikit-learn 1.9
                     warnings.simplefilter("ignore", FutureWarning)
                     self._svc[kind] = SVC(
                         kernel="linear", C=10.0, probability=True, random_state=0
@@ -330,7 +329,7 @@ def bench_calibration(X, people, found, seeds) -> list[dict]:
 
 def bench_shipped(X, people, found, seeds) -> list[dict]:
     """The package as shipped, end to end on aligned crops without flipping (what enrolment
-    stores): ``workflow.fit`` on the enrolled faces (the SVC, and the open-set gallery
+    stores): ``flows.train.fit`` on the enrolled faces (the SVC, and the open-set gallery
     calibrated leave-one-person-out to 1 % FAR), then the FaceNet engine
     (``TrainedModel.identify``) and the nearest engine (``model.open_set``) on the known
     probes and the strangers. At the calibrated threshold: DIR and the real FAR; and DIR at
@@ -439,7 +438,7 @@ def summary(results: dict) -> list[str]:
         if r["method"] == LEAVE_ONE_PERSON_OUT and r["far_target"] == FARS[0]
     )
     chain = [
-        ("aligned", "nearest face: max cosine", "nearest face, max cosine (FACTS.md: 0.94)"),
+        ("aligned", "nearest face: max cosine", "nearest face, max cosine (earlier run: 0.94)"),
         ("aligned + flipped", "nearest face: max cosine", "+ flipped-image embedding averaged"),
         ("aligned + flipped", "nearest-face label, centroid cosine", "+ accept on the centroid"),
         ("aligned + flipped", OURS, f"+ cohort normalisation (K={COHORT})"),

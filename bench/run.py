@@ -29,18 +29,17 @@ from PIL import Image, ImageOps
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold
 
-from facerec.alignment import CROP_METHODS, crop
-from facerec.api import identify
-from facerec.assets import AssetPaths
-from facerec.classifier import FaceClassifier, cross_validate, holdout_split
-from facerec.detection import select_labelled_face
-from facerec.embedding import EMBEDDING_SIZE
-from facerec.images import decode_image
-from facerec.models import library_versions
-from facerec.pipeline import FaceAnalyser, Pipeline, PipelineSettings, TrainOptions
-from facerec.pipeline import read_labelled_folder as _read_labelled_folder
-from facerec.runtime import build_analyser, local_pipeline
-from facerec.server import local_services
+from facerec.core.settings import CROP_METHODS, EMBEDDING_SIZE, AnalysisSettings, TrainOptions
+from facerec.engines.classifier import FaceClassifier, cross_validate, holdout_split
+from facerec.engines.facenet import library_versions
+from facerec.flows.enrol import read_labelled_folder as _read_labelled_folder
+from facerec.flows.identify import identify_photo
+from facerec.interfaces.local import LocalDeployment
+from facerec.vision.alignment import crop
+from facerec.vision.analyser import FaceAnalyser, build_analyser
+from facerec.vision.assets import AssetPaths
+from facerec.vision.detection import select_labelled_face
+from facerec.vision.images import decode_image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LFW = REPO_ROOT.parent / "shared" / "datasets" / "lfw-devtrain"
@@ -153,7 +152,7 @@ def peak_rss_mib() -> float:
 # ---- speed ----------------------------------------------------------------------------------
 
 
-def load_analyser(report: Report, weights: Path, settings: PipelineSettings) -> FaceAnalyser:
+def load_analyser(report: Report, weights: Path, settings: AnalysisSettings) -> FaceAnalyser:
     section("models")
     started = time.perf_counter()
     analyser = build_analyser(weights, settings)
@@ -238,11 +237,11 @@ def bench_stages(
 
 
 def enrol_timed(
-    report: Report, pipeline: Pipeline, items, label: str, target: float | None
+    report: Report, local: LocalDeployment, items, label: str, target: float | None
 ) -> None:
     """Enrol ``items`` (an iterable read lazily, as the CLI does); report photos/s and outcomes."""
     started = time.perf_counter()
-    outcomes = pipeline.enrol(items)
+    outcomes = local.enrol(items)
     elapsed = time.perf_counter() - started
     statuses = Counter(outcome.status for outcome in outcomes)
     report.add(SPEED, f"ingest {label}: photos", len(outcomes))
@@ -259,25 +258,25 @@ def enrol_timed(
 
 def bench_sample_set(
     report: Report, analyser: FaceAnalyser, assets: AssetPaths, workspace: Path
-) -> Pipeline:
-    """Enrol train/, train on all of it, evaluate on val/; returns the trained pipeline."""
+) -> LocalDeployment:
+    """Enrol train/, train on all of it, evaluate on val/; returns the trained deployment."""
     section("sample set: ingest train/, train on all, evaluate on val/")
-    pipeline = local_pipeline(workspace, assets.cache_dir, analyser.settings, analyser=analyser)
+    local = LocalDeployment(workspace, analyser)
     enrol_timed(
         report,
-        pipeline,
+        local,
         read_labelled_folder(assets.sample_set / "train"),
         "sample set train/",
         None,
     )
     started = time.perf_counter()
-    model, _ = pipeline.train(TrainOptions(test_size=0.0))
+    model, _ = local.train(TrainOptions(test_size=0.0))
     report.add(
         SPEED, "train SVC (sample set, CV + calibration)", time.perf_counter() - started, "s"
     )
     cv = model.metadata["cv"]
     report.add(SAMPLE, f"sample set: {cv['folds']}-fold CV on train/", cv["mean"])
-    evaluation = pipeline.evaluate_photos(read_labelled_folder(assets.sample_set / "val"))
+    evaluation = local.evaluate_photos(read_labelled_folder(assets.sample_set / "val"))
     photos = evaluation["photos"]
     report.add(
         SAMPLE,
@@ -295,26 +294,27 @@ def bench_sample_set(
     report.details["sample set val misses"] = misses
     for miss in misses:
         print(f"  miss: {miss}")
-    return pipeline
+    return local
 
 
-def bench_identify(report: Report, pipeline: Pipeline, photo: bytes) -> None:
+def bench_identify(report: Report, local: LocalDeployment, photo: bytes) -> None:
     section("warm identify, one-face photo")
-    services = local_services(pipeline)
-    answer = identify(services, photo, ("facenet",))
-    seconds = timed(lambda: identify(services, photo, ("facenet",)), 40, warmup=3)
+
+    def identify() -> dict:
+        return identify_photo(local.analyser, local.engines, ("facenet",), photo)
+
+    answer = identify()
+    seconds = timed(identify, 40, warmup=3)
     add_latency(report, "identify (warm, in process)", seconds, median_target=150)
     report.details["identify answer"] = answer["faces"]
     print(f"  answer: {[face['facenet'] for face in answer['faces']]}")
 
 
-def bench_lfw_ingest(
-    report: Report, analyser: FaceAnalyser, cache_dir: Path, workspace: Path, lfw: Path
-) -> None:
+def bench_lfw_ingest(report: Report, analyser: FaceAnalyser, workspace: Path, lfw: Path) -> None:
     section(f"ingest the first {LFW_INGEST_PHOTOS} LFW photos (sorted paths) into a new workspace")
-    pipeline = local_pipeline(workspace, cache_dir, analyser.settings, analyser=analyser)
+    local = LocalDeployment(workspace, analyser)
     items = itertools.islice(read_labelled_folder(lfw / "images"), LFW_INGEST_PHOTOS)
-    enrol_timed(report, pipeline, items, f"{LFW_INGEST_PHOTOS} LFW", 40)
+    enrol_timed(report, local, items, f"{LFW_INGEST_PHOTOS} LFW", 40)
 
 
 def vm_hwm_mib(pid: int) -> float:
@@ -601,11 +601,11 @@ METHOD_NOTES = [
     f"- Stages: one sample-set val photo centre-cropped and resized to {PHOTO_SIDE}x{PHOTO_SIDE} "
     "(JPEG, one face), after warm-up calls; batched detection on 16 such distinct photos; "
     "embedding of 1 and 32 crops.",
-    "- Ingest: `Pipeline.enrol` into a fresh workspace, photos read lazily as the CLI does "
+    "- Ingest: `LocalDeployment.enrol` into a fresh workspace, photos read lazily as the CLI does "
     "(detection batches only photos of identical shape: sample-set sizes vary, LFW's do not).",
-    "- Identify: the FaceNet engine of `facerec.api.identify` on that photo with a model "
-    "trained on the sample set's train part; start-up: `facerec identify PHOTO` as a new "
-    "process, peak RSS its VmHWM.",
+    "- Identify: the FaceNet engine of `facerec.flows.identify.identify_photo` on that photo "
+    "with a model trained on the sample set's train part; start-up: `facerec identify PHOTO` "
+    "as a new process, peak RSS its VmHWM.",
     "- LFW: each photo detected once; the labelled face is the most central one "
     "(`select_labelled_face` without references), cropped both ways and embedded. Verification: "
     "cosine similarity, 10 stratified folds, threshold chosen on 9 and tested on the 10th; a pair "
@@ -687,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     started, meta = time.perf_counter(), machine()
-    report, settings, assets = Report(), PipelineSettings(), AssetPaths(args.cache_dir)
+    report, settings, assets = Report(), AnalysisSettings(), AssetPaths(args.cache_dir)
     lfw = None
     if args.quick:
         report.skip("LFW (--quick)")
@@ -702,10 +702,10 @@ def main(argv: list[str] | None = None) -> int:
         photo = one_face_jpeg(photos, analyser)
         (work / "photo.jpg").write_bytes(photo)
         bench_stages(report, analyser, photo, photos)
-        pipeline = bench_sample_set(report, analyser, assets, work / "sample")
-        bench_identify(report, pipeline, photo)
+        local = bench_sample_set(report, analyser, assets, work / "sample")
+        bench_identify(report, local, photo)
         if lfw:
-            bench_lfw_ingest(report, analyser, assets.cache_dir, work / "lfw", lfw)
+            bench_lfw_ingest(report, analyser, work / "lfw", lfw)
         section("memory")
         report.add(
             MEMORY,

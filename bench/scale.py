@@ -23,10 +23,10 @@ import numpy as np
 from open_set import DEFAULT_CACHE, DEFAULT_LFW, REPO_ROOT, load_embeddings, machine, variant
 from threadpoolctl import threadpool_limits
 
-from facerec.classifier import FaceClassifier
-from facerec.embedding import l2_normalise
-from facerec.gallery import APPROXIMATE_FROM, Gallery, IndexSettings
-from facerec.openset import calibrate, identify
+from facerec.core.vectors import l2_normalise
+from facerec.engines.classifier import FaceClassifier
+from facerec.engines.gallery import APPROXIMATE_FROM, Gallery, IndexSettings
+from facerec.engines.openset import calibrate, identify
 
 SIZES = (10_000, 100_000, 1_000_000)
 FACES_PER_PERSON = 10

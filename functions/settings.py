@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from facerec.core.settings import CROP_METHODS, DEFAULT_CROP_METHOD
+
 REQUIRED = (
     "INGEST_BUCKET",
     "FACES_BUCKET",
@@ -41,7 +43,7 @@ class Settings:
     face_vector_index: str
     centroid_vector_index: str
     weights_path: Path = Path("/opt/facerec/facenet_keras.h5")
-    crop_method: str = "aligned"
+    crop_method: str = DEFAULT_CROP_METHOD
     rekognition_min_similarity: float = 90.0
     facenet_min_probability: float = 0.0
     log_level: str = "INFO"
@@ -64,9 +66,9 @@ class Settings:
             raise SettingsError(f"REKOGNITION_MIN_SIMILARITY is 0-100; got {similarity}")
         if not 0 <= probability <= 1:
             raise SettingsError(f"FACENET_MIN_PROBABILITY is 0-1; got {probability}")
-        crop_method = environ.get("CROP_METHOD", "aligned")
-        if crop_method not in ("aligned", "margin"):
-            raise SettingsError(f"CROP_METHOD is aligned or margin; got {crop_method!r}")
+        crop_method = environ.get("CROP_METHOD", DEFAULT_CROP_METHOD)
+        if crop_method not in CROP_METHODS:
+            raise SettingsError(f"CROP_METHOD is one of {CROP_METHODS}; got {crop_method!r}")
         return cls(
             *(environ[name] for name in REQUIRED),
             weights_path=Path(environ.get("WEIGHTS_PATH", "/opt/facerec/facenet_keras.h5")),

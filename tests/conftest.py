@@ -22,11 +22,14 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-aws"):
-        return
+    """Tests that load the models (the ``analyser`` fixture, directly or through another)
+    are marked ``model``, so ``-m "not model"`` is a fast lane; ``aws`` tests are skipped
+    unless --run-aws is given."""
     skip = pytest.mark.skip(reason="needs a real AWS account: pass --run-aws with credentials")
     for item in items:
-        if "aws" in item.keywords:
+        if "analyser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.model)
+        if "aws" in item.keywords and not config.getoption("--run-aws"):
             item.add_marker(skip)
 
 

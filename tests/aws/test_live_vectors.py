@@ -14,14 +14,12 @@ import numpy as np
 import pytest
 
 from facerec.engines.gallery import Gallery
+from facerec.engines.nearest import VectorNearest
 from facerec.engines.openset import open_set_scores
 from facerec.storage.vectors import VectorGallery
+from tests.factories import unit_vector
 
 pytestmark = pytest.mark.aws
-
-
-def unit(vectors: np.ndarray) -> np.ndarray:
-    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
 def test_search_matches_the_in_process_gallery_and_forget_empties_it():
@@ -39,17 +37,17 @@ def test_search_matches_the_in_process_gallery_and_forget_empties_it():
                 distanceMetric="cosine",
             )
         rng = np.random.default_rng(0)
-        centres = unit(rng.normal(size=(6, 128)))
+        centres = unit_vector(rng.normal(size=(6, 128)))
         people = np.repeat([f"person_{n}" for n in range(6)], 4)
-        faces = unit(centres[np.repeat(np.arange(6), 4)] + 0.4 * rng.normal(size=(24, 128)))
+        faces = unit_vector(centres[np.repeat(np.arange(6), 4)] + 0.4 * rng.normal(size=(24, 128)))
         keys = [f"{person}/photo{n}-0.png" for n, person in enumerate(people)]
         store = VectorGallery(client, bucket, *indexes)
         store.put_faces(keys, people, faces)
         for person in np.unique(people):
             store.put_centroid(person, faces[people == person])
-        queries = unit(centres + 0.4 * rng.normal(size=(6, 128)))
+        queries = unit_vector(centres + 0.4 * rng.normal(size=(6, 128)))
 
-        labels, scores = store.search(queries, cohort=3)
+        labels, scores = VectorNearest(store, None, cohort=3).search(queries)
 
         gallery = Gallery().add(np.array(keys), people, faces)
         expected = gallery.search(queries, 1)[0][:, 0]

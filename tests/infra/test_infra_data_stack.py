@@ -209,18 +209,17 @@ def test_the_service_stack_names_the_indexes_as_s3_vectors_arns_them(synthesized
     ]
 
 
+TABLES = ("CatalogTable", "FaceIndexTable")
+# Every resource whose deletion loses data: what retain_data keeps (prod) or deletes (dev).
+STATEFUL_RESOURCES = (*BUCKETS, *TABLES, "FaceCollection", *VECTOR_RESOURCES)
+
+
 def test_prod_retains_every_stateful_resource_and_recovers_tables(prod):
     resources = prod.data_json["Resources"]
-    for logical_id in [
-        *BUCKETS,
-        "CatalogTable",
-        "FaceIndexTable",
-        "FaceCollection",
-        *VECTOR_RESOURCES,
-    ]:
+    for logical_id in STATEFUL_RESOURCES:
         assert resources[logical_id]["DeletionPolicy"] == "Retain", logical_id
         assert resources[logical_id]["UpdateReplacePolicy"] == "Retain", logical_id
-    for table in ("CatalogTable", "FaceIndexTable"):
+    for table in TABLES:
         properties = resources[table]["Properties"]
         assert properties["PointInTimeRecoverySpecification"] == {
             "PointInTimeRecoveryEnabled": True
@@ -233,15 +232,9 @@ def test_prod_retains_every_stateful_resource_and_recovers_tables(prod):
 
 def test_dev_deletes_everything_with_the_stack(dev):
     resources = dev.data_json["Resources"]
-    for logical_id in [
-        *BUCKETS,
-        "CatalogTable",
-        "FaceIndexTable",
-        "FaceCollection",
-        *VECTOR_RESOURCES,
-    ]:
+    for logical_id in STATEFUL_RESOURCES:
         assert resources[logical_id]["DeletionPolicy"] == "Delete", logical_id
-    for table in ("CatalogTable", "FaceIndexTable"):
+    for table in TABLES:
         properties = resources[table]["Properties"]
         assert properties["PointInTimeRecoverySpecification"] == {
             "PointInTimeRecoveryEnabled": False

@@ -5,7 +5,7 @@ each Lambda task run in-process from its image command -> a published model and 
 report in the reports bucket -> /identify answering through the API handler.
 
 The re-index workflow is not executed here: moto 5.2.5's ASL parser rejects its Distributed
-Map (``ItemBatcher``); tests/functions/test_reindex.py feeds the handler the batches the map
+Map (``ItemBatcher``); tests/handlers/test_reindex.py feeds the handler the batches the map
 would send.
 
 The handlers read the environment the synthesized template gives each function; moto holds
@@ -40,7 +40,7 @@ if str(REPO_ROOT) not in sys.path:  # infra/ and functions/ import from the repo
 from facerec.engines.classifier import holdout_split  # noqa: E402
 from facerec.flows.train import gather  # noqa: E402
 from facerec.storage.rekognition import external_image_id  # noqa: E402
-from tests.functions.support import (  # noqa: E402
+from tests.support import (  # noqa: E402
     ENV,
     api_event,
     b64,
@@ -215,7 +215,7 @@ def local_lambda_invoker(invoker: LocalLambda):
 
 
 def create_resources(session, env: dict[str, str]) -> None:
-    from tests.functions import support
+    from tests import support
 
     names = {
         **{key: env[key] for key in support.ENV if key.endswith(("_BUCKET", "_TABLE"))},

@@ -27,14 +27,14 @@ from facerec.flows.evaluate import EngineRun
 from facerec.flows.train import evaluate, fit, gather
 from facerec.flows.train import held_out as train_held_out
 from facerec.storage.rekognition import FaceCollection, cleanup, external_image_id
-from tests.functions.support import (
+from tests.support import (
     index_params,
     indexed_response,
     refused_response,
     search_params,
     search_response,
 )
-from tests.unit.test_comparison import COLLECTION, describe_response, stubbed_rekognition
+from tests.unit.analysis.test_comparison import COLLECTION, describe_response, stubbed_rekognition
 
 pytestmark = pytest.mark.model
 

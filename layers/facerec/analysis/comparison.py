@@ -171,7 +171,7 @@ def run_rekognition(
 
 
 def enrolment_refusals(catalog, quarantine: BlobStore) -> list[dict]:
-    """Photos the pipeline refused at enrolment (before the split, so for every engine) and
+    """Photos enrolment refused (before the split, so for every engine) and
     still not enrolled: ``{"photo_key", "code", "reason"}``."""
     refused = []
     for key in quarantine.keys(""):

@@ -1,4 +1,5 @@
-"""Every error the package raises on purpose. ``code`` is a stable machine-readable reason."""
+"""Every error the package raises on purpose below its interfaces (the HTTP layer adds its
+own ``ApiError`` for malformed requests). ``code`` is a stable machine-readable reason."""
 
 from __future__ import annotations
 

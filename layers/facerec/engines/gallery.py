@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from facerec.core.settings import EMBEDDING_SIZE
+from facerec.core.vectors import l2_normalise
 
 # Exact search costs about 2.7 ms per face at 100 k faces (one BLAS thread) and needs no
 # index build (about 20 s at 100 k, one thread); past it the HNSW index keeps identify far
@@ -171,7 +172,7 @@ class Gallery:
         codes = self._codes_of(labels)
         out = np.zeros((len(codes), self.dimensions), dtype=np.float32)
         known = self.face_counts(labels) > 0
-        out[known] = _unit(self._sums[codes[known]])
+        out[known] = l2_normalise(self._sums[codes[known]])
         return out
 
     # ---- changes -----------------------------------------------------------------------
@@ -348,7 +349,7 @@ class Gallery:
             self._centroids_index.remove(changed)  # keys it does not hold are ignored
         if self._centroids_index is not None:
             changed = changed[self._counts[changed] > 0]
-            self._centroids_index.add(changed, _unit(self._sums[changed]).astype(np.float32))
+            self._centroids_index.add(changed, l2_normalise(self._sums[changed]).astype(np.float32))
 
     def _search(self, vectors, k, exclude, scores_of) -> tuple[np.ndarray, np.ndarray]:
         queries = self._check_vectors(vectors)
@@ -405,12 +406,12 @@ class Gallery:
         """(Q, P) float32: each person's centroid similarity (-inf: none, or not a candidate)."""
         if self._centroids_index is None:
             if "centroids" not in self._exact:
-                self._exact["centroids"] = _unit(self._sums).astype(np.float32)
+                self._exact["centroids"] = l2_normalise(self._sums).astype(np.float32)
             scores = queries @ self._exact["centroids"].T
             scores[:, self._counts == 0] = -np.inf
             return scores
         codes = self._centroids_index.search(queries, min(len(self._people), k + CANDIDATES))
-        similarities = np.einsum("qd,qcd->qc", queries, _unit(self._sums[codes.clip(0)]))
+        similarities = np.einsum("qd,qcd->qc", queries, l2_normalise(self._sums[codes.clip(0)]))
         scores = np.full((len(queries), len(self._people)), -np.inf, dtype=np.float32)
         return _scatter_max(scores, codes, similarities.astype(np.float32))
 
@@ -420,11 +421,6 @@ class Gallery:
             return np.full((count, 0), -1, dtype=np.int64)
         labels = np.asarray(exclude, dtype=str).reshape(count, -1)
         return self._codes_of(labels).reshape(labels.shape)
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 def _scatter_max(scores: np.ndarray, codes: np.ndarray, similarities: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from facerec.core.errors import FaceRecError
-from facerec.core.settings import CROP_METHODS, DEFAULT_CROP_METHOD
+from facerec.core.settings import CROP_METHODS, DEFAULT_CROP_METHOD, TrainOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -125,7 +125,6 @@ def cmd_ingest(app: App, args) -> int:
 
 def cmd_train(app: App, args) -> int:
     from facerec.core.metrics import render_markdown
-    from facerec.core.settings import TrainOptions
 
     model, evaluation = app.local.train(
         TrainOptions(
@@ -450,7 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(run=cmd_ingest)
 
     train = commands.add_parser("train", help="train the SVC on the enrolled faces")
-    train.add_argument("--C", type=float, default=10.0, help="SVC regularisation (default 10)")
+    defaults = TrainOptions()
+    train.add_argument(
+        "--C", type=float, default=defaults.C, help=f"SVC regularisation (default {defaults.C:g})"
+    )
     train.add_argument(
         "--select-c",
         action="store_true",
@@ -459,15 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--test-size",
         type=float,
-        default=0.25,
-        help="held-out fraction for evaluation (default 0.25; 0 = train on all)",
+        default=defaults.test_size,
+        help=f"held-out fraction for evaluation (default {defaults.test_size:g}; 0 = train on all)",
     )
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument(
         "--far",
         type=float,
-        default=0.01,
-        help="false-accept rate the unknown threshold is calibrated to (default 0.01)",
+        default=defaults.far,
+        help=f"false-accept rate the unknown threshold is calibrated to (default {defaults.far:g})",
     )
     train.set_defaults(run=cmd_train)
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from facerec.core.errors import VectorStoreError
 from facerec.core.settings import EMBEDDING_SIZE
+from facerec.core.vectors import l2_normalise
 
 PERSON = "person"  # the faces index's metadata key naming the face's person
 WRITE_BATCH = 500  # PutVectors and DeleteVectors: at most 500 vectors per call
@@ -86,7 +87,10 @@ class VectorGallery:
         vectors = _check_vectors(vectors)
         if not person or not len(vectors):
             raise ValueError("a centroid needs a person and at least one face")
-        centroid = _unit(vectors.astype(np.float64).mean(axis=0)).astype(np.float32)
+        mean = vectors.astype(np.float64).mean(axis=0)
+        if not np.linalg.norm(mean):
+            raise ValueError("the faces' mean is the zero vector: no direction to store")
+        centroid = l2_normalise(mean).astype(np.float32)
         self._put(self.centroids_index, [{"key": person, "data": {"float32": centroid.tolist()}}])
         return centroid
 
@@ -197,13 +201,6 @@ def _check_vectors(vectors, unit: bool = False) -> np.ndarray:
     if unit and len(norms) and np.abs(norms - 1.0).max() > UNIT_TOLERANCE:
         raise ValueError("vectors must be unit length (L2-normalised embeddings)")
     return vectors
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(vector)
-    if norm == 0:
-        raise ValueError("the faces' mean is the zero vector: no direction to store")
-    return vector / norm
 
 
 def _message(error) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from facerec.core.settings import EMBEDDING_SIZE
+from facerec.core.vectors import l2_normalise
 from facerec.vision.assets import verify_weights
 
 MODEL_ID = "facenet-keras-20170512-110547"
@@ -32,12 +33,6 @@ def prewhiten(crops: np.ndarray) -> np.ndarray:
 
 
 PREPROCESSING: dict[str, Callable[[np.ndarray], np.ndarray]] = {"prewhiten": prewhiten}
-
-
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    """(N, D) -> (N, D) rows scaled to unit length."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 def _scaled_residual_layer():

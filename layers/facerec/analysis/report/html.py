@@ -231,35 +231,35 @@ def _summary(data: dict, read_crop) -> str:
     return "".join(parts)
 
 
+def _each_engine(data: dict, body: Callable[[str, dict], str]) -> str:
+    """Per engine: its title, then ``body(name, engine)``, or why it did not run."""
+    return "".join(
+        f"<h3>{_e(engine_title(name))}</h3>"
+        + (body(name, engine) if engine["ran"] else _not_run(engine))
+        for name, engine in data["engines"].items()
+    )
+
+
 def _confusion(data: dict, read_crop) -> str:
-    parts = [
+    def body(name: str, engine: dict) -> str:
+        figure = confusion_figure(engine["evaluation"], engine_title(name))
+        return _img(figure_uri(figure), f"confusion matrix of {engine_title(name)}")
+
+    return (
         "<p>Rows are the true person, columns the answer; each row is normalised to 1 and "
         "each cell also shows its count. A perfect engine fills the diagonal.</p>"
-    ]
-    for name, engine in data["engines"].items():
-        parts.append(f"<h3>{_e(engine_title(name))}</h3>")
-        if not engine["ran"]:
-            parts.append(_not_run(engine))
-            continue
-        figure = confusion_figure(engine["evaluation"], engine_title(name))
-        parts.append(_img(figure_uri(figure), f"confusion matrix of {engine_title(name)}"))
-    return "".join(parts)
+        + _each_engine(data, body)
+    )
 
 
 def _per_class(data: dict, read_crop) -> str:
-    parts = []
-    for name, engine in data["engines"].items():
-        parts.append(f"<h3>{_e(engine_title(name))}</h3>")
-        if not engine["ran"]:
-            parts.append(_not_run(engine))
-            continue
+    def body(name: str, engine: dict) -> str:
         imperfect = data["report"]["engines"][name]["imperfect_classes"]
         if not imperfect:
-            parts.append(
+            return (
                 f"<p>Every one of the {len(engine['evaluation']['labels'])} classes has "
                 "precision and recall 1.</p>"
             )
-            continue
         rows = [
             [
                 _e(label),
@@ -270,8 +270,9 @@ def _per_class(data: dict, read_crop) -> str:
             ]
             for label, row in imperfect.items()
         ]
-        parts.append(_table(["person", "precision", "recall", "f1", "support"], rows))
-    return "".join(parts)
+        return _table(["person", "precision", "recall", "f1", "support"], rows)
+
+    return _each_engine(data, body)
 
 
 def _scores(data: dict, read_crop) -> str:
@@ -279,59 +280,48 @@ def _scores(data: dict, read_crop) -> str:
         f"{_e(engine_title(name))}: {_e(engine['score'])}"
         for name, engine in data["engines"].items()
     )
-    parts = [
-        "<p>How sure each engine was when it was right and when it was wrong, on its own "
-        f"scale ({scales}). The further apart the two groups, the better a threshold can "
-        'separate them. An "unknown" answer is a wrong one here.</p>'
-    ]
-    for name, engine in data["engines"].items():
-        parts.append(f"<h3>{_e(engine_title(name))}</h3>")
-        if not engine["ran"]:
-            parts.append(_not_run(engine))
-            continue
+
+    def body(name: str, engine: dict) -> str:
+        part = ""
         correct, scores = answered(data, name)
         if len(scores):
             figure = score_figure(correct, scores, engine["score"], engine_title(name))
-            parts.append(_img(figure_uri(figure), f"score distribution of {engine_title(name)}"))
+            part = _img(figure_uri(figure), f"score distribution of {engine_title(name)}")
         stats = engine["evaluation"]["score_statistics"]
         rows = [
             [group, str(item["count"]), *(_f(item[key]) for key in ("mean", "std", "min", "max"))]
             for group, item in stats.items()
         ]
-        parts.append(_table(["answers", "count", "mean", "std", "min", "max"], rows))
-    return "".join(parts)
+        return part + _table(["answers", "count", "mean", "std", "min", "max"], rows)
+
+    return (
+        "<p>How sure each engine was when it was right and when it was wrong, on its own "
+        f"scale ({scales}). The further apart the two groups, the better a threshold can "
+        'separate them. An "unknown" answer is a wrong one here.</p>' + _each_engine(data, body)
+    )
 
 
 def _thresholds(data: dict, read_crop) -> str:
     target = data["report"]["target_wrong_rate"]
-    parts = [
-        '<p>An answer whose score is under the threshold would be discarded ("not sure"). '
-        "For each threshold: the correct answers it would discard and the wrong answers it "
-        f"would still accept. The target: at most {target:.0%} of the wrong answers accepted."
-        "</p>"
-    ]
-    for name, engine in data["engines"].items():
-        parts.append(f"<h3>{_e(engine_title(name))}</h3>")
-        if not engine["ran"]:
-            parts.append(_not_run(engine))
-            continue
+
+    def body(name: str, engine: dict) -> str:
         evaluation = engine["evaluation"]
         wrong = evaluation["faces"] - evaluation["correct"]
         pick = data["report"]["engines"][name]["threshold"]
         if wrong == 0:
             floor = 1 / evaluation["faces"] if evaluation["faces"] else None
-            parts.append(
+            verdict = (
                 f"<p><b>No wrong answers</b> among {evaluation['faces']} answered faces: every "
                 "threshold meets the target here. A sample this size cannot show a wrong-answer "
                 f"rate under {_pct(floor)}; judge thresholds on a larger held-out set.</p>"
             )
         elif pick is None:
-            parts.append(
+            verdict = (
                 "<p><b>No threshold</b> keeps wrong acceptances under the target without "
                 "discarding every answer.</p>"
             )
         else:
-            parts.append(
+            verdict = (
                 f"<p>Lowest threshold that meets the target: <b>{pick['threshold']:g}</b>. It "
                 f"still accepts {pick['wrong_accepted']} of {wrong} wrong answers and discards "
                 f"{pick['correct_discarded']} of {evaluation['correct']} correct answers "
@@ -345,8 +335,15 @@ def _thresholds(data: dict, read_crop) -> str:
             ]
             for row in evaluation["thresholds"]
         ]
-        parts.append(_table(["threshold", "correct discarded", "wrong still accepted"], rows))
-    return "".join(parts)
+        table = _table(["threshold", "correct discarded", "wrong still accepted"], rows)
+        return verdict + table
+
+    return (
+        '<p>An answer whose score is under the threshold would be discarded ("not sure"). '
+        "For each threshold: the correct answers it would discard and the wrong answers it "
+        f"would still accept. The target: at most {target:.0%} of the wrong answers accepted."
+        "</p>" + _each_engine(data, body)
+    )
 
 
 def _errors(data: dict, read_crop) -> str:

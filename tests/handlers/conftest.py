@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.functions.support import cloud_environment
+from tests.support import cloud_environment
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from facerec.engines.gallery import Gallery
 from facerec.engines.nearest import VectorNearest
 from facerec.engines.openset import open_set_scores
 from facerec.storage.vectors import VectorGallery
+from tests.factories import unit_vector
 
 BUCKET, FACES, CENTROIDS = "facerec-test-vectors", "faces", "centroids"
 PEOPLE = ("Ada_Lovelace", "Alan_Turing", "Grace_Hopper", "Katherine_Johnson", "Margaret_Hamilton")
@@ -32,21 +33,17 @@ def stubbed():
         stubber.assert_no_pending_responses()
 
 
-def unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
-
-
 def enrolled(seed: int = 0) -> tuple[list[str], list[str], np.ndarray]:
     """Three faces per person, each person's faces clustered round a direction of their own."""
     rng = np.random.default_rng(seed)
-    directions = unit(rng.normal(size=(len(PEOPLE), 128)))
+    directions = unit_vector(rng.normal(size=(len(PEOPLE), 128)))
     keys, people, vectors = [], [], []
     for person, direction in zip(PEOPLE, directions, strict=True):
         for n in range(3):
             keys.append(f"{person}/photo{n}-0.png")
             people.append(person)
             vectors.append(direction + 0.4 * rng.normal(size=128) / np.sqrt(128))
-    return keys, people, unit(np.array(vectors))
+    return keys, people, unit_vector(np.array(vectors))
 
 
 def floats(vector) -> list[float]:
@@ -70,7 +67,7 @@ def query_request(index: str, vector, top_k: int, metadata: bool) -> dict:
 def test_put_faces_sends_keys_people_and_float32_data_in_batches_of_500(stubbed):
     gallery, stubber = stubbed
     rng = np.random.default_rng(1)
-    vectors = unit(rng.normal(size=(501, 128)))
+    vectors = unit_vector(rng.normal(size=(501, 128)))
     keys = [f"Ada_Lovelace/photo{n}-0.png" for n in range(501)]
     people = ["Ada_Lovelace"] * 501
     for batch in (slice(0, 500), slice(500, 501)):
@@ -140,8 +137,8 @@ def test_delete_centroid_deletes_the_persons_key(stubbed):
     ("call", "args"),
     [
         ("put_faces", (["a/b-0.png"], ["a"], np.ones((1, 64)))),
-        ("put_faces", (["a/b-0.png", "c"], ["a"], unit(np.ones((1, 128))))),
-        ("put_faces", (["a/b-0.png"], [""], unit(np.ones((1, 128))))),
+        ("put_faces", (["a/b-0.png", "c"], ["a"], unit_vector(np.ones((1, 128))))),
+        ("put_faces", (["a/b-0.png"], [""], unit_vector(np.ones((1, 128))))),
         ("put_centroid", ("a", np.zeros((0, 128)))),
         ("nearest_face", (np.ones(128),)),  # not unit length
         ("nearest_centroids", (np.ones(128), 3)),
@@ -216,8 +213,10 @@ def test_search_gives_the_open_set_scores_of_the_in_process_gallery(stubbed, coh
     keys, people, vectors = enrolled()
     rng = np.random.default_rng(7)
     # Two probes near enrolled faces, two strangers.
-    queries = unit(np.vstack([vectors[[1, 7]] + 0.3 * rng.normal(size=(2, 128)) / np.sqrt(128)]))
-    queries = np.vstack([queries, unit(rng.normal(size=(2, 128)))])
+    queries = unit_vector(
+        np.vstack([vectors[[1, 7]] + 0.3 * rng.normal(size=(2, 128)) / np.sqrt(128)])
+    )
+    queries = np.vstack([queries, unit_vector(rng.normal(size=(2, 128)))])
     stub_search(stubber, keys, people, vectors, queries, cohort)
 
     labels, scores = VectorNearest(gallery, None, cohort).search(queries)
@@ -233,7 +232,7 @@ def test_search_gives_the_open_set_scores_of_the_in_process_gallery(stubbed, coh
 
 def test_an_empty_faces_index_answers_unknown_with_minus_infinity(stubbed):
     gallery, stubber = stubbed
-    query = unit(np.ones((1, 128)))
+    query = unit_vector(np.ones((1, 128)))
     stubber.add_response(
         "query_vectors",
         {"vectors": [], "distanceMetric": "cosine"},
@@ -246,7 +245,7 @@ def test_an_empty_faces_index_answers_unknown_with_minus_infinity(stubbed):
 
 def test_a_label_whose_centroid_is_not_written_yet_scores_minus_infinity(stubbed):
     gallery, stubber = stubbed
-    query = unit(np.ones((1, 128)))
+    query = unit_vector(np.ones((1, 128)))
     stubber.add_response(
         "query_vectors",
         {
@@ -271,7 +270,7 @@ def test_a_missing_index_is_a_clear_error(stubbed):
         http_status_code=404,
     )
     with pytest.raises(VectorStoreError, match=r"'facerec-test-vectors'.*'faces' does not exist"):
-        VectorNearest(gallery, None).search(unit(np.ones((1, 128))))
+        VectorNearest(gallery, None).search(unit_vector(np.ones((1, 128))))
 
 
 def test_throttling_is_left_to_the_caller(stubbed):
@@ -280,7 +279,7 @@ def test_throttling_is_left_to_the_caller(stubbed):
         "put_vectors", service_error_code="TooManyRequestsException", http_status_code=429
     )
     with pytest.raises(gallery.client.exceptions.TooManyRequestsException):
-        gallery.put_centroid("Ada_Lovelace", unit(np.ones((1, 128))))
+        gallery.put_centroid("Ada_Lovelace", unit_vector(np.ones((1, 128))))
 
 
 # ---- settings and services ---------------------------------------------------------------------
@@ -288,7 +287,7 @@ def test_throttling_is_left_to_the_caller(stubbed):
 
 def test_the_functions_settings_name_the_vector_bucket_and_indexes():
     from functions.settings import Settings, SettingsError
-    from tests.functions.support import ENV
+    from tests.support import ENV
 
     settings = Settings.from_env(ENV)
     assert (settings.vector_bucket, settings.face_vector_index) == (ENV["VECTOR_BUCKET"], "faces")
@@ -306,7 +305,7 @@ def test_the_functions_settings_name_the_vector_bucket_and_indexes():
 def test_services_build_the_vector_gallery_on_an_s3vectors_client(assets):
     from functions.services import Services
     from functions.settings import Settings
-    from tests.functions.support import ENV
+    from tests.support import ENV
 
     session = boto3.session.Session(
         region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"

@@ -57,7 +57,7 @@ from facerec.storage.rekognition import (
 )
 from facerec.vision.images import encode_png
 from tests.factories import face_record, unit_vector
-from tests.functions.support import (
+from tests.support import (
     ENV,
     index_params,
     indexed_response,

@@ -11,6 +11,7 @@ import pytest
 from facerec.core.errors import InvalidLabel
 from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
 from facerec.storage.local import BUCKETS, FolderBlobStore, SqliteCatalog, local_stores
+from tests.factories import face_record as face
 
 
 def files_under(root) -> set[str]:
@@ -24,21 +25,6 @@ def face_ids(faces: list[FaceRecord]) -> list[str]:
 def photo(key: str, person: str = "Ben", sha256: str | None = None, **fields) -> PhotoRecord:
     fields.setdefault("status", "enrolled")
     return PhotoRecord(key, person, sha256 or f"sha-{key}", **fields)
-
-
-def face(photo_key: str, index: int, person: str | None, seed: int = 0) -> FaceRecord:
-    embedding = np.random.default_rng(seed).standard_normal(128).astype(np.float32)
-    return FaceRecord(
-        face_id=f"{photo_key}#{index}",
-        photo_key=photo_key,
-        index=index,
-        person=person,
-        box=(10 + index, 20, 110, 140),
-        confidence=0.99 - index / 100,
-        crop_key=f"{photo_key.rsplit('.', 1)[0]}-{index}.png",
-        crop_method="aligned",
-        embedding=embedding / np.linalg.norm(embedding),
-    )
 
 
 def model(model_id: str) -> ModelRecord:

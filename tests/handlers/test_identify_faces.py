@@ -14,7 +14,7 @@ from PIL import Image
 
 from facerec.flows.identify import identify_photo
 from functions.identify_faces.handler import handler
-from tests.functions.support import (
+from tests.support import (
     ENV,
     api_event,
     b64,

@@ -14,7 +14,7 @@ from facerec.core.errors import NotEnoughData
 from facerec.core.naming import crop_key
 from facerec.engines.facenet import TrainedModel
 from functions.training import evaluate, evaluate_rekognition, fit, gather, publish, write_report
-from tests.functions.support import ENV, copy_gallery, search_params, search_response
+from tests.support import ENV, copy_gallery, search_params, search_response
 
 pytestmark = pytest.mark.model
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from functions.align_faces.handler import handler
-from tests.functions.support import ENV, object_created_event, sample_photos
+from tests.support import ENV, object_created_event, sample_photos
 
 pytestmark = pytest.mark.model
 

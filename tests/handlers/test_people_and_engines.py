@@ -18,7 +18,8 @@ from facerec.interfaces.http import IdentifyService, handle_identify
 from functions.align_faces.handler import handler as align
 from functions.embed_faces.handler import handler as embed
 from functions.forget_person.handler import handler as forget
-from tests.functions.support import (
+from tests.factories import unit_vector
+from tests.support import (
     ACCOUNT,
     ENV,
     b64,
@@ -34,11 +35,6 @@ pytestmark = pytest.mark.model
 INGEST, FACES = ENV["INGEST_BUCKET"], ENV["FACES_BUCKET"]
 BUCKETS = ("INGEST", "FACES", "MODELS", "REPORTS", "QUARANTINE")
 TRAINING_ARN = f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:facerec-test-training"
-
-
-def unit(vector) -> np.ndarray:
-    vector = np.asarray(vector, np.float64)
-    return vector / np.linalg.norm(vector)
 
 
 def test_embed_stores_labelled_faces_and_the_person_centroid(cloud, sample_set):
@@ -58,7 +54,7 @@ def test_embed_stores_labelled_faces_and_the_person_centroid(cloud, sample_set):
         assert metadata == {"person": "ben_afflek"}
         np.testing.assert_allclose(data, face.embedding, atol=1e-6)
     ((person, (_, centroid)),) = cloud.vectors(ENV["CENTROID_VECTOR_INDEX"]).items()
-    expected = unit(np.mean([face.embedding for face in faces], axis=0))
+    expected = unit_vector(np.mean([face.embedding for face in faces], axis=0))
     assert person == "ben_afflek"
     np.testing.assert_allclose(centroid, expected, atol=1e-6)
 
@@ -97,7 +93,7 @@ def test_nearest_engine_names_a_face_from_the_vector_store(deployed, sample_set)
     embedding = analysed[0].embedding
     faces = local.stores.catalog.faces()
     centroids = {
-        name: unit(np.mean([f.embedding for f in faces if f.person == name], axis=0))
+        name: unit_vector(np.mean([f.embedding for f in faces if f.person == name], axis=0))
         for name in sorted({face.person for face in faces})
     }
     similarity = {name: float(centroid @ embedding) for name, centroid in centroids.items()}

@@ -24,7 +24,7 @@ from facerec.engines.openset import (
     leave_one_person_out_scores,
     open_set_scores,
 )
-from tests.unit.test_gallery import people, queries_near
+from tests.unit.engines.test_gallery import people, queries_near
 
 SPREAD = 1.0  # same-person cosine about 0.5, different people about 0: strangers are hard
 

@@ -14,7 +14,7 @@ from facerec.storage.rekognition import external_image_id
 from functions.align_faces.handler import handler as align
 from functions.embed_faces.handler import handler as embed
 from functions.index_faces.handler import handler as index
-from tests.functions.support import (
+from tests.support import (
     ENV,
     index_params,
     indexed_response,

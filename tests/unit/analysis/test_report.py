@@ -19,7 +19,7 @@ from facerec.analysis.report.html import SECTIONS, render
 from facerec.analysis.report.numbers import build
 from facerec.flows.evaluate import EngineRun
 from facerec.flows.train import local_engines
-from tests.unit.test_comparison import (
+from tests.unit.analysis.test_comparison import (
     CROPS,
     FACENET_ANSWERS,
     HELD_OUT,

@@ -21,7 +21,8 @@ from facerec.storage.local import local_stores
 from facerec.storage.ports import Stores
 from facerec.storage.rekognition import FaceCollection, FaceIndexTable, IndexRow, external_image_id
 from facerec.storage.vectors import VectorGallery
-from tests.functions.support import ENV, create_resources
+from tests.factories import face_record as face
+from tests.support import ENV, create_resources
 
 REGION = "us-east-1"
 PERSON = "Ada"  # forgotten; "Ada_Lovelace" starts with the same letters and must stay
@@ -34,25 +35,6 @@ def forget(stores: Stores, person: str = PERSON, rekognition=None, **cloud) -> d
     if rekognition is not None:
         cloud["collections"] = lambda collection_id: FaceCollection(rekognition, collection_id)
     return forget_person(person, replace(stores, **cloud))
-
-
-def unit_vector(rng) -> np.ndarray:
-    vector = rng.standard_normal(128).astype(np.float32)
-    return vector / np.linalg.norm(vector)
-
-
-def face(photo_key: str, index: int, person: str | None, rng) -> FaceRecord:
-    return FaceRecord(
-        f"{photo_key}#{index}",
-        photo_key,
-        index,
-        person,
-        (10, 20, 110, 140),
-        0.99,
-        f"{photo_key.rsplit('.', 1)[0]}-{index}.png",
-        "aligned",
-        unit_vector(rng),
-    )
 
 
 def store_model(stores: Stores, model_id: str, labels: list[str], register: bool) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from facerec.interfaces.http import handle_identify
 from facerec.interfaces.server import make_server
-from tests.functions.support import b64, sample_photos
+from tests.support import b64, sample_photos
 
 pytestmark = pytest.mark.model
 

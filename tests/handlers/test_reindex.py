@@ -11,7 +11,7 @@ from facerec.storage.rekognition import external_image_id
 from functions import services as services_module
 from functions.align_faces.handler import handler as align
 from functions.reindex.handler import handler as reindex
-from tests.functions.support import (
+from tests.support import (
     ENV,
     index_params,
     indexed_response,

@@ -32,7 +32,7 @@ from facerec.flows.evaluate import (
 )
 from facerec.vision.images import decode_image
 from tests.factories import face_record, unit_vector
-from tests.unit.test_comparison import (
+from tests.unit.analysis.test_comparison import (
     CROPS,
     HELD_OUT,
     HELD_OUT_IDS,
