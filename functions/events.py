@@ -27,15 +27,15 @@ DETAIL_TYPES = ("Object Created", "Object Deleted")
 
 
 def object_event(event: dict) -> ObjectRef:
-    """An EventBridge "Object Created" or "Object Deleted" event from S3 (its key is NOT
-    URL-encoded: a ``+`` or ``%`` in it is literal). An S3 notification record
-    (``Records``) is accepted too; its key IS URL-encoded and is decoded here."""
+    """An EventBridge "Object Created" or "Object Deleted" event from S3, or an S3
+    notification record (``Records``). S3 sends the key URL-encoded as a form value in both
+    (a space as ``+``, a ``+`` as ``%2B``, ``%`` as ``%25``, UTF-8 bytes as ``%XX``); the key
+    is decoded here."""
     if "Records" in event:
         records = event["Records"]
         if len(records) != 1 or "s3" not in records[0]:
             raise EventError("expected exactly one S3 notification record")
         s3 = records[0]["s3"]
-        key = unquote_plus(s3["object"]["key"])
         bucket, obj = s3["bucket"]["name"], s3["object"]
         deleted = records[0].get("eventName", "").startswith("ObjectRemoved")
     else:
@@ -46,9 +46,15 @@ def object_event(event: dict) -> ObjectRef:
             )
         detail = event["detail"]
         bucket, obj = detail["bucket"]["name"], detail["object"]
-        key, deleted = obj["key"], event["detail-type"] == "Object Deleted"
+        deleted = event["detail-type"] == "Object Deleted"
     size = obj.get("size")
-    return ObjectRef(bucket, key, etag_of(obj), int(size) if size is not None else None, deleted)
+    return ObjectRef(
+        bucket,
+        unquote_plus(obj["key"]),
+        etag_of(obj),
+        int(size) if size is not None else None,
+        deleted,
+    )
 
 
 def etag_of(obj: dict) -> str:

@@ -52,6 +52,9 @@ class EnvironmentConfig:
     embed_faces: FunctionSettings
     index_faces: FunctionSettings
     identify_faces: FunctionSettings
+    # Execution environments of identify's `live` alias kept initialised (TensorFlow, MTCNN,
+    # FaceNet and the current model loaded, one call traced) before any request; 0 = none.
+    identify_provisioned_concurrency: int
     training: FunctionSettings
     # The training workflow's comparison report: it times FaceNet's identify path, so it gets
     # the identify function's memory (the cost model prices that path at this memory).
@@ -116,6 +119,9 @@ _DEV = EnvironmentConfig(
     index_faces=FunctionSettings(memory_mb=2048, timeout=Duration.minutes(1)),
     # API Gateway gives an integration at most 29 s.
     identify_faces=FunctionSettings(memory_mb=3008, timeout=Duration.seconds(29)),
+    # A cold start loads TensorFlow and both networks (about 20 s on 2 cores) inside the
+    # first request; dev accepts that rather than pay for idle environments.
+    identify_provisioned_concurrency=0,
     training=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(15)),
     # Identify each held-out photo (0.44 s warm on 2 cores, bench/RESULTS.md), search each crop
     # in Rekognition, draw the plots: Lambda's longest timeout covers several hundred held-out
@@ -154,6 +160,9 @@ _PROD = replace(
     embed_faces=replace(_DEV.embed_faces, reserved_concurrency=20),
     index_faces=replace(_DEV.index_faces, reserved_concurrency=5),
     identify_faces=replace(_DEV.identify_faces, reserved_concurrency=20),
+    # Two warm environments (about 32 USD a month each at 3008 MB in us-east-1, billed while
+    # idle); requests beyond them start on-demand environments that load in the request.
+    identify_provisioned_concurrency=2,
     training=replace(_DEV.training, memory_mb=6144),
     reindex=replace(_DEV.reindex, reserved_concurrency=20),
     reindex_max_concurrency=20,

@@ -7,14 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.face_function import FaceFunction
 from infra.function_environment import FunctionDefaults
-from infra.stateful_stack import DataResources
+from infra.stateful_stack import CATALOG_INDEX, FACE_INDEX_INDEX, DataResources
 
 CROP_SUFFIX = ".png"
 
@@ -27,11 +25,10 @@ class EnrolmentChain(Construct):
         *,
         data: DataResources,
         defaults: FunctionDefaults,
-        dead_letter_queue: sqs.IQueue,
     ):
         super().__init__(scope, construct_id)
-        self._config = config = defaults.config
-        self._dead_letter_queue = dead_letter_queue
+        config = defaults.config
+        self._defaults = defaults
 
         self.align_faces = defaults.create(
             self,
@@ -39,12 +36,25 @@ class EnrolmentChain(Construct):
             "functions.align_faces.handler.handler",
             config.align_faces,
             "Ingest photo -> every face cropped into the faces bucket and catalogued.",
-            dead_letter_queue=dead_letter_queue,
+            dead_letter_queue=defaults.dead_letter_queue,
         )
         self.align_faces.read(data.ingest_bucket)
+        # HeadObject on a crop name before writing it (is it another photo's?): a missing
+        # crop answers 404 only with the bucket's list permission, else 403.
+        self.align_faces.read(data.faces_bucket)
         self.align_faces.put(data.faces_bucket)
         self.align_faces.put(data.quarantine_bucket)
-        self.align_faces.read_write_table(data.catalog_table)
+        # The photo, its faces and crop pointers (a batch write that also drops the faces a
+        # replacing photo no longer has), the event ledger; the duplicate photo by hash and,
+        # for a group photo, the person's faces through the GSI.
+        self.align_faces.table(
+            data.catalog_table,
+            "GetItem",
+            "PutItem",
+            "Query",
+            "BatchWriteItem",
+            query_indexes=[CATALOG_INDEX],
+        )
         # A photo replaced by one with fewer usable faces leaves crops that must go.
         self.align_faces.delete_objects(data.faces_bucket)
 
@@ -54,10 +64,14 @@ class EnrolmentChain(Construct):
             "functions.embed_faces.handler.handler",
             config.embed_faces,
             "Face crop -> its FaceNet embedding in the catalog.",
-            dead_letter_queue=dead_letter_queue,
+            dead_letter_queue=defaults.dead_letter_queue,
         )
         self.embed_faces.read(data.faces_bucket)
-        self.embed_faces.read_write_table(data.catalog_table)
+        # The crop's face and its embedding (rewritten when made by other weights); the
+        # person's faces for the centroid through the GSI.
+        self.embed_faces.table(
+            data.catalog_table, "GetItem", "UpdateItem", query_indexes=[CATALOG_INDEX]
+        )
         # The face's vector, then its person's centroid rewritten from the catalog's faces; a
         # deleted crop's vector goes with it, and the centroid of a person left with no face.
         self.embed_faces.vectors(data.vector_index_arns, "PutVectors", "DeleteVectors")
@@ -68,13 +82,16 @@ class EnrolmentChain(Construct):
             "functions.index_faces.handler.handler",
             config.index_faces,
             "Face crop -> Rekognition IndexFaces and its FaceId -> person row.",
-            dead_letter_queue=dead_letter_queue,
+            dead_letter_queue=defaults.dead_letter_queue,
         )
         self.index_faces.read(data.faces_bucket)
-        # The catalog holds the idempotency claim per collection, crop and ETag; the face
-        # index's rows are deleted with their crop's FaceId.
-        self.index_faces.read_write_table(data.catalog_table)
-        self.index_faces.read_write_table(data.face_index_table)
+        # The catalog holds the crop's face and the idempotency claim per collection, crop
+        # and ETag (conditional puts; a deleted crop's claim is deleted). The face index's
+        # rows are put, found by person (a deleted crop's) and deleted with their FaceId.
+        self.index_faces.table(data.catalog_table, "GetItem", "PutItem", "DeleteItem")
+        self.index_faces.table(
+            data.face_index_table, "PutItem", "DeleteItem", query_indexes=[FACE_INDEX_INDEX]
+        )
         # DeleteFaces: a newer version of a crop, or its deletion, removes the older FaceId.
         self.index_faces.rekognition(data.collection_arn, "IndexFaces", "DeleteFaces")
 
@@ -126,12 +143,5 @@ class EnrolmentChain(Construct):
             ),
         )
         for function in functions:
-            rule.add_target(
-                targets.LambdaFunction(
-                    function.function,
-                    dead_letter_queue=self._dead_letter_queue,
-                    retry_attempts=self._config.event_retry_attempts,
-                    max_event_age=self._config.event_max_age,
-                )
-            )
+            rule.add_target(self._defaults.event_target(function))
         return rule

@@ -161,13 +161,24 @@ class FaceFunction(Construct):
         )
         self._note(f"Resource::{finding(self, bucket.arn_for_objects('*'))}")
 
-    def read_table(self, table: dynamodb.ITable) -> None:
-        table.grant_read_data(self.function)
-        self._note(f"Resource::{finding(self, table.table_arn)}/index/*")
-
-    def read_write_table(self, table: dynamodb.ITable) -> None:
-        table.grant_read_write_data(self.function)
-        self._note(f"Resource::{finding(self, table.table_arn)}/index/*")
+    def table(
+        self, table: dynamodb.ITable, *actions: str, query_indexes: Sequence[str] = ()
+    ) -> None:
+        """Exactly the DynamoDB ``actions`` (``"GetItem"``, ...) on ``table``, and Query on
+        each of its indexes named in ``query_indexes``: none of the Scan, DeleteItem or
+        BatchWriteItem that grant_read_write_data adds unless named, no index wildcard."""
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[f"dynamodb:{action}" for action in actions], resources=[table.table_arn]
+            )
+        )
+        if query_indexes:
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=["dynamodb:Query"],
+                    resources=[f"{table.table_arn}/index/{index}" for index in query_indexes],
+                )
+            )
 
     def rekognition(self, collection_arn: str, *actions: str) -> None:
         """Rekognition ``actions`` on the one collection, never on '*'."""

@@ -1,11 +1,13 @@
 """What every function of the service shares: the contract's environment (docs/contract.md;
-tests/infra checks it against what ``functions/settings.py`` reads) and the config."""
+tests/infra checks it against what ``functions/settings.py`` reads), the config and the
+dead-letter queue of EventBridge's deliveries."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -38,10 +40,21 @@ def function_environment(config: EnvironmentConfig, data: DataResources) -> dict
 
 @dataclass(frozen=True)
 class FunctionDefaults:
-    """The config and the environment every FaceFunction of the service is built with."""
+    """The config and the environment every FaceFunction of the service is built with, and
+    the queue where events that could not be delivered end."""
 
     config: EnvironmentConfig
     environment: Mapping[str, str]
+    dead_letter_queue: sqs.IQueue
+
+    def event_target(self, function: FaceFunction) -> targets.LambdaFunction:
+        """``function`` as an EventBridge target: EventBridge's retries, then the queue."""
+        return targets.LambdaFunction(
+            function.function,
+            dead_letter_queue=self.dead_letter_queue,
+            retry_attempts=self.config.event_retry_attempts,
+            max_event_age=self.config.event_max_age,
+        )
 
     def create(
         self,

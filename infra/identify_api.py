@@ -3,51 +3,42 @@
 body is validated against a JSON-schema model, and the person's name must be in the path,
 before either function is invoked.
 
-The request model mirrors docs/contract.md (and docs/openapi.yaml): exactly one of ``image``
-(base64) or ``s3_key`` (an ingest-bucket key), and optionally ``engines``.
+Both come from docs/openapi.yaml (read at synth, ``OpenApi``): the model is its
+``IdentifyRequest`` in draft 4, the required parameters are its parameters. Identify is served
+by its ``live`` alias, with the config's provisioned concurrency.
 """
 
 from __future__ import annotations
 
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.function_environment import FunctionDefaults
 from infra.nag import acknowledge
-from infra.rest_api import rest_api
+from infra.rest_api import OpenApi, rest_api
 from infra.stateful_stack import DataResources
 
-ENGINES = ("facenet", "rekognition", "both")
+IDENTIFY_PATH = "/identify"
+PEOPLE_PATH = "/people/{name}"
+LIVE_ALIAS = "live"
 
-REQUEST_SCHEMA = apigw.JsonSchema(
-    schema=apigw.JsonSchemaVersion.DRAFT4,
-    title="IdentifyRequest",
-    type=apigw.JsonSchemaType.OBJECT,
-    properties={
-        "image": apigw.JsonSchema(
-            type=apigw.JsonSchemaType.STRING,
-            min_length=1,
-            description="The photo's bytes (JPEG, PNG, ...), base64-encoded.",
-        ),
-        "s3_key": apigw.JsonSchema(
-            type=apigw.JsonSchemaType.STRING,
-            min_length=1,
-            max_length=1024,
-            description="The key of a photo in the ingest bucket.",
-        ),
-        "engines": apigw.JsonSchema(
-            type=apigw.JsonSchemaType.STRING,
-            enum=list(ENGINES),
-            description="Which engines answer: facenet (the default), rekognition or both.",
-        ),
-    },
-    additional_properties=False,
-    one_of=[
-        apigw.JsonSchema(required=["image"]),
-        apigw.JsonSchema(required=["s3_key"]),
-    ],
-)
+
+def invalid_body_message(request: dict) -> str:
+    """What API Gateway answers (400) to a body that fails ``request`` (the spec's
+    IdentifyRequest), in words drawn from its limits and engine names."""
+    image, s3_key, engines = (
+        request["properties"][name] for name in ("image", "s3_key", "engines")
+    )
+    single, listed = engines["oneOf"]
+    return (
+        "The request body must be a JSON object with exactly one of image (the photo, base64, "
+        f"at most {image['maxLength']} characters; upload a larger photo to the ingest bucket "
+        f"and send its s3_key) and s3_key ({s3_key['minLength']} to {s3_key['maxLength']} "
+        f"characters), and optionally engines: one of {', '.join(single['enum'])}, or a list "
+        f"of {', '.join(listed['items']['enum'])}."
+    )
 
 
 class IdentifyApi(Construct):
@@ -73,8 +64,8 @@ class IdentifyApi(Construct):
         )
         self.identify_faces.read(data.ingest_bucket)
         self.identify_faces.read(data.models_bucket)
-        self.identify_faces.read_table(data.catalog_table)
-        self.identify_faces.read_table(data.face_index_table)
+        self.identify_faces.table(data.catalog_table, "GetItem")  # the current model's pointer
+        self.identify_faces.table(data.face_index_table, "BatchGetItem")  # FaceId -> person
         self.identify_faces.rekognition(data.collection_arn, "SearchFacesByImage")
         # QueryVectors with returnMetadata needs GetVectors too; GetVectors reads centroids.
         self.identify_faces.vectors(data.vector_index_arns, "QueryVectors", "GetVectors")
@@ -99,8 +90,16 @@ class IdentifyApi(Construct):
         # Model metadata and reports may be rewritten without the person.
         self.forget_person.put(data.models_bucket)
         self.forget_person.put(data.reports_bucket)
-        self.forget_person.read_write_table(data.catalog_table)
-        self.forget_person.read_write_table(data.face_index_table)
+        # The person's faces (gsi1), the models (a scan), then every item naming the person's
+        # keys (a parallel scan of the keys, deleted in batches).
+        self.forget_person.table(
+            data.catalog_table,
+            *("GetItem", "Scan", "DeleteItem", "BatchWriteItem"),
+            query_indexes=("gsi1",),
+        )
+        self.forget_person.table(
+            data.face_index_table, "DeleteItem", query_indexes=("person-index",)
+        )
         self.forget_person.rekognition(data.collection_arn, "DeleteFaces")
         self.forget_person.vectors(data.vector_index_arns, "DeleteVectors")
         self.forget_person.start(training)
@@ -108,13 +107,24 @@ class IdentifyApi(Construct):
             "TRAINING_STATE_MACHINE_ARN", training.state_machine_arn
         )
 
-        self.api = rest_api(self, config)
+        # Published as a version behind an alias, so that provisioned concurrency keeps
+        # environments initialised (handler.py loads the models at import there).
+        self.identify_alias = lambda_.Alias(
+            self,
+            "IdentifyFacesLive",
+            alias_name=LIVE_ALIAS,
+            version=self.identify_faces.function.current_version,
+            provisioned_concurrent_executions=config.identify_provisioned_concurrency or None,
+        )
+
+        spec = OpenApi.load()
+        self.api = rest_api(self, config, invalid_body_message(spec.schema("IdentifyRequest")))
         self.request_model = self.api.add_model(
             "IdentifyRequest",
             model_name="IdentifyRequest",
             content_type="application/json",
             description="POST /identify request body (docs/openapi.yaml).",
-            schema=REQUEST_SCHEMA,
+            schema=spec.request_model(IDENTIFY_PATH, "post"),
         )
         self.validator = self.api.add_request_validator(
             "IdentifyRequestValidator",
@@ -122,13 +132,15 @@ class IdentifyApi(Construct):
             validate_request_body=True,
             validate_request_parameters=True,
         )
-        identify = self.api.root.add_resource("identify")
-        self.method = identify.add_method(
+        self.method = self.api.root.resource_for_path(IDENTIFY_PATH).add_method(
             "POST",
-            apigw.LambdaIntegration(self.identify_faces.function, proxy=True),
+            apigw.LambdaIntegration(self.identify_alias, proxy=True),
             authorization_type=apigw.AuthorizationType.IAM,
             request_validator=self.validator,
-            request_models={"application/json": self.request_model},
+            # Every content type: a body API Gateway would pass on unchecked could be one
+            # Lambda's 6 MB invocation limit refuses.
+            request_models={"$default": self.request_model},
+            request_parameters=spec.request_parameters(IDENTIFY_PATH, "post"),
         )
 
         # DELETE /people/{name}: no body; the name (URL-encoded) is the path's last segment.
@@ -138,13 +150,12 @@ class IdentifyApi(Construct):
             validate_request_body=False,
             validate_request_parameters=True,
         )
-        person = self.api.root.add_resource("people").add_resource("{name}")
-        self.forget_method = person.add_method(
+        self.forget_method = self.api.root.resource_for_path(PEOPLE_PATH).add_method(
             "DELETE",
             apigw.LambdaIntegration(self.forget_person.function, proxy=True),
             authorization_type=apigw.AuthorizationType.IAM,
             request_validator=self.people_validator,
-            request_parameters={"method.request.path.name": True},
+            request_parameters=spec.request_parameters(PEOPLE_PATH, "delete"),
         )
 
         for method in (self.method, self.forget_method):
@@ -157,4 +168,4 @@ class IdentifyApi(Construct):
 
     @property
     def url(self) -> str:
-        return self.api.url_for_path("/identify")
+        return self.api.url_for_path(IDENTIFY_PATH)

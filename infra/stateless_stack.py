@@ -15,6 +15,7 @@ from infra.enrolment_chain import EnrolmentChain
 from infra.face_function import FaceFunction
 from infra.function_environment import FunctionDefaults, function_environment
 from infra.identify_api import IdentifyApi
+from infra.reconciliation import Reconciliation
 from infra.reindex_workflow import ReindexWorkflow
 from infra.stateful_stack import DataResources
 from infra.training_workflow import TrainingWorkflow
@@ -32,8 +33,6 @@ class StatelessStack(Stack):
         super().__init__(scope, construct_id, **kw)
         self.config = config
         self.data = data = DataResources.imported(self, config)
-        defaults = FunctionDefaults(config, function_environment(config, data))
-
         # Asynchronous invocations that still fail after Lambda's retries, and events that
         # EventBridge could not deliver, land here with their error attributes.
         self.dead_letter_queue = sqs.Queue(
@@ -43,16 +42,19 @@ class StatelessStack(Stack):
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
+        defaults = FunctionDefaults(
+            config, function_environment(config, data), self.dead_letter_queue
+        )
 
         self.enrolment = EnrolmentChain(
             self,
             "EnrolmentChain",
             data=data,
             defaults=defaults,
-            dead_letter_queue=self.dead_letter_queue,
         )
         self.training = TrainingWorkflow(self, "TrainingWorkflow", data=data, defaults=defaults)
         self.reindex = ReindexWorkflow(self, "ReindexWorkflow", data=data, defaults=defaults)
+        self.reconciliation = Reconciliation(self, "Reconciliation", data=data, defaults=defaults)
         self.api = IdentifyApi(
             self,
             "IdentifyApi",

@@ -16,21 +16,35 @@ from infra.config import EnvironmentConfig
 from infra.nag import acknowledge, finding
 
 # Error names a Lambda step surfaces when it is throttled: Lambda's own, and the modelled
-# boto3 exceptions (their class name becomes the Lambda errorType) of Rekognition and
-# DynamoDB once the SDK's adaptive retries gave up.
+# boto3 exceptions (their class name becomes the Lambda errorType) of Rekognition, DynamoDB
+# and S3 Vectors once the SDK's adaptive retries gave up: throttling and passing service
+# errors (the codes facerec.storage.aws.TRANSIENT_CODES treats as transient).
 THROTTLING_ERRORS = (
     "Lambda.TooManyRequestsException",
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
+    "TooManyRequestsException",
+    "ServiceUnavailableException",
+    "InternalServerException",
+    "RequestTimeoutException",
+    "InternalServerError",
+    "RequestLimitExceeded",
 )
+
+
+# A task gives up on its function this long after the function's own timeout (which ends a
+# run that overruns with a Lambda error first), so a lost invocation cannot hold a workflow.
+TASK_TIMEOUT_MARGIN = Duration.minutes(1)
 
 
 class LambdaStep(sfn.StateMachineFragment):
     """One task that passes the whole state to ``function`` and takes its answer as the new
-    state (docs/contract.md), retried with backoff when Lambda or a service throttles."""
+    state (docs/contract.md), retried with backoff when Lambda or a service throttles, and
+    timed out (States.Timeout) TASK_TIMEOUT_MARGIN after the function's own timeout."""
 
-    def __init__(self, scope: Construct, state_name: str, function: lambda_.IFunction):
+    def __init__(self, scope: Construct, state_name: str, function: lambda_.Function):
         super().__init__(scope, state_name)
+        timeout = function.timeout.to_seconds() + TASK_TIMEOUT_MARGIN.to_seconds()
         self.task = tasks.LambdaInvoke(
             self,
             "Invoke",
@@ -38,6 +52,7 @@ class LambdaStep(sfn.StateMachineFragment):
             lambda_function=function,
             payload_response_only=True,
             result_path="$",
+            task_timeout=sfn.Timeout.duration(Duration.seconds(timeout)),
             # Adds Retry on Lambda.ServiceException, AWSLambdaException, SdkClientException
             # and ClientExecutionTimeoutException (2 s, x2, 6 attempts).
             retry_on_service_exceptions=True,

@@ -1,18 +1,22 @@
 """What the handler and chain tests share: the functions' environment, the AWS resources as the
-stateful stack declares them (created in moto), real-shaped events, and a view of what the
-handlers left behind."""
+stateful stack declares them (created in moto), real-shaped events (keys URL-encoded as S3
+sends them), a simulated clock, service errors injected into real clients, and a view of what
+the handlers left behind."""
 
 from __future__ import annotations
 
 import base64
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
+from urllib.parse import quote_plus
 
 import boto3
+from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -190,8 +194,13 @@ class Cloud:
         return events
 
 
+def encoded_key(key: str) -> str:
+    """An object key as S3 writes it into an event: URL-encoded as a form value, ``/`` kept."""
+    return quote_plus(key, safe="/")
+
+
 def object_created_event(bucket: str, key: str, etag: str, size: int) -> dict:
-    """An EventBridge event as S3 sends it (keys are not URL-encoded here)."""
+    """An EventBridge event as S3 sends it for the object ``key`` (written encoded)."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -205,7 +214,7 @@ def object_created_event(bucket: str, key: str, etag: str, size: int) -> dict:
             "version": "0",
             "bucket": {"name": bucket},
             "object": {
-                "key": key,
+                "key": encoded_key(key),
                 "size": size,
                 "etag": etag.strip('"'),
                 "sequencer": "0062E99A88DC407460",
@@ -222,10 +231,47 @@ def object_deleted_event(bucket: str, key: str) -> dict:
     """The EventBridge event S3 sends when an object is deleted (no ETag, no size)."""
     event = object_created_event(bucket, key, "", 0)
     event["detail-type"] = "Object Deleted"
-    event["detail"]["object"] = {"key": key, "sequencer": "0062E99A88DC407461"}
+    event["detail"]["object"] = {"key": encoded_key(key), "sequencer": "0062E99A88DC407461"}
     event["detail"]["reason"] = "DeleteObject"
     event["detail"]["deletion-type"] = "Permanently Deleted"
     return event
+
+
+class SimulatedClock:
+    """Simulated time for a module that reads ``time.time()``: patch the module's ``time``
+    with it (``mock.patch.object(module, "time", clock)``); ``time()`` answers ``now``
+    (seconds), the rest of the time module is the real one."""
+
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def fail_calls(client, operation: str, code: str, status: int, times: int) -> list[dict]:
+    """The next ``times`` calls of ``operation`` (``service.Operation``, e.g.
+    ``s3vectors.PutVectors``) on ``client`` answer the error ``code`` with HTTP ``status``, as
+    the service does once botocore's own retries are spent (botocore raises its modelled
+    exception); later calls reach the service (moto). Returns the requests it failed
+    (serialised: ``body``, ``url_path``, ...)."""
+    failed = []
+
+    def answer(params, **_):
+        if len(failed) >= times:
+            return None
+        failed.append(params)
+        error = {"Code": code, "Message": f"{code} on this call"}
+        return AWSResponse(None, status, {}, None), {
+            "Error": error,
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+
+    client.meta.events.register(f"before-call.{operation}", answer)
+    return failed
 
 
 def api_event(body: str | None, is_base64: bool = False) -> dict:

@@ -1,7 +1,11 @@
 """Faces bucket "Object Created" (a crop PNG) -> Rekognition IndexFaces (one face, quality
 filter on) and the FaceId -> person row; "Object Deleted" -> its FaceIds and rows go
 (flows.chain). Only the labelled face of a photo is indexed; a duplicate event finds the
-claim for the same collection, crop and ETag and does nothing."""
+claim for the same collection, crop and ETag and does nothing (``duplicate`` when the crop is
+indexed or refused, ``in_progress`` while another invocation holds a fresh claim). Any error
+propagates, after marking the claim failed, so Lambda's retry indexes the crop, or the event
+lands in the dead-letter queue with that error; a crop event that arrives before its catalog
+row raises CropNotCatalogued for the same reason."""
 
 from __future__ import annotations
 

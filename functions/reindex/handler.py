@@ -4,15 +4,17 @@ batch. Needed after a change of FaceNet weights, for a new collection with a new
 model, and to enrol an archive.
 
 Event: ``{"Items": [{"Key", "ETag", "Size"}, ...], "BatchInput": {...}}`` (ItemBatcher) or
-one item. Returns ``{"processed": n, "failed": [{"key", "reason"}]}``; a crop that fails for
-good does not fail the batch, a throttled call does (the map's retry policy backs off)."""
+one item. Returns ``{"processed": n, "statuses": {status: count}}``. A throttled call fails
+the batch at once (the map's retry policy backs off); a crop that fails for good does not
+stop the others, but then the batch fails with BatchFailed (how many failed, and the first
+reasons by item number), so the map counts it against its tolerated failures."""
 
 from __future__ import annotations
 
-from facerec.flows.chain import embed_crop, index_crop, reindex_batch, store_vectors
+from facerec.flows.chain import BatchFailed, embed_crop, index_crop, reindex_batch, store_vectors
 from facerec.storage.aws import permanent_failure
 from functions.events import batch_items
-from functions.logs import get_logger, log
+from functions.logs import get_logger, key_ref, log
 from functions.services import services
 
 logger = get_logger(__name__)
@@ -29,12 +31,13 @@ def handler(event: dict, context=None) -> dict:
             catalog, catalog, stores.faces, app.collection, stores.face_index, key, etag
         )
 
-    result = reindex_batch(batch_items(event), reindex, permanent_failure)
-    log(
-        logger,
-        "batch reindexed",
-        processed=result["processed"],
-        failed=len(result["failed"]),
-        **result["statuses"],
-    )
-    return {"processed": result["processed"], "failed": result["failed"]}
+    try:
+        result = reindex_batch(batch_items(event), reindex, permanent_failure)
+    except BatchFailed as error:
+        failed = [
+            {"key_ref": key_ref(item["key"]), "reason": item["reason"]} for item in error.failed
+        ]
+        log(logger, "batch failed", processed=error.outcome["processed"], failed=failed)
+        raise
+    log(logger, "batch reindexed", processed=result["processed"], **result["statuses"])
+    return result

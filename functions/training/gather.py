@@ -1,12 +1,17 @@
-"""Training step 1: every labelled face's embedding, as one object in the models bucket.
+"""Training step 1: the training lock, then every labelled face's embedding, as one object in
+the models bucket.
 
 First input: ``{"seed": 42, "test_size": 0.25}`` (both optional; also ``C``, ``select_c``
 and ``far``, the false-accept rate of the "unknown" threshold: core.settings.TrainOptions).
+The workflow's Begin state adds ``execution``: ``{"name": <execution name>, "lease_seconds":
+<the state machine's timeout>}``. The execution's name is the run's id and the owner of the
+training lock (one training at a time: storage.aws.DynamoCatalog.lock_training), which the
+publish step releases, and the TrainingEnded function when the execution fails, times out or
+is aborted; a lock left behind expires with the state machine's timeout.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from facerec.core.errors import NotEnoughData
@@ -16,6 +21,10 @@ from functions.logs import get_logger, log
 from functions.services import services
 
 logger = get_logger(__name__)
+
+
+class TrainingInProgress(Exception):
+    """Another execution of the training workflow holds the training lock."""
 
 
 def handler(state: dict, context=None) -> dict:
@@ -29,9 +38,14 @@ def handler(state: dict, context=None) -> dict:
             f"test_size must be between 0 and 1 (exclusive): the workflow evaluates the "
             f"held-out part; got {options.test_size}"
         )
-    run_id = state.get("run_id") or (
-        datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    )
+    run_id = state["execution"]["name"]
+    held = app.catalog.lock_training(run_id, state["execution"]["lease_seconds"])
+    if held is not None:
+        until = datetime.fromtimestamp(float(held["expires_at"]), UTC).isoformat(timespec="seconds")
+        raise TrainingInProgress(
+            f"training execution {held['owner']} is running (its lock expires at {until} "
+            "unless it ends first): one training at a time; start this one again afterwards"
+        )
     faces = gather(app.catalog, app.settings.crop_method)
     key = f"training/{run_id}/embeddings.npz"
     app.stores.models.put(key, faces.to_bytes())

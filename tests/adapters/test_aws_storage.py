@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from unittest import mock
 
 import boto3
 import numpy as np
@@ -13,9 +14,10 @@ from moto import mock_aws
 
 from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
 from facerec.flows.chain import not_indexed_reason
+from facerec.storage import aws
 from facerec.storage.aws import DynamoCatalog, S3BlobStore
 from facerec.storage.rekognition import crop_key_from_external_image_id, external_image_id
-from tests.support import ENV, REGION, create_resources
+from tests.support import ENV, REGION, SimulatedClock, create_resources
 
 ALLOWED = re.compile(r"[a-zA-Z0-9_.\-:]+")
 
@@ -101,12 +103,11 @@ def test_the_catalog_port_on_dynamodb(dynamo):
     }
 
     assert catalog.current_model() is None
-    metadata = {"evaluation": {"accuracy": 0.9}, "split": {"test_face_ids": ["x"] * 5000}}
-    catalog.put_model(ModelRecord("m1", "m1/model.joblib", "2026-01-01", metadata))
-    catalog.put_model(ModelRecord("m2", "m2/model.joblib", "2026-01-02", {}), make_current=False)
+    metadata = {"evaluation": {"accuracy": 0.9}, "split": {"test_size": 0.25, "seed": 42}}
+    assert catalog.put_model(ModelRecord("m1", "m1/model.joblib", "2026-01-01", metadata), None)
     assert catalog.current_model().model_id == "m1"
     assert catalog.current_model().metadata == metadata
-    assert catalog.get_model("m2").artifact_key == "m2/model.joblib"
+    assert catalog.get_model("m1").artifact_key == "m1/model.joblib"
 
 
 def test_indexing_claims(dynamo):
@@ -126,6 +127,40 @@ def test_indexing_claims(dynamo):
     time.sleep(0.01)
     assert catalog.claim_indexing("c1", "bob/b-0.png", "e1", stale_after=0.001) is not None
     assert not catalog.finish_indexing(stale, "indexed", "face-2")
+
+
+def test_a_pending_claim_goes_stale_after_a_minute(dynamo):
+    """A claim's holder lives at most the index function's 60 s; Lambda's first retry of a
+    failed event comes a minute after the failure and must find the claim free."""
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"])
+    clock = SimulatedClock()
+    with mock.patch.object(aws, "time", clock):
+        held = catalog.claim_indexing("c1", "ann/a-0.png", "e1")
+        clock.now += 59
+        assert catalog.claim_indexing("c1", "ann/a-0.png", "e1") is None
+        clock.now += 2
+        retry = catalog.claim_indexing("c1", "ann/a-0.png", "e1")
+    assert retry is not None and "replaces" not in retry
+    assert not catalog.finish_indexing(held, "indexed", "face-1")  # the holder was stopped
+    assert catalog.finish_indexing(retry, "indexed", "face-2")
+
+
+def test_a_failed_claim_is_taken_over_at_once_with_the_face_id_it_left(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"])
+    claim = catalog.claim_indexing("c1", "ann/a-0.png", "e1")
+    assert catalog.finish_indexing(claim, "failed", "face-1", reason="ThrottlingException: x")
+    state = catalog.indexing_state("c1", "ann/a-0.png")
+    assert (state["state"], state["face_id"], state["reason"]) == (
+        "failed",
+        "face-1",
+        "ThrottlingException: x",
+    )
+    retry = catalog.claim_indexing("c1", "ann/a-0.png", "e1", stale_after=3600)
+    assert retry["replaces"] == "face-1" and retry["state"] == "pending"
+    assert catalog.claim_indexing("c1", "ann/a-0.png", "e1", stale_after=3600) is None
+    assert not catalog.finish_indexing(claim, "failed", reason="late")  # taken over
+    assert catalog.finish_indexing(retry, "refused", reason="LOW_SHARPNESS")
+    assert catalog.claim_indexing("c1", "ann/a-0.png", "e1", stale_after=0) is None  # done
 
 
 def test_why_a_crop_is_not_in_the_collection_comes_from_its_indexing_claim(dynamo):
@@ -236,8 +271,8 @@ def test_models_and_delete_model_on_dynamodb(dynamo):
     catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"])
     assert catalog.models() == []
     catalog.put_model(model_record("m2", ["Ada"]))
+    catalog.put_model(model_record("m3", ["Bob"]))
     catalog.put_model(model_record("m1", ["Ada"]))
-    catalog.put_model(model_record("m3", ["Bob"]), make_current=False)
     assert [model.model_id for model in catalog.models()] == ["m1", "m2", "m3"]
     assert catalog.models()[2] == model_record("m3", ["Bob"])
     assert catalog.current_model().model_id == "m1"
@@ -253,6 +288,35 @@ def test_models_and_delete_model_on_dynamodb(dynamo):
     catalog.delete_model("never")
     assert [model.model_id for model in catalog.models()] == ["m3"]
     assert catalog.counts()["models"] == 1
+
+
+def test_the_current_model_moves_only_from_the_model_it_was_read_as(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"])
+    assert catalog.put_model(model_record("m1", ["Ada"]), None)
+    assert not catalog.put_model(model_record("m2", ["Ada"]), None)  # m1 is current now
+    assert catalog.put_model(model_record("m2", ["Ada"]), "m1")
+    # a second publish that read m1 as current, too: nothing of it is written
+    assert not catalog.put_model(model_record("m3", ["Ada"]), "m1")
+    assert catalog.current_model().model_id == "m2"
+    assert catalog.get_model("m3") is None
+    assert [model.model_id for model in catalog.models()] == ["m1", "m2"]
+
+
+def test_the_training_lock_is_held_by_one_execution_until_released_or_expired(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"])
+    clock = SimulatedClock()
+    with mock.patch.object(aws, "time", clock):
+        assert catalog.lock_training("run-1", 7200) is None
+        assert catalog.lock_training("run-1", 7200) is None  # a retried step takes it again
+        held = catalog.lock_training("run-2", 7200)
+        assert held == {**aws.TRAINING_LOCK, "owner": "run-1", "expires_at": clock.now + 7200}
+        assert not catalog.unlock_training("run-2")  # only its owner releases it
+        clock.now += 7201  # run-1 outlived its state machine's timeout: the lock expired
+        assert catalog.lock_training("run-2", 7200) is None
+        assert not catalog.unlock_training("run-1")
+        assert catalog.unlock_training("run-2")
+        assert catalog.lock_training("run-3", 7200) is None
+    assert catalog.models() == [] and catalog.counts()["models"] == 0
 
 
 def fill_catalog(catalog: DynamoCatalog, person: str, sha: str) -> None:

@@ -12,8 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facerec.storage.rekognition import external_image_id
 from functions.align_faces.handler import handler
-from tests.support import ENV, object_created_event, sample_photos
+from functions.embed_faces.handler import handler as embed
+from functions.index_faces.handler import handler as index
+from tests.support import (
+    ENV,
+    index_params,
+    indexed_response,
+    object_created_event,
+    sample_photos,
+)
 
 pytestmark = pytest.mark.model
 
@@ -147,13 +156,29 @@ def test_photo_over_the_size_limit_is_not_downloaded(cloud):
     assert cloud.keys(INGEST) == [key]
 
 
-def test_keys_with_plus_and_percent_are_taken_literally(cloud, sample_set):
+def test_keys_with_spaces_plus_percent_and_accents_reach_every_handler_decoded(cloud, sample_set):
+    """S3 sends keys URL-encoded in its events: the upload, its crop and the crop's FaceId
+    row all carry the key as it was written."""
     photo = sample_photos(sample_set, "train", 1)[2]
-    key = "jerry_seinfeld/50% off + more.jpg"
-    result = handler(cloud.put(INGEST, key, photo.read_bytes()))
-    assert result["status"] == "enrolled"
-    assert cloud.keys(FACES)[0].startswith("jerry_seinfeld/50% off + more-")
+    key = "Zoë Saldaña/50% off + más (1).jpg"
+    event = cloud.put(INGEST, key, photo.read_bytes())
+    assert event["detail"]["object"]["key"] != key  # sent encoded
+
+    assert handler(event)["status"] == "enrolled"
+
+    crop = "Zoë Saldaña/50% off + más (1)-0.png"
+    assert cloud.keys(FACES) == [crop]
     assert cloud.catalog_items(f"PHOTO#{key}")
+    (crop_event,) = cloud.created_events(FACES)
+    assert embed(crop_event)["vectors"] == "stored"
+    assert list(cloud.vectors(ENV["FACE_VECTOR_INDEX"])) == [crop]
+    external = external_image_id(crop)
+    cloud.stubber.add_response(
+        "index_faces", indexed_response("face-1", external), index_params(external)
+    )
+    assert index(crop_event)["status"] == "indexed"
+    (row,) = cloud.items(ENV["FACE_INDEX_TABLE"])
+    assert (row["crop_key"]["S"], row["photo_key"]["S"]) == (crop, key)
 
 
 def test_a_photo_with_several_faces_keeps_every_crop_and_labels_one(cloud, enrolled, sample_set):

@@ -13,6 +13,7 @@ from facerec.flows.chain import CropNotCatalogued
 from facerec.storage.rekognition import external_image_id
 from functions.align_faces.handler import handler as align
 from functions.embed_faces.handler import handler as embed
+from functions.events import object_event
 from functions.index_faces.handler import handler as index
 from tests.support import (
     ENV,
@@ -83,7 +84,7 @@ def test_crop_events_before_the_catalog_row_are_retried(cloud):
 
 
 def test_index_once_per_crop_whatever_the_duplicates(cloud, crop_event):
-    crop_key = crop_event["detail"]["object"]["key"]
+    crop_key = object_event(crop_event).key
     external = external_image_id(crop_key)
     assert external == crop_key.replace("/", ":2F") and "/" not in external
     cloud.stubber.add_response(
@@ -112,7 +113,7 @@ def test_index_once_per_crop_whatever_the_duplicates(cloud, crop_event):
 
 
 def test_a_new_version_of_the_crop_replaces_its_face(cloud, crop_event):
-    crop_key = crop_event["detail"]["object"]["key"]
+    crop_key = object_event(crop_event).key
     external = external_image_id(crop_key)
     cloud.stubber.add_response(
         "index_faces", indexed_response("face-1", external), index_params(external)
@@ -135,7 +136,7 @@ def test_a_new_version_of_the_crop_replaces_its_face(cloud, crop_event):
 
 
 def test_a_face_rekognition_refuses_is_recorded_not_retried(cloud, crop_event):
-    crop_key = crop_event["detail"]["object"]["key"]
+    crop_key = object_event(crop_event).key
     cloud.stubber.add_response("index_faces", refused_response(), index_params(ANY))
 
     assert index(crop_event)["status"] == "refused"
@@ -154,7 +155,7 @@ def test_faces_of_other_people_in_a_photo_are_not_indexed(cloud, enrolled, sampl
     align(cloud.put(INGEST, group.key, (sample_set / "train" / group.key).read_bytes()))
     labelled = crop_key(group.key, group.labelled_face)
     for event in cloud.created_events(FACES):
-        key = event["detail"]["object"]["key"]
+        key = object_event(event).key
         if key == labelled:
             external = external_image_id(key)
             cloud.stubber.add_response(

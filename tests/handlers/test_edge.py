@@ -7,24 +7,53 @@ import pytest
 
 from functions.events import EventError, batch_items, object_event
 from functions.settings import Settings, SettingsError
-from tests.support import ENV, object_created_event
+from tests.support import ENV, object_created_event, object_deleted_event
+
+KEYS = [
+    "A B/50%+c.jpg",
+    "Zoë Saldaña/été à Paris (1).jpg",
+    "李小龍/照片-0.png",
+    "O'Brien, Conan/a+b=c & d%20e-0.png",
+    "Jean-Claude Van Damme/~tilde* [x] #y?-0.png",
+]
 
 
-def test_eventbridge_keys_are_literal_and_notification_keys_decoded():
-    event = object_created_event("bucket", "A B/50%+c.jpg", '"abc"', 12)
-    assert object_event(event).key == "A B/50%+c.jpg"
+@pytest.mark.parametrize("key", KEYS)
+def test_keys_arrive_url_encoded_and_are_decoded(key):
+    event = object_created_event("bucket", key, '"abc"', 12)
+    sent = event["detail"]["object"]["key"]
+    assert sent.isascii() and " " not in sent and sent.count("/") == key.count("/")
+    assert object_event(event).key == key
     assert object_event(event).etag == "abc"
-    notification = {
-        "Records": [
-            {
-                "s3": {
-                    "bucket": {"name": "bucket"},
-                    "object": {"key": "A+B/50%25%2Bc.jpg", "eTag": "abc", "size": 12},
+    assert object_event(object_deleted_event("bucket", key)).key == key
+
+
+def test_the_event_builder_encodes_as_s3_does():
+    event = object_created_event("bucket", "A B/50%+c é.jpg", "abc", 12)
+    assert event["detail"]["object"]["key"] == "A+B/50%25%2Bc+%C3%A9.jpg"
+
+
+def test_eventbridge_and_notification_keys_decode_alike():
+    """The same key as both event shapes show it: spaces as ``+`` or ``%20``, a slash as
+    ``/`` or ``%2F``, a ``+`` as ``%2B`` and a ``%`` as ``%25``."""
+    expected = "Zoë Saldaña/50% off + more.jpg"
+    for sent in (
+        "Zo%C3%AB+Salda%C3%B1a/50%25+off+%2B+more.jpg",
+        "Zo%C3%AB%20Salda%C3%B1a%2F50%25%20off%20%2B%20more.jpg",
+    ):
+        bridge = object_created_event("bucket", "x", "abc", 12)
+        bridge["detail"]["object"]["key"] = sent
+        notification = {
+            "Records": [
+                {
+                    "s3": {
+                        "bucket": {"name": "bucket"},
+                        "object": {"key": sent, "eTag": "abc", "size": 12},
+                    }
                 }
-            }
-        ]
-    }
-    assert object_event(notification).key == "A B/50%+c.jpg"
+            ]
+        }
+        assert object_event(bridge).key == object_event(notification).key == expected
     with pytest.raises(EventError):
         object_event({"source": "aws.ec2", "detail-type": "Object Created"})
 

@@ -5,15 +5,18 @@ input gets a 4xx with a specific code, never a 500."""
 from __future__ import annotations
 
 import base64
+import importlib
 import io
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from facerec.flows.identify import identify_photo
-from functions.identify_faces.handler import handler
+from functions.identify_faces import handler as handler_module
+from functions.identify_faces.handler import handler, warm
 from tests.support import (
     ENV,
     api_event,
@@ -181,3 +184,48 @@ def test_without_a_model_facenet_is_unavailable_not_broken(cloud, sample_set):
     photo = sample_photos(sample_set, "val", 1)[0]
     status, body = call({"image": b64(photo.read_bytes())})
     assert (status, body["code"]) == (503, "model_not_found")
+
+
+def spied_networks(analyser):
+    """Spies on the analyser's detector and embedder calls (they still run)."""
+    return (
+        mock.patch.object(analyser.detector, "detect_batch", wraps=analyser.detector.detect_batch),
+        mock.patch.object(analyser.embedder, "embed", wraps=analyser.embedder.embed),
+    )
+
+
+def test_warm_runs_both_networks_once_and_loads_the_current_model(deployed, enrolled):
+    _, _, model = enrolled
+    analyser = deployed.app.analyser
+    detect_spy, embed_spy = spied_networks(analyser)
+    assert deployed.app.current_model._model is None
+    with detect_spy as detect, embed_spy as embed:
+        warm()
+    assert deployed.app.current_model._model.model_id == model.model_id
+    assert detect.call_count == 1
+    # The second call embeds one blank crop: the first saw no face and skipped FaceNet.
+    assert [len(call.args[0]) for call in embed.call_args_list] == [0, 1]
+
+
+def test_warm_before_the_first_training_loads_the_networks_and_no_model(cloud):
+    warm()
+    assert cloud.app.current_model._model is None
+    assert "analyser" in cloud.app.__dict__ and "identify_service" in cloud.app.__dict__
+
+
+@pytest.mark.parametrize(
+    ("initialization", "warmed"),
+    [("provisioned-concurrency", True), ("on-demand", False), (None, False)],
+)
+def test_only_an_environment_initialised_ahead_of_requests_warms_at_import(
+    deployed, monkeypatch, initialization, warmed
+):
+    # On demand, Lambda gives the init 10 s and runs a longer one again inside the request.
+    if initialization is None:
+        monkeypatch.delenv("AWS_LAMBDA_INITIALIZATION_TYPE", raising=False)
+    else:
+        monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", initialization)
+    importlib.reload(handler_module)
+    assert (deployed.app.current_model._model is not None) is warmed
+    status, body = call({"image": b64(blank_png())})
+    assert (status, body["code"]) == (400, "no_face")

@@ -1,7 +1,8 @@
 """The training workflow's steps, called in order with the whole state as Step Functions
-passes it: what each leaves in S3 and DynamoDB, the Rekognition evaluation on the same
-held-out faces (their own FaceIds excluded), promotion only when not worse, and the comparison
-report of both engines written to the reports bucket."""
+passes it: what each leaves in S3 and DynamoDB, the training lock (one execution at a time),
+the Rekognition evaluation on the same held-out faces (their own FaceIds excluded), promotion
+unless the current model is better on the same faces, the comparison report of both engines
+written to the reports bucket, and the record of an execution that ended without success."""
 
 from __future__ import annotations
 
@@ -13,12 +14,28 @@ import pytest
 from facerec.core.errors import NotEnoughData
 from facerec.core.naming import crop_key
 from facerec.engines.facenet import TrainedModel
-from functions.training import evaluate, evaluate_rekognition, fit, gather, publish, write_report
-from tests.support import ENV, copy_gallery, search_params, search_response
+from facerec.flows.train import PROMOTION_RULE
+from functions.training import (
+    ended,
+    evaluate,
+    evaluate_rekognition,
+    fit,
+    gather,
+    publish,
+    write_report,
+)
+from functions.training.gather import TrainingInProgress
+from tests.support import ACCOUNT, ENV, REGION, copy_gallery, search_params, search_response
 
 pytestmark = pytest.mark.model
 
 MODELS, REPORTS = ENV["MODELS_BUCKET"], ENV["REPORTS_BUCKET"]
+LEASE = 7200  # the dev state machine's timeout, as the Begin state passes it
+
+
+def execution(name: str) -> dict:
+    """What the workflow's Begin state adds to the first input."""
+    return {"execution": {"name": name, "lease_seconds": LEASE}}
 
 
 @pytest.fixture
@@ -72,11 +89,18 @@ def queue_searches(cloud, gallery: dict[str, str], held_out: list[str]) -> None:
 
 
 def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, enrolled):
-    state = {"seed": 42, "test_size": 0.25}
+    state = {"seed": 42, "test_size": 0.25, **execution("exec-1")}
 
     state = gather.handler(state)
     assert state["faces"] == len(gallery) and state["people"] == 5
+    assert state["run_id"] == "exec-1"
+    assert state["embeddings_key"] == "training/exec-1/embeddings.npz"
     assert state["embeddings_key"] in cloud.keys(MODELS)
+    assert gather.handler(state)["run_id"] == "exec-1"  # a retried step takes its lock again
+    # a second execution meanwhile stops before any work, naming the one that runs
+    with pytest.raises(TrainingInProgress, match="training execution exec-1 is running"):
+        gather.handler({**state, **execution("exec-2")})
+    assert "training/exec-2/embeddings.npz" not in cloud.keys(MODELS)
 
     state = fit.handler(state)
     model = TrainedModel.from_bytes(cloud.get(MODELS, state["model_key"]))
@@ -114,11 +138,23 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
 
     state = publish.handler(state)
     assert state["promoted"] is True and state["model_id"] == model.model_id
-    current = cloud.app.catalog.current_model()
-    assert current.model_id == model.model_id
-    assert current.metadata["evaluation"]["accuracy"] == facenet["closed_set_accuracy"]
+    # the lock is released: the next execution may start (the report writes only this model's)
+    assert cloud.app.catalog.lock_training("exec-2", LEASE) is None
+    assert cloud.app.catalog.unlock_training("exec-2")
+    record = cloud.app.catalog.current_model()  # the catalog's pointer
+    assert record.model_id == model.model_id
+    assert record.metadata["evaluation"]["accuracy"] == facenet["closed_set_accuracy"]
+    assert "test_face_ids" not in record.metadata["split"]
+    current = cloud.app.current_model()  # the whole metadata, from the models bucket
+    assert current.metadata["split"] == model.metadata["split"]
     report = json.loads(cloud.get(REPORTS, state["report_key"]))
     assert report["promoted"] is True
+    assert report["promotion"] == {
+        "promoted": True,
+        "reason": "no current model",
+        "rule": PROMOTION_RULE,
+        "comparison": None,
+    }
     assert set(report["engines"]) == {"facenet", "nearest", "rekognition", "hybrid"}
     assert current.metadata["nearest_evaluation"]["accuracy"] == nearest["accuracy_all"]
     hybrid = report["engines"]["hybrid"]
@@ -183,18 +219,77 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
     cloud.app.stores.reports.put("tampered.json", json.dumps(worse).encode())
     tampered = {"facenet": {**state["facenet"], "key": "tampered.json"}}
     again = publish.handler({**state, **tampered})
-    assert again["promoted"] is False and "<" in again["reason"]
+    assert again["promoted"] is False and again["reason"].startswith("worse than")
     assert cloud.app.catalog.current_model().model_id == model.model_id
     report = json.loads(cloud.get(REPORTS, again["report_key"]))
     assert report["promoted"] is False and report["previous_model_id"] == model.model_id
+    # compared on the same 23 faces: the current model answered them again
+    comparison = report["promotion"]["comparison"]
+    assert comparison["common_faces"] == 23 and comparison["candidate_correct"] == 0
+    assert comparison["current_correct"] == round(facenet["closed_set_accuracy"] * 23)
+    assert comparison["p_worse"] < 0.05
 
 
 def test_nothing_enrolled_fails_the_first_step_with_its_reason(cloud):
     with pytest.raises(NotEnoughData, match="no labelled faces"):
-        gather.handler({})
+        gather.handler(execution("exec-1"))
     assert cloud.keys(MODELS) == []
 
 
-def test_a_test_size_outside_0_1_is_refused(cloud):
+def test_a_test_size_outside_0_1_is_refused_before_the_lock_is_taken(cloud):
     with pytest.raises(NotEnoughData, match="test_size"):
-        gather.handler({"test_size": 0})
+        gather.handler({"test_size": 0, **execution("exec-1")})
+    assert cloud.app.catalog.lock_training("exec-2", LEASE) is None
+
+
+def status_change(name: str, status: str, error: str | None, cause: str | None) -> dict:
+    """The "Execution Status Change" event Step Functions sends to EventBridge."""
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:facerec-test-training"
+    return {
+        "version": "0",
+        "id": "315c1398-40ff-a850-213b-158f73e60175",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": ACCOUNT,
+        "time": "2026-11-28T14:00:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:states:{REGION}:{ACCOUNT}:execution:facerec-test-training:{name}"],
+        "detail": {
+            "executionArn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:"
+            f"facerec-test-training:{name}",
+            "stateMachineArn": machine,
+            "name": name,
+            "status": status,
+            "startDate": 1795787200000,
+            "stopDate": 1795794400000,
+            "input": '{"seed": 42}',
+            "output": None,
+            "inputDetails": {"included": True},
+            "outputDetails": None,
+            "error": error,
+            "cause": cause,
+        },
+    }
+
+
+def test_an_execution_that_timed_out_is_recorded_and_its_lock_released(cloud):
+    assert cloud.app.catalog.lock_training("exec-1", LEASE) is None
+    timed_out = ended.handler(status_change("exec-1", "TIMED_OUT", "States.Timeout", None))
+    assert timed_out == {
+        "failure_key": "training/failures/exec-1.json",
+        "lock_released": True,
+    }
+    assert json.loads(cloud.get(REPORTS, "training/failures/exec-1.json")) == {
+        "Error": "States.Timeout",
+        "Cause": "the execution ended as TIMED_OUT",
+        "status": "TIMED_OUT",
+        "execution_arn": f"arn:aws:states:{REGION}:{ACCOUNT}:execution:"
+        "facerec-test-training:exec-1",
+    }
+    assert cloud.app.catalog.lock_training("exec-2", LEASE) is None  # free again
+    # an execution refused by the lock ends FAILED: its record, and exec-2's lock stays
+    refused = status_change("exec-3", "FAILED", "TrainingInProgress", "exec-2 is running")
+    assert ended.handler(refused)["lock_released"] is False
+    assert cloud.app.catalog.lock_training("exec-3", LEASE)["owner"] == "exec-2"
+    record = json.loads(cloud.get(REPORTS, "training/failures/exec-3.json"))
+    assert (record["Error"], record["Cause"]) == ("TrainingInProgress", "exec-2 is running")

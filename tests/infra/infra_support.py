@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,15 @@ def resolve(value):
     if set(value) == {"Fn::GetAtt"}:
         logical_id, attribute = value["Fn::GetAtt"]
         return f"<{logical_id}.{attribute}>"
+    if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        # `${Name}` as the `Ref` of Name, `${Id.Attribute}` as its `GetAtt`
+        return re.sub(
+            r"\$\{([^}!]+)\}",
+            lambda match: resolve(
+                {"Fn::GetAtt": match[1].split(".", 1)} if "." in match[1] else {"Ref": match[1]}
+            ),
+            value["Fn::Sub"],
+        )
     if len(value) == 1 and next(iter(value)).startswith("Fn::"):
         return json.dumps(value, separators=(",", ":"))  # e.g. Fn::Select: kept readable
     return {key: resolve(item) for key, item in value.items()}

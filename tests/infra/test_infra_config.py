@@ -43,6 +43,13 @@ def test_identify_fits_api_gateways_29_second_integration_limit():
         assert load_config(name).identify_faces.timeout.to_seconds() <= 29
 
 
+def test_only_prod_keeps_identify_environments_initialised_within_its_reservation():
+    # Provisioned concurrency is billed while idle; Lambda refuses more than is reserved.
+    assert load_config("dev").identify_provisioned_concurrency == 0
+    prod = load_config("prod")
+    assert 0 < prod.identify_provisioned_concurrency <= prod.identify_faces.reserved_concurrency
+
+
 def test_forget_loads_no_model_and_may_outlive_the_api_integration():
     for name in ENVIRONMENTS:
         forget = load_config(name).forget_person

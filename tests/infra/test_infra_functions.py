@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
+from aws_cdk import Duration
 from aws_cdk.assertions import Match
 from infra_support import (
     REPO_ROOT,
@@ -29,6 +31,8 @@ PUBLISH = "functions.training.publish.handler"
 REPORT = "functions.training.write_report.handler"
 REINDEX = "functions.reindex.handler.handler"
 FORGET = "functions.forget_person.handler.handler"
+RECONCILE = "functions.reconcile.handler.handler"
+ENDED = "functions.training.ended.handler"
 HANDLERS = (
     ALIGN,
     EMBED,
@@ -42,8 +46,10 @@ HANDLERS = (
     REPORT,
     REINDEX,
     FORGET,
+    RECONCILE,
+    ENDED,
 )
-ASYNCHRONOUS = (ALIGN, EMBED, INDEX)  # invoked by EventBridge
+ASYNCHRONOUS = (ALIGN, EMBED, INDEX)  # S3 events through EventBridge, with Lambda's retries
 
 # What CDK's grants allow (aws-cdk-lib is pinned: a wider grant after an upgrade fails here).
 S3_READ = {"s3:GetBucket*", "s3:GetObject*", "s3:List*"}
@@ -54,22 +60,6 @@ S3_PUT = {
     "s3:PutObjectRetention",
     "s3:PutObjectTagging",
     "s3:PutObjectVersionTagging",
-}
-TABLE_READ = {
-    "dynamodb:BatchGetItem",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:DescribeTable",
-    "dynamodb:GetItem",
-    "dynamodb:GetRecords",
-    "dynamodb:GetShardIterator",
-    "dynamodb:Query",
-    "dynamodb:Scan",
-}
-TABLE_WRITE = {
-    "dynamodb:BatchWriteItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
 }
 S3_DELETE = {"s3:DeleteObject", "s3:DeleteObjectVersion"}
 XRAY = {"xray:PutTelemetryRecords", "xray:PutTraceSegments"}
@@ -91,10 +81,11 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
     def put(bucket: str) -> None:
         allow(f"{s.bucket_arn(bucket)}/*", S3_PUT)
 
-    def table(name: str, write: bool) -> None:
-        actions = TABLE_READ | (TABLE_WRITE if write else set())
-        allow(s.table_arn(name), actions)
-        allow(f"{s.table_arn(name)}/index/*", actions)
+    def table_actions(name: str, *actions: str, query: tuple[str, ...] = ()) -> None:
+        """Exactly ``actions`` on the table and Query on each index named in ``query``."""
+        allow(s.table_arn(name), {f"dynamodb:{action}" for action in actions})
+        for index in query:
+            allow(f"{s.table_arn(name)}/index/{index}", {"dynamodb:Query"})
 
     def rekognition(*actions: str) -> None:
         allow(s.collection_arn, {f"rekognition:{action}" for action in actions})
@@ -108,47 +99,65 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
         allow(f"{s.bucket_arn(bucket)}/*", S3_DELETE)
 
     if handler == ALIGN:
-        read("ingest"), put("faces"), put("quarantine"), table("catalog", write=True)
+        read("ingest"), read("faces"), put("faces"), put("quarantine")
+        table_actions("catalog", "GetItem", "PutItem", "Query", "BatchWriteItem", query=("gsi1",))
         allow(f"{s.bucket_arn('faces')}/*", {"s3:DeleteObject"})  # surplus crops
     elif handler == EMBED:
-        read("faces"), table("catalog", write=True)
+        read("faces"), table_actions("catalog", "GetItem", "UpdateItem", query=("gsi1",))
         vectors("PutVectors", "DeleteVectors")  # deleted crops and emptied centroids
     elif handler == INDEX:
-        read("faces"), table("catalog", write=True), table("face-index", write=True)
+        read("faces"), table_actions("catalog", "GetItem", "PutItem", "DeleteItem")
+        table_actions("face-index", "PutItem", "DeleteItem", query=("person-index",))
         rekognition("IndexFaces", "DeleteFaces")
     elif handler == IDENTIFY:
         read("ingest"), read("models")
-        table("catalog", write=False), table("face-index", write=False)
+        table_actions("catalog", "GetItem"), table_actions("face-index", "BatchGetItem")
         rekognition("SearchFacesByImage")
         vectors("QueryVectors", "GetVectors")
     elif handler == GATHER:
-        table("catalog", write=False), put("models")
+        put("models")
+        table_actions("catalog", "Scan", "PutItem")  # the faces; the training lock only
     elif handler == TRAIN:
         read("models"), put("models")
     elif handler == EVALUATE_FACENET:
         read("models"), put("reports")
     elif handler == EVALUATE_REKOGNITION:
-        read("models"), read("faces"), table("face-index", write=False), put("reports")
+        read("models"), read("faces"), put("reports")
+        table_actions("face-index", "Scan"), table_actions("catalog", "GetItem")
         rekognition("SearchFacesByImage", "DescribeCollection")
     elif handler == PUBLISH:
         read("models"), put("models"), read("reports"), put("reports")
-        table("catalog", write=True)
+        # the model pointer and the training lock only (conditions on the partition key)
+        table_actions("catalog", "GetItem", "PutItem", "DeleteItem")
     elif handler == REPORT:
-        read("models"), read("ingest"), read("faces"), read("quarantine"), put("reports")
-        table("catalog", write=False), table("face-index", write=False)
-        rekognition("SearchFacesByImage", "DescribeCollection")
+        for bucket in ("models", "reports", "ingest", "faces", "quarantine"):
+            read(bucket)
+        put("reports"), table_actions("catalog", "Scan", "GetItem")
     elif handler == REINDEX:
-        read("faces"), table("catalog", write=True), table("face-index", write=True)
+        read("faces"), table_actions("catalog", "GetItem", "PutItem", "UpdateItem", query=("gsi1",))
+        table_actions("face-index", "PutItem", "DeleteItem")
         rekognition("IndexFaces", "DeleteFaces")
         vectors("PutVectors")
     elif handler == FORGET:
         for bucket in ("ingest", "faces", "quarantine", "models", "reports"):
             read(bucket), delete(bucket)
         put("models"), put("reports")
-        table("catalog", write=True), table("face-index", write=True)
+        table_actions("catalog", "GetItem", "Scan", "DeleteItem", "BatchWriteItem", query=("gsi1",))
+        table_actions("face-index", "DeleteItem", query=("person-index",))
         rekognition("DeleteFaces")
         vectors("DeleteVectors")
         allow(f"<{training_state_machine(s)}>", {"states:StartExecution"})
+    elif handler == RECONCILE:
+        read("faces"), allow(f"{s.bucket_arn('faces')}/*", {"s3:DeleteObject"})  # orphans
+        table_actions(
+            "catalog", "Scan", "GetItem", "PutItem", "UpdateItem", "DeleteItem", query=("gsi1",)
+        )
+        table_actions("face-index", "Scan", "PutItem", "DeleteItem")
+        rekognition("IndexFaces", "DeleteFaces")
+        vectors("PutVectors", "GetVectors")
+    elif handler == ENDED:
+        allow(f"{s.bucket_arn('reports')}/training/failures/*", {"s3:PutObject"})
+        table_actions("catalog", "DeleteItem")  # the training lock only
     return expected
 
 
@@ -164,7 +173,7 @@ def training_state_machine(s: Synthesized) -> str:
     return logical_id
 
 
-def test_twelve_functions_all_from_one_image(synthesized):
+def test_every_function_runs_from_one_image(synthesized):
     functions = resources_of_type(synthesized.service_json, "AWS::Lambda::Function")
     assert len(functions) == len(HANDLERS)
     images = {json.dumps(f["Properties"]["Code"]["ImageUri"]) for f in functions.values()}
@@ -196,8 +205,11 @@ def test_memory_timeout_and_concurrency_come_from_the_config(synthesized, handle
         IDENTIFY: config.identify_faces,
         REPORT: config.report,
         REINDEX: config.reindex,
+        RECONCILE: config.reindex,
         FORGET: config.forget_person,
     }.get(handler, config.training)
+    if handler == ENDED:  # no model loaded: one put, one delete
+        settings = replace(config.training, memory_mb=512, timeout=Duration.minutes(1))
     _, properties = function_by_handler(synthesized.service_json, handler)
     assert properties["MemorySize"] == settings.memory_mb
     assert properties["Timeout"] == settings.timeout.to_seconds()
@@ -340,12 +352,21 @@ def test_the_dead_letter_queue_refuses_plain_http_and_takes_only_our_rules(synth
             assert statement["Action"] == "sqs:SendMessage"
 
 
-def _rule_for(template: dict, bucket_name: str, detail_type: str) -> dict:
-    rules = [
+def _s3_rules(template: dict) -> list[dict]:
+    """The properties of the rules on S3 events (not schedules or other services' events)."""
+    return [
         rule["Properties"]
         for rule in resources_of_type(template, "AWS::Events::Rule").values()
-        if rule["Properties"]["EventPattern"]["detail"]["bucket"]["name"] == [bucket_name]
-        and rule["Properties"]["EventPattern"]["detail-type"] == [detail_type]
+        if rule["Properties"].get("EventPattern", {}).get("source") == ["aws.s3"]
+    ]
+
+
+def _rule_for(template: dict, bucket_name: str, detail_type: str) -> dict:
+    rules = [
+        rule
+        for rule in _s3_rules(template)
+        if rule["EventPattern"]["detail"]["bucket"]["name"] == [bucket_name]
+        and rule["EventPattern"]["detail-type"] == [detail_type]
     ]
     assert len(rules) == 1
     return rules[0]
@@ -410,9 +431,9 @@ def test_a_crop_deleted_from_the_faces_bucket_reaches_embed_and_index(synthesize
     )
     # Only the crops' deletions: no rule listens to deletions in any other bucket.
     deleted = [
-        rule["Properties"]["EventPattern"]["detail"]["bucket"]["name"]
-        for rule in resources_of_type(template, "AWS::Events::Rule").values()
-        if rule["Properties"]["EventPattern"]["detail-type"] == ["Object Deleted"]
+        rule["EventPattern"]["detail"]["bucket"]["name"]
+        for rule in _s3_rules(template)
+        if rule["EventPattern"]["detail-type"] == ["Object Deleted"]
     ]
     assert deleted == [[config.bucket_name("faces")]]
 
@@ -436,7 +457,10 @@ def test_only_eventbridge_and_the_api_may_invoke_functions(synthesized):
     invoked = {}
     for permission in permissions:
         properties = permission["Properties"]
-        function = properties["FunctionName"]["Fn::GetAtt"][0]
+        name = properties["FunctionName"]
+        if "Ref" in name:  # an alias (identify's): counted as the function it points at
+            name = template["Resources"][name["Ref"]]["Properties"]["FunctionName"]
+        function = name["Fn::GetAtt"][0] if "Fn::GetAtt" in name else name["Ref"]
         invoked.setdefault(function, set()).add(properties["Principal"])
         assert "SourceArn" in properties  # never "any rule" or "any API"
     assert invoked == {
@@ -445,12 +469,15 @@ def test_only_eventbridge_and_the_api_may_invoke_functions(synthesized):
         function_by_handler(template, INDEX)[0]: {"events.amazonaws.com"},
         function_by_handler(template, IDENTIFY)[0]: {"apigateway.amazonaws.com"},
         function_by_handler(template, FORGET)[0]: {"apigateway.amazonaws.com"},
+        function_by_handler(template, RECONCILE)[0]: {"events.amazonaws.com"},
+        function_by_handler(template, ENDED)[0]: {"events.amazonaws.com"},
     }
 
 
 # handler -> (actions on both indexes, actions on the faces index only)
 VECTOR_ACTIONS = {
     EMBED: ({"s3vectors:PutVectors", "s3vectors:DeleteVectors"}, set()),
+    RECONCILE: ({"s3vectors:PutVectors", "s3vectors:GetVectors"}, set()),
     IDENTIFY: ({"s3vectors:QueryVectors", "s3vectors:GetVectors"}, set()),
     REINDEX: ({"s3vectors:PutVectors"}, set()),
     FORGET: ({"s3vectors:DeleteVectors"}, set()),
@@ -525,7 +552,7 @@ def test_each_training_step_runs_its_own_module(synthesized, number, handler):
     )
 
 
-def test_only_forget_and_align_delete_objects_and_only_forget_starts_the_training(synthesized):
+def test_only_forget_deletes_uploads_and_only_forget_starts_the_training(synthesized):
     template = synthesized.service_json
     training = f"<{training_state_machine(synthesized)}>"
     for handler in HANDLERS:
@@ -551,7 +578,7 @@ def test_only_forget_and_align_delete_objects_and_only_forget_starts_the_trainin
             # Every version of a model (the models bucket is versioned) can be removed.
             assert permissions[f"{synthesized.bucket_arn('models')}/*"] >= S3_DELETE
             assert "rekognition:DeleteFaces" in permissions[synthesized.collection_arn]
-        elif handler == ALIGN:
+        elif handler in (ALIGN, RECONCILE):  # surplus and orphan crops, never an upload
             assert starts == set() and deletes == {f"{synthesized.bucket_arn('faces')}/*"}
         else:
             assert starts == set() and deletes == set(), handler

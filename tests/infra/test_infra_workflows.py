@@ -1,5 +1,5 @@
 """The training and re-index state machines: their definitions (as Step Functions will read
-them), retries, failure handling, logging and permissions."""
+them), retries, timeouts, failure handling, the training lock, logging and permissions."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from infra_support import (
     Synthesized,
     definition_of,
     function_by_handler,
+    resolve,
     resources_of_type,
     role_permissions,
 )
+
+from facerec.storage.aws import TRAINING_LOCK
+from functions.training.ended import FAILURES_PREFIX
+from infra.training_workflow import LOCK_KEYS, MODEL_KEYS, TRAINING_FAILURES_PREFIX
 
 TRAINING_ORDER = [
     ("GatherEmbeddings", "functions.training.gather.handler"),
@@ -21,10 +26,18 @@ TRAINING_ORDER = [
     ("PublishModel", "functions.training.publish.handler"),
     ("WriteReport", "functions.training.write_report.handler"),
 ]
+ENDED = "functions.training.ended.handler"
+# Throttling and passing service errors of Lambda, Rekognition, DynamoDB and S3 Vectors.
 THROTTLING = {
     "Lambda.TooManyRequestsException",
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
+    "TooManyRequestsException",
+    "ServiceUnavailableException",
+    "InternalServerException",
+    "RequestTimeoutException",
+    "InternalServerError",
+    "RequestLimitExceeded",
 }
 STATE_TYPES = {"Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
 
@@ -82,11 +95,31 @@ def test_training_definition_is_valid_asl(synthesized):
     check_asl(definition_of(synthesized.service_json, logical_id))
 
 
+def training_states(s: Synthesized) -> dict[str, dict]:
+    logical_id, _ = state_machine(s, "training")
+    return definition_of(s.service_json, logical_id)["States"]
+
+
+def test_training_begins_with_the_execution_name_and_the_lock_lease_in_the_state(synthesized):
+    logical_id, _ = state_machine(synthesized, "training")
+    definition = definition_of(synthesized.service_json, logical_id)
+    assert definition["StartAt"] == "Begin"
+    timeout = synthesized.config.training_timeout.to_seconds()
+    assert definition["TimeoutSeconds"] == timeout
+    assert definition["States"]["Begin"] == {
+        "Type": "Pass",
+        "Comment": definition["States"]["Begin"]["Comment"],
+        "Parameters": {"name.$": "$$.Execution.Name", "lease_seconds": timeout},
+        "ResultPath": "$.execution",
+        "Next": TRAINING_ORDER[0][0],
+    }
+
+
 def test_training_runs_the_six_steps_in_order_then_succeeds(synthesized):
     logical_id, _ = state_machine(synthesized, "training")
     definition = definition_of(synthesized.service_json, logical_id)
     states = definition["States"]
-    order, name = [], definition["StartAt"]
+    order, name = [], states[definition["StartAt"]]["Next"]
     while states[name]["Type"] == "Task" and "Next" in states[name]:
         order.append(name)
         name = states[name]["Next"]
@@ -108,16 +141,54 @@ def test_each_step_passes_the_whole_state_to_its_own_function(synthesized, state
 def test_each_step_retries_throttling_with_backoff_and_catches_everything(
     synthesized, state, handler
 ):
-    logical_id, _ = state_machine(synthesized, "training")
-    step = definition_of(synthesized.service_json, logical_id)["States"][state]
+    step = training_states(synthesized)[state]
     throttling = [r for r in step["Retry"] if set(r["ErrorEquals"]) == THROTTLING]
     assert len(throttling) == 1
     assert throttling[0]["BackoffRate"] == 2 and throttling[0]["MaxAttempts"] >= 3
     assert throttling[0]["JitterStrategy"] == "FULL"
     assert any("Lambda.ServiceException" in r["ErrorEquals"] for r in step["Retry"])
+    # the report comes after publishing: its failure cannot fail a published model
+    caught = (
+        ("$.report_error", "ReportFailed")
+        if state == "WriteReport"
+        else ("$.error", "RecordFailure")
+    )
     assert step["Catch"] == [
-        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+        {"ErrorEquals": ["States.ALL"], "ResultPath": caught[0], "Next": caught[1]}
     ]
+
+
+def test_a_report_that_fails_is_kept_in_the_state_and_the_training_succeeds(synthesized):
+    states = training_states(synthesized)
+    assert states["WriteReport"]["Next"] == "Trained"
+    report_failed = states["ReportFailed"]
+    assert report_failed["Type"] == "Pass" and report_failed["Next"] == "Trained"
+    assert set(report_failed) == {"Type", "Comment", "Next"}  # the state passes unchanged
+    assert states["Trained"] == {"Type": "Succeed"}
+
+
+@pytest.mark.parametrize("purpose", ["training", "reindex"])
+def test_every_task_has_a_timeout_just_above_its_functions(synthesized, purpose):
+    template = synthesized.service_json
+    logical_id, _ = state_machine(synthesized, purpose)
+    definition = definition_of(template, logical_id)
+    tasks, frontier = [], [definition["States"]]
+    while frontier:
+        for state in frontier.pop().values():
+            tasks += [state] if state["Type"] == "Task" else []
+            frontier += [state["ItemProcessor"]["States"]] if "ItemProcessor" in state else []
+    assert tasks
+    functions = {
+        f"arn:aws:lambda:{REGION}:{synthesized.config.account}:function:{logical_id}": resource
+        for logical_id, resource in resources_of_type(template, "AWS::Lambda::Function").items()
+    }
+    for task in tasks:
+        if task["Resource"] in functions:  # a Lambda step: its function's timeout + 1 minute
+            function_timeout = functions[task["Resource"]]["Properties"]["Timeout"]
+            assert task["TimeoutSeconds"] == function_timeout + 60, task["Resource"]
+        else:  # the failure record: one S3 put
+            assert task["Resource"] == "arn:aws:states:::aws-sdk:s3:putObject"
+            assert task["TimeoutSeconds"] == 60
 
 
 def test_a_failure_is_recorded_in_the_reports_bucket_and_fails_with_its_cause(synthesized):
@@ -238,7 +309,8 @@ def test_reindex_role_lists_faces_writes_results_and_runs_its_own_map(synthesize
     assert permissions.pop(f"<{function}.Arn>") == {"lambda:InvokeFunction"}
     assert permissions.pop(f"<{function}.Arn>:*") == {"lambda:InvokeFunction"}
     assert permissions.pop(synthesized.bucket_arn("faces")) == {"s3:ListBucket"}
-    assert permissions.pop(f"{synthesized.bucket_arn('reports')}/*") == {
+    # the map's results, under its own prefix of the reports bucket only
+    assert permissions.pop(f"{synthesized.bucket_arn('reports')}/reindex/*") == {
         "s3:AbortMultipartUpload",
         "s3:GetObject",
         "s3:ListMultipartUploadParts",
@@ -257,3 +329,105 @@ def test_reindex_role_lists_faces_writes_results_and_runs_its_own_map(synthesize
             "states:StopExecution",
             "states:RedriveExecution",
         }
+
+
+# ---- one training at a time, and every end recorded ----------------------------------------
+
+
+def statements(template: dict, handler: str) -> list[dict]:
+    """Every statement of the policies attached to ``handler``'s role, resources resolved."""
+    _, properties = function_by_handler(template, handler)
+    role = properties["Role"]["Fn::GetAtt"][0]
+    return [
+        {**statement, "Resource": resolve(statement["Resource"])}
+        for policy in resources_of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_the_lock_and_model_keys_are_the_catalogs_and_the_failure_prefix_is_shared():
+    assert TRAINING_LOCK["pk"] in LOCK_KEYS
+    assert MODEL_KEYS == ("MODEL", "MODEL#*")  # storage/aws.py: MODEL/CURRENT, MODEL#<id>/META
+    assert FAILURES_PREFIX == TRAINING_FAILURES_PREFIX
+
+
+@pytest.mark.parametrize(
+    ("handler", "grants"),
+    [
+        ("functions.training.gather.handler", [({"dynamodb:PutItem"}, LOCK_KEYS)]),
+        (
+            "functions.training.publish.handler",
+            [
+                ({"dynamodb:GetItem", "dynamodb:PutItem"}, MODEL_KEYS),
+                ({"dynamodb:DeleteItem"}, LOCK_KEYS),
+            ],
+        ),
+        (ENDED, [({"dynamodb:DeleteItem"}, LOCK_KEYS)]),
+    ],
+)
+def test_training_functions_write_only_the_lock_and_model_items_of_the_catalog(
+    synthesized, handler, grants
+):
+    catalog = synthesized.table_arn("catalog")
+    found = [
+        statement
+        for statement in statements(synthesized.service_json, handler)
+        if statement["Resource"] == catalog
+    ]
+    conditioned = [
+        (
+            {statement["Action"]}
+            if isinstance(statement["Action"], str)
+            else set(statement["Action"]),
+            tuple(statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]),
+        )
+        for statement in found
+        if "Condition" in statement
+    ]
+    assert conditioned == grants
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    writes.add("dynamodb:BatchWriteItem")
+    for statement in found:
+        if "Condition" not in statement:  # gather's reads of the faces
+            assert not writes & set(statement["Action"]), handler
+            assert handler == "functions.training.gather.handler"
+
+
+def test_an_execution_that_fails_times_out_or_is_aborted_reaches_training_ended(synthesized):
+    template = synthesized.service_json
+    machine, _ = state_machine(synthesized, "training")
+    ended, properties = function_by_handler(template, ENDED)
+    assert (properties["MemorySize"], properties["Timeout"]) == (512, 60)
+    [rule] = [
+        resource["Properties"]
+        for resource in resources_of_type(template, "AWS::Events::Rule").values()
+        if resource["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
+    ]
+    assert rule["EventPattern"] == {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {
+            "stateMachineArn": [{"Ref": machine}],
+            "status": ["FAILED", "TIMED_OUT", "ABORTED"],
+        },
+    }
+    assert [target["Arn"] for target in rule["Targets"]] == [{"Fn::GetAtt": [ended, "Arn"]}]
+    permissions = [
+        resource["Properties"]
+        for resource in resources_of_type(template, "AWS::Lambda::Permission").values()
+        if resource["Properties"]["FunctionName"] == {"Fn::GetAtt": [ended, "Arn"]}
+    ]
+    assert [permission["Principal"] for permission in permissions] == ["events.amazonaws.com"]
+
+
+def test_training_ended_writes_failure_records_and_releases_the_lock_only(synthesized):
+    template = synthesized.service_json
+    _, properties = function_by_handler(template, ENDED)
+    permissions = role_permissions(template, properties["Role"]["Fn::GetAtt"][0])
+    failures = f"{synthesized.bucket_arn('reports')}/{TRAINING_FAILURES_PREFIX}*"
+    assert permissions.pop(failures) == {"s3:PutObject"}
+    assert permissions.pop(synthesized.table_arn("catalog")) == {"dynamodb:DeleteItem"}
+    assert permissions.pop("*") == {"xray:PutTelemetryRecords", "xray:PutTraceSegments"}
+    [log_group] = permissions
+    assert permissions[log_group] == {"logs:CreateLogStream", "logs:PutLogEvents"}

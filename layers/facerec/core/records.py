@@ -39,6 +39,12 @@ class FaceRecord:
 
 @dataclass(frozen=True)
 class ModelRecord:
+    """A model as the catalog registers it: a pointer that stays small whatever the number of
+    faces. The artifact (``artifact_key``) and the whole metadata (``<model_id>/
+    metadata.json``, flows.train.model_keys) live in the models store; ``metadata`` holds only
+    the few figures read without them (flows.train.model_record: the options it was trained
+    with, the size of its split, its held-out evaluation and how it was promoted)."""
+
     model_id: str
     artifact_key: str
     created_at: str

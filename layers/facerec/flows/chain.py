@@ -128,48 +128,100 @@ def index_crop(
 
     Faces that are not the photo's labelled person are not indexed (nobody to name). The
     claim is a conditional write; a newer version of the crop replaces the FaceId of the
-    older one; a FaceId is written to the table only by its claimant."""
+    older one; a FaceId is written to the table only by its claimant. An error after the
+    claim marks it failed (with any FaceId the run left) and propagates, so the event's
+    retry indexes the crop; ``duplicate`` means the crop version is indexed (or refused),
+    ``in_progress`` that another invocation holds a fresh claim on it."""
     face = _catalogued(catalog, crop_key)
     if face.person is None:
         return StepResult("skipped", "not the labelled face of its photo")
     claim = claims.claim_indexing(collection.collection_id, crop_key, etag)
     if claim is None:
         state = claims.indexing_state(collection.collection_id, crop_key) or {}
-        return StepResult("duplicate", state.get("face_id", state.get("state", "")))
-    if claim.get("replaces"):
-        collection.delete([claim["replaces"]])
-        table.delete(claim["replaces"])
-    external = external_image_id(crop_key)
+        if state.get("state") in ("indexed", "refused"):
+            return StepResult("duplicate", state.get("face_id", state["state"]))
+        return StepResult("in_progress", "another invocation holds a fresh claim")
+    leftover = claim.get("replaces", "")  # a FaceId that must leave the collection
     try:
-        indexed = collection.index(faces.get(crop_key), external)
-    except FaceNotIndexed as error:
-        claims.finish_indexing(claim, "refused", reason=str(error))
-        return StepResult("refused", str(error))
-    row = IndexRow(
-        indexed.face_id, face.person, face.photo_key, crop_key, external, collection.collection_id
-    )
-    table.put(row)
-    if not claims.finish_indexing(claim, "indexed", indexed.face_id):
+        if leftover:
+            collection.delete([leftover])
+            table.delete(leftover)
+            leftover = ""
+        external = external_image_id(crop_key)
+        try:
+            indexed = collection.index(faces.get(crop_key), external)
+        except FaceNotIndexed as error:
+            claims.finish_indexing(claim, "refused", reason=str(error))
+            return StepResult("refused", str(error))
+        leftover = indexed.face_id
+        row = IndexRow(
+            indexed.face_id,
+            face.person,
+            face.photo_key,
+            crop_key,
+            external,
+            collection.collection_id,
+        )
+        table.put(row)
+        finished = claims.finish_indexing(claim, "indexed", indexed.face_id)
+    except Exception as error:
+        _mark_failed(claims, claim, leftover, error)
+        raise
+    if not finished:
         collection.delete([indexed.face_id])  # another invocation took the claim over
         table.delete(indexed.face_id)
         return StepResult("superseded")
     return StepResult("indexed", indexed.face_id)
 
 
+def _mark_failed(claims: IndexClaims, claim: dict, face_id: str, error: Exception) -> None:
+    """Mark the claim of a run that raised ``error`` as failed, holding ``face_id`` (a FaceId
+    the run left in the collection, or ""), so the retry takes it over at once and removes
+    that FaceId. Should this write fail too, the claim goes stale after its lease and
+    ``error`` still propagates."""
+    try:
+        claims.finish_indexing(claim, "failed", face_id, reason=f"{type(error).__name__}: {error}")
+    except Exception as second:
+        error.add_note(f"the indexing claim could not be marked failed: {type(second).__name__}")
+
+
 def unindex_crop(
     claims: IndexClaims, collection: FaceCollection, table: FaceIndex, crop_key: str
 ) -> StepResult:
     """A deleted crop's FaceIds leave the collection and the table (found through the rows
-    of the person its folder names), and its indexing claim is released, so the same crop
-    written again is indexed again."""
+    of the person its folder names, and the one a failed indexing run left in its claim),
+    and its indexing claim is released, so the same crop written again is indexed again."""
     person, _ = split_ingest_key(crop_key)
     rows = table.for_crop(person, crop_key, collection.collection_id)
-    if rows:
-        collection.delete([row.face_id for row in rows])
-    for row in rows:
-        table.delete(row.face_id)
+    face_ids = {row.face_id for row in rows}
+    claim = claims.indexing_state(collection.collection_id, crop_key) or {}
+    if claim.get("face_id"):
+        face_ids.add(claim["face_id"])
+    face_ids = sorted(face_ids)
+    if face_ids:
+        collection.delete(face_ids)
+    for face_id in face_ids:
+        table.delete(face_id)
     claims.release_indexing(collection.collection_id, crop_key)
-    return StepResult("deleted", f"{len(rows)} FaceIds")
+    return StepResult("deleted", f"{len(face_ids)} FaceIds")
+
+
+class BatchFailed(FaceRecError):
+    """Crops of a re-index batch failed for good; the rest of the batch was processed.
+    ``failed``: ``[{"item", "key", "reason"}]`` (``item`` counts from 1 in the batch's order),
+    ``outcome``: what the rest gave (as reindex_batch returns it). The message names the items
+    by number, not by key (keys name people)."""
+
+    code = "batch_failed"
+    SHOWN = 3  # reasons in the message
+
+    def __init__(self, failed: list[dict], total: int, outcome: dict):
+        self.failed, self.outcome = failed, outcome
+        reasons = "; ".join(f"item {f['item']}: {f['reason']}" for f in failed[: self.SHOWN])
+        more = f"; {len(failed) - self.SHOWN} more" if len(failed) > self.SHOWN else ""
+        super().__init__(
+            f"{len(failed)} of {total} crops of the batch failed for good: {reasons}{more}"
+        )
 
 
 def reindex_batch(
@@ -177,26 +229,32 @@ def reindex_batch(
     reindex: Callable[[str, str], StepResult],
     permanent: Callable[[Exception], str | None],
 ) -> dict:
-    """``reindex(key, etag)`` for each crop of a batch. A crop that fails for good (a
-    FaceRecError, or an error ``permanent`` gives a reason for) is listed in ``failed`` and
-    the batch goes on; any other error propagates, so the workflow retries the batch.
-    Returns ``{"processed", "failed": [{"key", "reason"}], "statuses": {status: count}}``."""
+    """``reindex(key, etag)`` for each crop of a batch; returns ``{"processed": n,
+    "statuses": {status: count}}``. Any error ``permanent`` gives no reason for (throttling,
+    a service briefly failing) propagates at once, so the workflow retries the batch. A crop
+    that fails for good (a FaceRecError, or an error ``permanent`` gives a reason for) does not
+    stop the batch, but once every crop was tried the batch raises BatchFailed, so the map
+    counts it against its tolerated failures and writes it to its results."""
+    items = list(items)
     processed, failed, statuses = 0, [], {}
-    for key, etag in items:
+    for number, (key, etag) in enumerate(items, start=1):
         try:
             result = reindex(key, etag)
         except FaceRecError as error:
-            failed.append({"key": key, "reason": f"{error.code}: {error}"})
+            failed.append({"item": number, "key": key, "reason": f"{error.code}: {error}"})
             continue
         except Exception as error:
             reason = permanent(error)
             if reason is None:
                 raise
-            failed.append({"key": key, "reason": reason})
+            failed.append({"item": number, "key": key, "reason": reason})
             continue
         processed += 1
         statuses[result.status] = statuses.get(result.status, 0) + 1
-    return {"processed": processed, "failed": failed, "statuses": statuses}
+    outcome = {"processed": processed, "statuses": statuses}
+    if failed:
+        raise BatchFailed(failed, len(items), outcome)
+    return outcome
 
 
 def indexed_crops(table: FaceIndex, collection_id: str) -> dict[str, str]:
@@ -211,6 +269,8 @@ def not_indexed_reason(claims: IndexClaims, collection_id: str, crop_key: str) -
         return f"not indexed into collection {collection_id} (no index_faces run recorded)"
     if state.get("state") == "refused":
         return state.get("reason") or "Rekognition refused the crop"
+    if state.get("state") == "failed":
+        return f"the last indexing run failed ({state.get('reason', '')}); a retry indexes it"
     return (
         f"no FaceId in the face index table for collection {collection_id} "
         f"(indexing state: {state.get('state', 'unknown')})"

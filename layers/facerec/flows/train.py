@@ -3,7 +3,8 @@ Functions task) with only keys passed between them:
 
     gather -> fit (seeded stratified split, CV, SVC, "unknown" calibration)
     -> evaluate FaceNet and the nearest face on the held-out part (flows.evaluate)
-    -> evaluate Rekognition on the same held-out part -> publish (promote only if not worse)
+    -> evaluate Rekognition on the same held-out part
+    -> publish (promote unless the current model is better on the same faces: promotion)
 
 ``train`` runs the same steps in one process; they work through the storage ports.
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -240,19 +242,122 @@ def evaluate_rekognition(
     return run
 
 
-def should_promote(candidate: dict, current: ModelRecord | None) -> tuple[bool, str]:
-    """Promote when there is no current model, or the candidate's held-out accuracy (the
-    SVC's label, before "unknown") is at least the current model's (a model without a
-    held-out accuracy is always replaced)."""
+SIGNIFICANCE = 0.05
+PROMOTION_RULE = (
+    "The candidate and the current model are compared on the same faces: the candidate's "
+    "held-out faces of people both know that the current model did not train on, by the "
+    'SVC\'s label before "unknown" (closed set). The candidate is promoted unless the '
+    "current model is right on significantly more of them: a one-sided exact sign test on "
+    f"the faces exactly one of the two gets right, p < {SIGNIFICANCE} keeps the current "
+    f"model (an equally good candidate is held back at most {SIGNIFICANCE:.0%} of the time). "
+    "Faces of people only the candidate knows are counted apart; they cannot be compared."
+)
+
+
+def compare_with_current(
+    run: EngineRun, faces: Sequence[HeldOutFace], current: TrainedModel
+) -> dict:
+    """The candidate's FaceNet answers (``run``, on its held-out ``faces``) against the current
+    model's on the same faces, asked now (flows.evaluate.run_engine). Compared (``common_
+    faces``): faces of people both know that the current model did not train on (its open-set
+    gallery); counted apart: ``trained_on_by_current`` and ``new_people`` (faces of people the
+    current model does not know). ``p_worse``: the chance of the current model being right
+    alone at least this often if both were equally good (sign_test)."""
+    known = set(current.metadata["labels"])
+    trained = set(current.open_set.gallery_.ids.tolist())
+    new = [face for face in faces if face.truth not in known]
+    common = [face for face in faces if face.truth in known and face.face_id not in trained]
+    current_run = run_engine(FaceNetEngine(lambda: current), common)
+
+    def right(answers: Mapping[str, dict], cases: Sequence[HeldOutFace]) -> set[str]:
+        return {
+            face.face_id for face in cases if answers[face.face_id].get("candidate") == face.truth
+        }
+
+    candidate, incumbent = right(run.answers, common), right(current_run.answers, common)
+    wins, losses = len(candidate - incumbent), len(incumbent - candidate)
+    new_right = len(right(run.answers, new))
+    return {
+        "current_model_id": current.model_id,
+        "common_faces": len(common),
+        "candidate_correct": len(candidate),
+        "current_correct": len(incumbent),
+        "candidate_accuracy": len(candidate) / len(common) if common else None,
+        "current_accuracy": len(incumbent) / len(common) if common else None,
+        "candidate_only_correct": wins,
+        "current_only_correct": losses,
+        "p_worse": sign_test(losses, wins),
+        "trained_on_by_current": sum(
+            face.truth in known and face.face_id in trained for face in faces
+        ),
+        "new_people": {
+            "people": len({face.truth for face in new}),
+            "faces": len(new),
+            "candidate_correct": new_right,
+            "candidate_accuracy": new_right / len(new) if new else None,
+        },
+    }
+
+
+def sign_test(losses: int, wins: int) -> float:
+    """P(at least ``losses`` heads in ``losses + wins`` fair coin flips); 1.0 for none."""
+    flips = losses + wins
+    return sum(math.comb(flips, heads) for heads in range(losses, flips + 1)) / 2**flips
+
+
+def promotion(
+    run: EngineRun | None, faces: Sequence[HeldOutFace], current: TrainedModel | None
+) -> dict:
+    """Whether the candidate (its FaceNet ``run`` on its held-out ``faces``; None when it held
+    nothing out) replaces ``current`` by PROMOTION_RULE: ``{"promoted", "reason", "rule",
+    "comparison"}`` (compare_with_current; None when there was nothing to compare)."""
+    comparison = None
     if current is None:
-        return True, "no current model"
-    current_accuracy = (current.metadata.get("evaluation") or {}).get("accuracy")
-    if current_accuracy is None:
-        return True, f"current model {current.model_id} has no held-out accuracy"
-    accuracy = candidate["accuracy"]
-    if accuracy >= current_accuracy:
-        return True, f"held-out accuracy {accuracy:.4f} >= {current_accuracy:.4f} (current)"
-    return False, f"held-out accuracy {accuracy:.4f} < {current_accuracy:.4f} (current)"
+        promoted, reason = True, "no current model"
+    elif run is None:
+        promoted, reason = True, "trained on every enrolled face (no held-out part to compare)"
+    elif current.open_set is None:
+        promoted = True
+        reason = (
+            f"the current model {current.model_id} does not record the faces it trained on "
+            "(an artifact older than format 2): nothing to compare on"
+        )
+    else:
+        comparison = compare_with_current(run, faces, current)
+        figures = (
+            f"{comparison['candidate_correct']} vs {comparison['current_correct']} of "
+            f"{comparison['common_faces']} common faces right (p = {comparison['p_worse']:.3g}"
+        )
+        promoted = comparison["p_worse"] >= SIGNIFICANCE
+        if not comparison["common_faces"]:
+            reason = f"no held-out face to compare with {current.model_id} on"
+        elif promoted:
+            reason = f"not worse than {current.model_id}: {figures} >= {SIGNIFICANCE})"
+        else:
+            reason = f"worse than {current.model_id}: {figures} < {SIGNIFICANCE})"
+    return {
+        "promoted": promoted,
+        "reason": reason,
+        "rule": PROMOTION_RULE,
+        "comparison": comparison,
+    }
+
+
+def model_record(model: TrainedModel, keys: Mapping[str, str], decision: dict) -> ModelRecord:
+    """The catalog's pointer to a published model: its artifact's key and, of its metadata,
+    figures whose size does not grow with the faces: the options it was trained with (core.
+    settings.TrainOptions.of), the size of its split, its held-out evaluation and how it was
+    promoted (``decision``, promotion's answer)."""
+    meta = model.metadata
+    split = ("test_size", "seed", "train_faces", "test_faces")
+    figures = {
+        "classifier": {"C": meta["classifier"]["C"]},
+        "split": {name: meta["split"][name] for name in split},
+        "open_set": {"far_target": meta["open_set"]["far_target"]},
+        "evaluation": meta.get("evaluation"),
+        "promotion": decision,
+    }
+    return ModelRecord(model.model_id, keys["artifact"], meta["created_at"], figures)
 
 
 def model_keys(model_id: str) -> dict[str, str]:
@@ -288,13 +393,16 @@ def publish(
     training_set: TrainingSet,
     runs: Mapping[str, EngineRun],
 ) -> tuple[TrainedModel, dict]:
-    """Write the evaluation report, then make the model current if it is not worse.
+    """Make the model current unless the current one is better on common ground (promotion),
+    then write the evaluation report with the decision and its figures.
 
     ``runs`` holds each engine's run on the held-out part (none when the model was trained
     on everything: it is then promoted); with FaceNet's and Rekognition's, the hybrid's
-    best routing threshold goes into the metadata (``routing``). The artifact stays in the
-    models bucket either way (versioned there); only a promoted model is registered in the
-    catalog. Returns the model with its evaluation in its metadata, and ``{"promoted",
+    best routing threshold goes into the metadata (``routing``). The artifact and metadata
+    stay in the models store either way (versioned there); only a promoted model is
+    registered in the catalog, as a pointer (model_record), and only in place of the current
+    model it was compared with: when another one became current meanwhile, it is not
+    promoted. Returns the model with its evaluation in its metadata, and ``{"promoted",
     "model_id", "reason", "report_key"}``."""
     figures = summaries(model, training_set, runs) if runs else {}
     metadata = dict(model.metadata)
@@ -322,17 +430,28 @@ def publish(
         }
     model = TrainedModel(model.classifier, metadata, model.open_set)
     keys = save_model(stores.models, model)
-    current = stores.catalog.current_model()
-    if facenet is None:
-        promoted, reason = True, "trained on every enrolled face (no held-out part to compare)"
-    else:
-        promoted, reason = should_promote(metadata["evaluation"], current)
+    record = stores.catalog.current_model()
+    previous = record.model_id if record else None
+    current = (
+        None if record is None else TrainedModel.from_bytes(stores.models.get(record.artifact_key))
+    )
+    faces = held_out(model, training_set, lambda key: b"")[1] if facenet is not None else []
+    decision = promotion(runs.get("facenet"), faces, current)
+    if decision["promoted"] and not stores.catalog.put_model(
+        model_record(model, keys, decision), previous
+    ):
+        decision["promoted"] = False
+        decision["reason"] = (
+            f"another model replaced {previous} as the current one while this model was "
+            "compared with it: nothing replaced"
+        )
+    promoted, reason = decision["promoted"], decision["reason"]
     report = {
         "model_id": model.model_id,
         "created_at": metadata["created_at"],
         "promoted": promoted,
-        "promotion_reason": reason,
-        "previous_model_id": current.model_id if current else None,
+        "promotion": decision,
+        "previous_model_id": previous,
         "engines": figures,
     }
     report_key = f"{model.model_id}/evaluation.json"
@@ -343,9 +462,6 @@ def publish(
         title = f"Model {model.model_id}: FaceNet on the held-out part"
         markdown = render_markdown(evaluation, title).encode()
         stores.reports.put(f"{model.model_id}/holdout-evaluation.md", markdown)
-    if promoted:
-        record = ModelRecord(model.model_id, keys["artifact"], metadata["created_at"], metadata)
-        stores.catalog.put_model(record)
     result = {"promoted": promoted, "model_id": model.model_id, "reason": reason}
     return model, {**result, "report_key": report_key}
 

@@ -404,6 +404,21 @@ def report_defaults() -> argparse.Namespace:
     return parser.parse_args([])
 
 
+def cmd_reconcile(app: App, args) -> int:
+    from facerec.flows.reconcile import delete_orphan, find_gaps, repair
+    from facerec.storage.local import local_stores
+
+    stores = local_stores(app.workspace)
+    gaps = find_gaps(stores)
+    for gap in gaps:
+        print(f"{', '.join(gap.missing):<9} {gap.crop_key}")
+    steps = {} if args.dry_run else {"orphan": delete_orphan(stores)}
+    result = repair(gaps, steps)
+    print(json.dumps(result, ensure_ascii=False))
+    unrepaired = sum(result["found"].values()) - sum(result["repaired"].values())
+    return EXIT_PARTIAL if unrepaired else EXIT_OK
+
+
 def cmd_status(app: App, args) -> int:
     from facerec.storage.local import SqliteCatalog
 
@@ -519,6 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the whole flow on the bundled 5-person sample set")
     demo.set_defaults(run=cmd_demo)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="list what enrolment left half-done (crops missing or held by no photo) and "
+        "repair it (orphan crops deleted); exit 3 when something is left to repair",
+    )
+    reconcile.add_argument("--dry-run", action="store_true", help="list only, repair nothing")
+    reconcile.set_defaults(run=cmd_reconcile)
 
     status = commands.add_parser("status", help="what the workspace holds")
     status.set_defaults(run=cmd_status)

@@ -72,6 +72,10 @@ class IdentifyRequest:
                 f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(REQUEST_FIELDS)}",
             )
         engines = _engines(body.get("engines", DEFAULT_ENGINES))
+        if "image" in body and body["image"] is None:
+            raise ApiError(400, "invalid_image", "image must be a base64 string, not null")
+        if "s3_key" in body and body["s3_key"] is None:
+            raise ApiError(400, "invalid_s3_key", "s3_key must be a key string, not null")
         image, s3_key = body.get("image"), body.get("s3_key")
         if (image is None) == (s3_key is None):
             raise ApiError(
@@ -99,16 +103,22 @@ class IdentifyRequest:
 
 
 def _engines(value) -> tuple[str, ...]:
-    """A name of ENGINE_CHOICES, or a list of engine names -> engine names (ENGINES order)."""
+    """A name of ENGINE_CHOICES, or a list of distinct engine names -> engine names (ENGINES
+    order)."""
     if isinstance(value, str) and value in ENGINE_CHOICES:
         return ENGINE_CHOICES[value]
-    if isinstance(value, list) and value and all(name in ENGINES for name in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(name, str) and name in ENGINES for name in value)
+        and len(set(value)) == len(value)
+    ):
         return tuple(name for name in ENGINES if name in value)
     raise ApiError(
         400,
         "invalid_engines",
-        f"engines must be one of {', '.join(ENGINE_CHOICES)} (or a list of "
-        f"{', '.join(ENGINES)}); got {value!r}",
+        f"engines must be one of {', '.join(ENGINE_CHOICES)} (or a list of distinct "
+        f"{', '.join(ENGINES)}); got {str(value)[:200]!r}",
     )
 
 

@@ -9,8 +9,9 @@ Catalog table items (partition ``pk``, sort ``sk``; overloaded GSI ``gsi1`` on `
     PHOTO#<ingest key>              FACE#<nnnn>   PERSON#<name>     FACE#<id>     a face (gsi1
                                                                                   only if labelled)
     CROP#<crop key>                 META          -                 -             crop -> face
-    MODEL#<model id>                META          -                 -             a model
+    MODEL#<model id>                META          -                 -             a model (pointer)
     MODEL                           CURRENT       -                 -             current model
+    TRAINING                        LOCK          -                 -             training lock
     OBJECT#<bucket>#<key>           ETAG#<etag>   -                 -             event handled
     REKOGNITION#<collection id>     CROP#<key>    -                 -             index claim
 
@@ -26,23 +27,39 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from types import EllipsisType
 
 import numpy as np
 from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
 
 MISSING_OBJECT_CODES = ("404", "NoSuchKey", "NotFound")
-# Errors a retry with back-off can cure (throttling, a service briefly unavailable).
+# Errors a retry with back-off can cure (throttling, a service briefly unavailable or failing),
+# as the services' API references name them: Rekognition (ThrottlingException,
+# ProvisionedThroughputExceededException, InternalServerError), DynamoDB (the same three and
+# RequestLimitExceeded), S3 Vectors (TooManyRequestsException, ServiceUnavailableException,
+# InternalServerException, RequestTimeoutException) and S3 (SlowDown, ServiceUnavailable,
+# InternalError, RequestTimeout). Any other 5xx or 429 answer counts as transient too.
 TRANSIENT_CODES = (
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
+    "InternalServerError",
+    "RequestLimitExceeded",
     "TooManyRequestsException",
+    "ServiceUnavailableException",
+    "InternalServerException",
+    "RequestTimeoutException",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
 )
 SCAN_SEGMENTS = 8  # a full scan (forgetting a person) reads the table in this many parts
+TRAINING_LOCK = {"pk": "TRAINING", "sk": "LOCK"}  # one training at a time (lock_training)
+_DESERIALIZE = TypeDeserializer()
 
 
 class S3BlobStore:
@@ -68,8 +85,17 @@ class S3BlobStore:
 
     def size(self, key: str) -> int | None:
         """The object's size in bytes, or None when it does not exist."""
+        head = self._head(key)
+        return None if head is None else head["ContentLength"]
+
+    def etag(self, key: str) -> str | None:
+        """The object's ETag, unquoted, or None when it does not exist."""
+        head = self._head(key)
+        return None if head is None else head["ETag"].strip('"')
+
+    def _head(self, key: str) -> dict | None:
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+            return self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if error.response["Error"]["Code"] in MISSING_OBJECT_CODES:
                 return None
@@ -117,11 +143,12 @@ class S3BlobStore:
 
 def permanent_failure(error: Exception) -> str | None:
     """Why an AWS call failed for good (``code: message``), or None when ``error`` is not an
-    AWS error or a retry may cure it (TRANSIENT_CODES)."""
+    AWS error or a retry may cure it (TRANSIENT_CODES, or an HTTP status of 429 or 5xx)."""
     if not isinstance(error, ClientError):
         return None
     code = error.response["Error"]["Code"]
-    if code in TRANSIENT_CODES:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if code in TRANSIENT_CODES or status == 429 or status >= 500:
         return None
     return f"{code}: {error.response['Error'].get('Message', '')}"
 
@@ -265,11 +292,35 @@ class DynamoCatalog:
 
     # ---- models ------------------------------------------------------------------------------
 
-    def put_model(self, model: ModelRecord, make_current: bool = True) -> None:
-        """Store a model and (by default, as the port says) make it the current one."""
-        self.table.put_item(Item=_model_item(model, f"MODEL#{model.model_id}", "META"))
-        if make_current:
-            self.table.put_item(Item=_model_item(model, "MODEL", "CURRENT"))
+    def put_model(self, model: ModelRecord, replaces: str | EllipsisType | None = ...) -> bool:
+        """Register a model and make it current in one transaction, if the current model is
+        still ``replaces`` (its id; None: no current model; ``...``: the one current now).
+        False, with nothing written, when another model became current meanwhile."""
+        if replaces is ...:
+            current = self.current_model()
+            replaces = current.model_id if current else None
+        pointer = {"TableName": self.table.name, "Item": _model_item(model, "MODEL", "CURRENT")}
+        if replaces is None:
+            pointer["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            pointer["ConditionExpression"] = "model_id = :replaces"
+            pointer["ExpressionAttributeValues"] = {":replaces": replaces}
+        registered = _model_item(model, f"MODEL#{model.model_id}", "META")
+        try:
+            self.table.meta.client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self.table.name, "Item": registered}},
+                    {"Put": pointer},
+                ]
+            )
+        except ClientError as error:
+            reasons = [
+                reason.get("Code") for reason in error.response.get("CancellationReasons", [])
+            ]
+            if "ConditionalCheckFailed" in reasons:
+                return False
+            raise
+        return True
 
     def get_model(self, model_id: str) -> ModelRecord | None:
         item = self.table.get_item(Key={"pk": f"MODEL#{model_id}", "sk": "META"}).get("Item")
@@ -295,6 +346,37 @@ class DynamoCatalog:
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+
+    def lock_training(self, owner: str, seconds: float) -> dict | None:
+        """Take the one training lock for ``owner`` (a training execution) for ``seconds``:
+        None when ``owner`` holds it now (also when it already did: a retried step takes it
+        again), else the lock another owner holds (``owner``, ``expires_at`` epoch seconds),
+        which can be taken over once expired."""
+        now = time.time()
+        try:
+            self.table.put_item(
+                Item={**TRAINING_LOCK, "owner": owner, "expires_at": _decimal(now + seconds)},
+                ConditionExpression=Attr("pk").not_exists()
+                | Attr("expires_at").lt(_decimal(now))
+                | Attr("owner").eq(owner),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            held = error.response.get("Item", {})
+            return {name: _DESERIALIZE.deserialize(value) for name, value in held.items()}
+        return None
+
+    def unlock_training(self, owner: str) -> bool:
+        """Release the training lock if ``owner`` holds it; False when it does not."""
+        try:
+            self.table.delete_item(Key=TRAINING_LOCK, ConditionExpression=Attr("owner").eq(owner))
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def forget_person(self, person: str) -> dict[str, int]:
         """Delete every item that names the person's keys (one parallel scan of the keys):
@@ -363,14 +445,17 @@ class DynamoCatalog:
         )
 
     def claim_indexing(
-        self, collection_id: str, crop_key: str, etag: str, stale_after: float = 900.0
+        self, collection_id: str, crop_key: str, etag: str, stale_after: float = 60.0
     ) -> dict | None:
         """Claim the right to index one crop version into a collection (a conditional write).
 
         Returns the claim, or None when another invocation holds a fresh claim or the same
-        crop version is already indexed (or refused). A claim older than ``stale_after``
-        seconds that never finished can be taken over; so can one for an older crop version
-        (its ``face_id``, if any, is returned in ``replaces`` for the caller to delete)."""
+        crop version is already indexed (or refused). A claim that ``failed`` can be taken
+        over at once, one still ``pending`` after ``stale_after`` seconds too (its holder was
+        stopped: a claim lives for one IndexFaces, inside the index function's 60 s timeout,
+        and Lambda retries a failed event a minute later), and so can one for an older crop
+        version. The FaceId the previous claim holds, if any, is returned in ``replaces`` for
+        the caller to delete."""
         key = {"pk": f"REKOGNITION#{collection_id}", "sk": f"CROP#{crop_key}"}
         now = time.time()
         previous = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
@@ -379,7 +464,10 @@ class DynamoCatalog:
         if previous is None:
             condition = Attr("pk").not_exists()
         elif previous["etag"] == etag and (
-            previous["state"] != "pending" or now - float(previous["claimed_at"]) < stale_after
+            previous["state"] in ("indexed", "refused")
+            or (
+                previous["state"] == "pending" and now - float(previous["claimed_at"]) < stale_after
+            )
         ):
             return None
         else:
@@ -395,8 +483,10 @@ class DynamoCatalog:
         return claim
 
     def finish_indexing(self, claim: dict, state: str, face_id: str = "", reason: str = "") -> bool:
-        """``state``: indexed (with ``face_id``) or refused (with ``reason``). False when the
-        claim was taken over meanwhile (the caller then undoes its own work)."""
+        """``state``: indexed (with ``face_id``), refused (with ``reason``) or failed (with
+        ``reason``, and the ``face_id`` the failed run left in the collection, if any: the
+        next claim replaces it). False when the claim was taken over meanwhile (the caller
+        then undoes its own work)."""
         item = {key: value for key, value in claim.items() if key != "replaces"}
         item.update(state=state, reason=reason, finished_at=_now())
         if face_id:
@@ -512,7 +602,8 @@ def _face(item: dict) -> FaceRecord:
 
 
 def _model_item(model: ModelRecord, pk: str, sk: str) -> dict:
-    """Metadata is stored compressed: it lists the held-out face ids, which can grow large."""
+    """A model's pointer; its figures compressed, as every model item has been (those written
+    before the metadata moved to the models store hold all of it)."""
     return {
         "pk": pk,
         "sk": sk,

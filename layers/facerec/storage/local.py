@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from types import EllipsisType
 
 import numpy as np
 
@@ -200,14 +201,25 @@ class SqliteCatalog:
                 ) in cursor
             ]
 
-    def put_model(self, model: ModelRecord) -> None:
-        """Store a model and make it the current one."""
+    def put_model(self, model: ModelRecord, replaces: str | EllipsisType | None = ...) -> bool:
+        """Register a model and make it current, if the current model is still ``replaces``
+        (the port's contract): one transaction that holds the write lock from its read on."""
         with self._write():
-            self._db.execute("UPDATE models SET is_current = 0")
-            self._db.execute(
-                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, 1)",
-                (model.model_id, model.artifact_key, model.created_at, json.dumps(model.metadata)),
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT model_id FROM models WHERE is_current = 1").fetchone()
+            moved = replaces is not ... and (row[0] if row else None) != replaces
+            if not moved:
+                self._db.execute("UPDATE models SET is_current = 0")
+                self._db.execute(
+                    "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, 1)",
+                    (
+                        model.model_id,
+                        model.artifact_key,
+                        model.created_at,
+                        json.dumps(model.metadata),
+                    ),
+                )
+        return not moved
 
     def current_model(self) -> ModelRecord | None:
         row = self._db.execute(

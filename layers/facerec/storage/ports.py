@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Protocol
 
 import numpy as np
@@ -31,13 +32,18 @@ class BlobStore(Protocol):
 
 class Catalog(Protocol):
     """People, photos, faces with embeddings, and trained models. ``forget_person`` deletes
-    every record of a person's photos (any status) and their faces, returning counts."""
+    every record of a person's photos (any status) and their faces, returning counts.
+
+    Models are registered as the pointers they are given (core.records.ModelRecord).
+    ``put_model`` registers one and makes it current in one step, only if the current model is
+    still ``replaces`` (its id; None: no current model; ``...``: whichever is current now):
+    False, with nothing written, when another model became current meanwhile."""
 
     def get_photo(self, key: str) -> PhotoRecord | None: ...
     def photo_with_sha256(self, sha256: str) -> PhotoRecord | None: ...
     def put_photo(self, photo: PhotoRecord, faces: list[FaceRecord]) -> None: ...
     def faces(self, person: str | None = None, labelled_only: bool = True) -> list[FaceRecord]: ...
-    def put_model(self, model: ModelRecord) -> None: ...
+    def put_model(self, model: ModelRecord, replaces: str | EllipsisType | None = ...) -> bool: ...
     def current_model(self) -> ModelRecord | None: ...
     def models(self) -> list[ModelRecord]: ...
     def delete_model(self, model_id: str) -> None: ...
@@ -65,7 +71,8 @@ class EventLedger(Protocol):
 
 class IndexClaims(Protocol):
     """At most one IndexFaces per collection, crop and crop version: a conditional claim,
-    finished as indexed (with its FaceId) or refused (with the reason)."""
+    finished as indexed (with its FaceId), refused (with Rekognition's reason) or failed (an
+    error between claim and finish; a retry takes it over at once)."""
 
     def claim_indexing(self, collection_id: str, crop_key: str, etag: str) -> dict | None: ...
     def finish_indexing(
@@ -125,6 +132,7 @@ class VectorStore(Protocol):
     def nearest_face(self, query: np.ndarray) -> str | None: ...
     def nearest_centroids(self, query: np.ndarray, count: int) -> list[tuple[str, float]]: ...
     def centroids(self, people: list[str]) -> dict[str, np.ndarray]: ...
+    def stored_faces(self, keys: Sequence[str]) -> set[str]: ...
 
 
 @dataclass(frozen=True)

@@ -128,18 +128,28 @@ class VectorGallery:
 
     def centroids(self, people: list[str]) -> dict[str, np.ndarray]:
         """name -> float32 (128,) centroid, for the names whose centroid exists."""
+        found = self._get(self.centroids_index, people, data=True)
+        return {key: np.asarray(data, dtype=np.float32) for key, data in found.items()}
+
+    def stored_faces(self, keys: Sequence[str]) -> set[str]:
+        """Those of ``keys`` (crop keys) whose face vector is stored (GetVectors, no data)."""
+        return set(self._get(self.faces_index, list(keys), data=False))
+
+    def _get(self, index: str, keys: list[str], *, data: bool) -> dict[str, list | None]:
+        """key -> its float32 values (None without ``data``) for the keys that exist; GetVectors
+        in batches of 100."""
         found = {}
-        for start in range(0, len(people), GET_BATCH):
-            with self._errors(self.centroids_index):
+        for start in range(0, len(keys), GET_BATCH):
+            with self._errors(index):
                 response = self.client.get_vectors(
                     vectorBucketName=self.bucket_name,
-                    indexName=self.centroids_index,
-                    keys=people[start : start + GET_BATCH],
-                    returnData=True,
+                    indexName=index,
+                    keys=keys[start : start + GET_BATCH],
+                    returnData=data,
                     returnMetadata=False,
                 )
             for vector in response["vectors"]:
-                found[vector["key"]] = np.asarray(vector["data"]["float32"], dtype=np.float32)
+                found[vector["key"]] = vector["data"]["float32"] if data else None
         return found
 
     def _query(self, index: str, query: np.ndarray, top_k: int, *, metadata: bool) -> list[dict]:

@@ -271,6 +271,22 @@ def test_only_the_newest_model_is_current(catalog):
     assert catalog.counts()["models"] == 2
 
 
+def test_the_current_model_moves_only_from_the_model_it_was_read_as(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    first, second = SqliteCatalog(path), SqliteCatalog(path)  # two trainings, one file
+    try:
+        assert first.put_model(model("m1"), None)
+        assert not second.put_model(model("m2"), None)  # m1 is current now
+        assert second.put_model(model("m2"), "m1")
+        # the other one had read m1 as current too: nothing of it is written
+        assert not first.put_model(model("m3"), "m1")
+        assert first.current_model() == second.current_model() == model("m2")
+        assert [record.model_id for record in first.models()] == ["m1", "m2"]
+    finally:
+        first.close()
+        second.close()
+
+
 def test_counts(catalog):
     catalog.put_photo(
         photo("Ben/group.jpg", face_count=2),

@@ -1,0 +1,362 @@
+"""Every AWS call of the enrolment chain, identify, the training steps, a re-index batch and
+forget, checked against the calling function's role in the synthesized template (tests/iam.py):
+a call its role does not allow fails with the function, the action and the resource.
+
+The handlers run with the environment the template gives the functions, against moto (S3,
+DynamoDB, S3 Vectors) and botocore's Stubber (Rekognition; Step Functions and S3 Vectors'
+QueryVectors where moto has none), so every bucket, table, collection and index a call names
+is the one the role names."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from unittest import mock
+
+import numpy as np
+import pytest
+from botocore.stub import ANY, Stubber
+from PIL import Image
+
+from facerec.storage.rekognition import external_image_id
+from tests import support
+from tests.iam import CallChecker, Deployment, Request, function_policies, table_keys
+from tests.infra.infra_support import ACCOUNT, REGION, resolve, synthesize
+from tests.support import (
+    api_event,
+    b64,
+    cloud_environment,
+    copy_gallery,
+    index_params,
+    indexed_response,
+    install_model,
+    object_deleted_event,
+    sample_photos,
+    search_params,
+    search_response,
+)
+
+pytestmark = pytest.mark.model
+
+ALIGN = "functions.align_faces.handler.handler"
+EMBED = "functions.embed_faces.handler.handler"
+INDEX = "functions.index_faces.handler.handler"
+IDENTIFY = "functions.identify_faces.handler.handler"
+REINDEX = "functions.reindex.handler.handler"
+FORGET = "functions.forget_person.handler.handler"
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory):
+    """The app for env=dev, synthesized as `cdk synth` does (cdk-nag included)."""
+    return synthesize("dev", tmp_path_factory.mktemp("cdk-iam"))
+
+
+def function_environment(template: dict) -> dict[str, str]:
+    """Every variable the template gives the functions (each has one value everywhere)."""
+    environment: dict[str, str] = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Lambda::Function":
+            for name, value in resolve(resource["Properties"]["Environment"]["Variables"]).items():
+                assert environment.setdefault(name, value) == value, name
+    return environment
+
+
+@pytest.fixture
+def cloud(synthesized, assets, analyser):
+    """The functions' Services against moto and the Stubber, with the template's names; the
+    checker records every call they make from here on."""
+    template = synthesized.service_json
+    environment = function_environment(template)
+    names = {name: environment[name] for name in support.ENV}
+    arn = environment["TRAINING_STATE_MACHINE_ARN"]  # forget's only
+    with (
+        mock.patch.dict(support.ENV, {**names, "TRAINING_STATE_MACHINE_ARN": arn}),
+        cloud_environment(analyser, assets.weights) as cloud,
+    ):
+        where = Deployment(REGION, ACCOUNT, table_keys(synthesized.data_json))
+        cloud.checker = CallChecker(function_policies(template), where)
+        cloud.checker.attach(cloud.session)  # every client Services creates from now on
+        cloud.checker.attach(cloud.app.rekognition)  # created for the Stubber already
+        yield cloud
+
+
+def used(cloud, handler: str, service: str) -> set[str]:
+    """The ``service`` actions ``handler``'s calls needed."""
+    return {r.action for r in cloud.checker.requests(handler) if r.action.startswith(service)}
+
+
+def table_grants(cloud, handler: str) -> set[tuple[str, str]]:
+    """(action, resource) of every DynamoDB action ``handler``'s role allows."""
+    return {
+        (action, resource)
+        for statement in cloud.checker.policies[handler].statements
+        for action in statement.actions
+        if action.startswith("dynamodb:")
+        for resource in statement.resources
+    }
+
+
+def table_uses(cloud, handler: str) -> set[tuple[str, str]]:
+    """(action, resource) of every DynamoDB request ``handler``'s calls needed."""
+    return {
+        (r.action, r.resource)
+        for r in cloud.checker.requests(handler)
+        if r.action.startswith("dynamodb:")
+    }
+
+
+def test_the_enrolment_chain_calls_only_what_its_roles_allow(cloud, sample_set):
+    from functions.align_faces.handler import handler as align
+    from functions.embed_faces.handler import handler as embed
+    from functions.index_faces.handler import handler as index
+
+    ingest, faces, collection = (
+        support.ENV[n] for n in ("INGEST_BUCKET", "FACES_BUCKET", "COLLECTION_ID")
+    )
+    photos = sample_photos(sample_set, "train", 2)[:3]
+    for photo in photos:
+        event = cloud.put(ingest, f"{photo.parent.name}/{photo.name}", photo.read_bytes())
+        with cloud.checker.acting_as(ALIGN):
+            assert align(event)["status"] == "enrolled"
+            assert align(event)["status"] == "duplicate_event"  # at-least-once delivery
+    crops = cloud.created_events(faces)
+    face_ids = {}
+    for number, (key, event) in enumerate(zip(cloud.keys(faces), crops, strict=True)):
+        with cloud.checker.acting_as(EMBED):
+            assert embed(event)["vectors"] == "stored"
+        face_ids[key] = f"face-{number}"
+        external = external_image_id(key)
+        cloud.stubber.add_response(
+            "index_faces",
+            indexed_response(face_ids[key], external),
+            index_params(external, collection),
+        )
+        with cloud.checker.acting_as(INDEX):
+            assert index(event)["status"] == "indexed"
+            assert index(event)["status"] == "duplicate"
+    # new FaceNet weights: a crop embedded by the old ones is embedded again
+    with (
+        mock.patch.object(cloud.app.catalog, "embedding_model", "facenet@new-weights"),
+        cloud.checker.acting_as(EMBED),
+    ):
+        assert embed(crops[0])["status"] == "embedded"
+
+    # a bad photo replaces an enrolled one: its crop goes, and the crop's deletion is announced
+    replaced = photos[1]
+    old_crop = f"{replaced.parent.name}/{replaced.stem}-0.png"
+    event = cloud.put(ingest, f"{replaced.parent.name}/{replaced.name}", b"not a photo")
+    with cloud.checker.acting_as(ALIGN):
+        assert align(event)["status"] == "rejected"
+    assert old_crop not in cloud.keys(faces)
+    deleted = object_deleted_event(faces, old_crop)
+    cloud.stubber.add_response(
+        "delete_faces",
+        {"DeletedFaces": [face_ids[old_crop]]},
+        {"CollectionId": collection, "FaceIds": [face_ids[old_crop]]},
+    )
+    with cloud.checker.acting_as(EMBED):
+        assert embed(deleted)["vectors"] == "deleted"
+    with cloud.checker.acting_as(INDEX):
+        assert index(deleted)["status"] == "deleted"
+    cloud.stubber.assert_no_pending_responses()
+
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= used(cloud, ALIGN, "s3:")
+    assert {"s3vectors:PutVectors", "s3vectors:DeleteVectors"} <= used(cloud, EMBED, "s3v")
+    for handler in (ALIGN, EMBED, INDEX):  # exactly the table actions they use, no more
+        assert table_grants(cloud, handler) == table_uses(cloud, handler), handler
+    assert used(cloud, INDEX, "rekognition:") == {
+        "rekognition:IndexFaces",
+        "rekognition:DeleteFaces",
+    }
+
+
+@pytest.fixture
+def deployed(cloud, enrolled):
+    """The session's enrolled gallery and model in the cloud stores: catalog, crops, photos,
+    face index rows, vectors and the current model, as the chain and training leave them.
+    Returns crop key -> FaceId."""
+    local, _, model = enrolled
+    face_ids = copy_gallery(cloud, local)
+    faces = local.stores.catalog.faces()
+    vectors = cloud.app.stores.vectors
+    vectors.put_faces(
+        [face.crop_key for face in faces],
+        [face.person for face in faces],
+        np.stack([face.embedding for face in faces]),
+    )
+    for person in sorted({face.person for face in faces}):
+        vectors.put_centroid(person, np.stack([f.embedding for f in faces if f.person == person]))
+    install_model(cloud, model)
+    return face_ids
+
+
+def test_identify_calls_only_what_its_role_allows(cloud, deployed, sample_set):
+    from functions.identify_faces.handler import handler as identify
+
+    face_ids = deployed
+    photo = sample_photos(sample_set, "val", 1)[0]
+    person = photo.parent.name
+    crop = next(key for key in face_ids if key.startswith(f"{person}/"))
+    centroid = np.ones(128, np.float32) / np.sqrt(128)
+    cloud.stubber.add_response(
+        "search_faces_by_image",
+        search_response([(face_ids[crop], 99.5)]),
+        search_params(collection_id=support.ENV["COLLECTION_ID"]),
+    )
+    with Stubber(cloud.app.s3vectors) as vectors:  # moto has no QueryVectors
+        vectors.add_response(
+            "query_vectors",
+            {
+                "vectors": [{"key": crop, "distance": 0.1, "metadata": {"person": person}}],
+                "distanceMetric": "cosine",
+            },
+        )
+        vectors.add_response(
+            "get_vectors", {"vectors": [{"key": person, "data": {"float32": centroid.tolist()}}]}
+        )
+        vectors.add_response(
+            "query_vectors",
+            {"vectors": [{"key": "someone", "distance": 0.6}], "distanceMetric": "cosine"},
+        )
+        with cloud.checker.acting_as(IDENTIFY):
+            request = {"image": b64(photo.read_bytes()), "engines": "all"}
+            response = identify(api_event(json.dumps(request)))
+        vectors.assert_no_pending_responses()
+    cloud.stubber.assert_no_pending_responses()
+    assert response["statusCode"] == 200, response["body"]
+    face = json.loads(response["body"])["faces"][0]
+    assert {"facenet", "nearest", "rekognition", "hybrid"} <= set(face)
+    assert face["rekognition"]["person"] == person
+
+    cloud.s3.put_object(Bucket=support.ENV["INGEST_BUCKET"], Key="x/probe.jpg", Body=b"")
+    with cloud.checker.acting_as(IDENTIFY):
+        missing = identify(api_event(json.dumps({"s3_key": "x/missing.jpg"})))
+        empty = identify(api_event(json.dumps({"s3_key": "x/probe.jpg"})))
+    assert (missing["statusCode"], empty["statusCode"]) == (404, 400)
+    assert {"s3vectors:QueryVectors", "s3vectors:GetVectors"} == used(cloud, IDENTIFY, "s3v")
+    assert "s3:ListBucket" in used(cloud, IDENTIFY, "s3:")  # the missing key's 404
+
+
+def test_the_training_steps_call_only_what_their_roles_allow(cloud, deployed):
+    from functions.training import (
+        evaluate,
+        evaluate_rekognition,
+        fit,
+        gather,
+        publish,
+        write_report,
+    )
+
+    face_ids = deployed
+    cloud.app.catalog.delete_model(cloud.app.catalog.current_model().model_id)  # a first one
+    # as the workflow's Begin state passes it: the execution's name and the lock's lease
+    state = {"seed": 42, "test_size": 0.25, "execution": {"name": "run", "lease_seconds": 600}}
+    for step in (gather, fit, evaluate):  # each as its own function
+        with cloud.checker.acting_as(f"{step.__name__}.handler"):
+            state = step.handler(state)
+    face_id = next(iter(face_ids.values()))
+    for _ in range(state["test_faces"]):
+        cloud.stubber.add_response("search_faces_by_image", search_response([(face_id, 99.0)]))
+    cloud.stubber.add_response(
+        "describe_collection",
+        {"FaceCount": len(face_ids), "FaceModelVersion": "7.0"},
+        {"CollectionId": support.ENV["COLLECTION_ID"]},
+    )
+    for step in (evaluate_rekognition, publish, write_report):
+        with cloud.checker.acting_as(f"{step.__name__}.handler"):
+            state = step.handler(state)
+    cloud.stubber.assert_no_pending_responses()
+    assert state["promoted"] is True
+    assert cloud.app.catalog.current_model().model_id == state["model_id"]
+    assert {state["report_html_key"], state["report_json_key"]} <= set(
+        cloud.keys(support.ENV["REPORTS_BUCKET"])
+    )
+
+
+def test_a_reindex_batch_calls_only_what_its_role_allows(cloud, sample_set):
+    from functions.align_faces.handler import handler as align
+    from functions.reindex.handler import handler as reindex
+
+    ingest, faces = support.ENV["INGEST_BUCKET"], support.ENV["FACES_BUCKET"]
+    for photo in sample_photos(sample_set, "train", 1)[:2]:
+        align(cloud.put(ingest, f"{photo.parent.name}/{photo.name}", photo.read_bytes()))
+    collection = support.ENV["COLLECTION_ID"]
+
+    def listed() -> list[dict]:
+        """The items the map's ItemReader (ListObjectsV2) hands the batch."""
+        page = cloud.s3.list_objects_v2(Bucket=faces)["Contents"]
+        return [{key: item[key] for key in ("Key", "ETag", "Size")} for item in page]
+
+    def indexes(key: str) -> str:
+        face_id = f"face-{uuid.uuid4()}"
+        external = external_image_id(key)
+        cloud.stubber.add_response(
+            "index_faces", indexed_response(face_id, external), index_params(external, collection)
+        )
+        return face_id
+
+    items = listed()
+    face_ids = {item["Key"]: indexes(item["Key"]) for item in items}
+    with cloud.checker.acting_as(REINDEX):
+        first = reindex({"Items": items, "BatchInput": {}})
+        again = reindex({"Items": items, "BatchInput": {}})  # redriven: not indexed twice
+    assert first["processed"] == again["processed"] == len(items) == 2
+
+    # a newer version of a crop: its older FaceId leaves the collection and the face index
+    key = items[0]["Key"]
+    crop = np.array(Image.open(io.BytesIO(cloud.get(faces, key))))
+    crop[0, 0] = 255 - crop[0, 0]
+    newer = io.BytesIO()
+    Image.fromarray(crop).save(newer, format="PNG")
+    cloud.s3.put_object(Bucket=faces, Key=key, Body=newer.getvalue())
+    cloud.stubber.add_response(
+        "delete_faces",
+        {"DeletedFaces": [face_ids[key]]},
+        {"CollectionId": collection, "FaceIds": [face_ids[key]]},
+    )
+    indexes(key)
+    with cloud.checker.acting_as(REINDEX):
+        assert reindex({"Items": listed()[:1], "BatchInput": {}})["processed"] == 1
+    cloud.stubber.assert_no_pending_responses()
+    assert table_grants(cloud, REINDEX) == table_uses(cloud, REINDEX)
+
+
+def delete_event(name: str) -> dict:
+    """An API Gateway REST proxy event (IAM-authorised) for DELETE /people/{name}."""
+    return {
+        "resource": "/people/{name}",
+        "path": f"/people/{name}",
+        "httpMethod": "DELETE",
+        "headers": {},
+        "pathParameters": {"name": name},
+        "requestContext": {"requestId": str(uuid.uuid4()), "accountId": support.ACCOUNT},
+        "body": None,
+        "isBase64Encoded": False,
+    }
+
+
+def test_forget_calls_only_what_its_role_allows(cloud, deployed):
+    from functions.forget_person.handler import handler as forget
+
+    face_ids = deployed
+    madonna = sorted(face_id for key, face_id in face_ids.items() if key.startswith("madonna/"))
+    cloud.stubber.add_response(
+        "delete_faces",
+        {"DeletedFaces": madonna},
+        {"CollectionId": support.ENV["COLLECTION_ID"], "FaceIds": madonna},
+    )
+    training = support.ENV["TRAINING_STATE_MACHINE_ARN"]
+    with Stubber(cloud.app.stepfunctions) as stepfunctions:
+        stepfunctions.add_response(
+            "start_execution",
+            {"executionArn": f"{training}:forget", "startDate": "2026-11-28T00:00:00Z"},
+            {"stateMachineArn": training, "input": ANY},
+        )
+        with cloud.checker.acting_as(FORGET):
+            response = forget(delete_event("madonna"))
+        stepfunctions.assert_no_pending_responses()
+    cloud.stubber.assert_no_pending_responses()
+    assert response["statusCode"] in (200, 202), response["body"]
+    assert Request("states:StartExecution", training) in cloud.checker.requests(FORGET)
