@@ -11,6 +11,7 @@ from dataclasses import asdict
 from functools import cached_property
 
 import boto3
+import numpy as np
 from botocore.config import Config
 
 from functions.settings import Settings
@@ -154,6 +155,21 @@ class Services:
             "rekognition": rekognition,
             "hybrid": HybridEngine(facenet, rekognition, metadata),
         }
+
+    def warm(self) -> str | None:
+        """Load what an identify request needs: the analyser, each network traced once (a
+        blank photo, a blank crop), the engines and the current model. Returns its id, None
+        before the first training (FaceNet answers 503 until one is published)."""
+        from facerec.core.errors import ModelNotFound
+
+        analyser = self.identify_service.analyser
+        size = analyser.settings.crop_size
+        analyser.analyse([np.zeros((size, size, 3), np.uint8)])
+        analyser.embedder.embed(np.zeros((1, size, size, 3), np.uint8))
+        try:
+            return self.current_model().model_id
+        except ModelNotFound:
+            return None
 
     @cached_property
     def identify_service(self):

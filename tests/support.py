@@ -420,3 +420,23 @@ def copy_gallery(cloud: Cloud, local) -> dict[str, str]:
                     )
                 )
     return face_ids
+
+
+def deploy_gallery(cloud: Cloud, local, model) -> dict[str, str]:
+    """``local``'s enrolled photos, crops, face index rows and ``model`` in the cloud stores,
+    every labelled face and centroid in the vector store (as the chain and training leave
+    them). Returns crop key -> FaceId."""
+    import numpy as np
+
+    face_ids = copy_gallery(cloud, local)
+    faces = local.stores.catalog.faces()
+    vectors = cloud.app.stores.vectors
+    vectors.put_faces(
+        [face.crop_key for face in faces],
+        [face.person for face in faces],
+        np.stack([face.embedding for face in faces]),
+    )
+    for person in sorted({face.person for face in faces}):
+        vectors.put_centroid(person, np.stack([f.embedding for f in faces if f.person == person]))
+    install_model(cloud, model)
+    return face_ids

@@ -3,19 +3,16 @@ person (or "unknown") and its score. The contract is docs/openapi.yaml; facerec.
 shapes it for this handler and the local server alike. Bad input gets 4xx, never 500.
 
 An environment that Lambda initialises ahead of requests (provisioned concurrency on the
-``live`` alias) loads TensorFlow, MTCNN, FaceNet and the current model at import (``warm``),
-so no request pays for them. An on-demand environment is initialised when a request arrives
-and may spend only 10 s on it (a longer init is run again inside the request): it loads them
-in its first request.
+``live`` alias) loads TensorFlow, MTCNN, FaceNet and the current model at import
+(``Services.warm``), so no request pays for them. An on-demand environment is initialised
+when a request arrives and may spend only 10 s on it (a longer init is run again inside the
+request): it loads them in its first request.
 """
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
-
-from facerec.core.errors import ModelNotFound
 from facerec.interfaces.http import ApiError, handle_identify, parse_body
 from functions.events import api_gateway, http_response
 from functions.logs import get_logger, log
@@ -44,21 +41,5 @@ def handler(event: dict, context=None) -> dict:
     return http_response(status, answer, request.request_id)
 
 
-def warm() -> None:
-    """Load what a request needs: the analyser, each network traced once (a blank photo, a
-    blank crop), the engines and the current model (none before the first training: FaceNet
-    answers 503 until one is published, and loads it then)."""
-    app = services()
-    analyser = app.identify_service.analyser
-    size = analyser.settings.crop_size
-    analyser.analyse([np.zeros((size, size, 3), np.uint8)])
-    analyser.embedder.embed(np.zeros((1, size, size, 3), np.uint8))
-    try:
-        model_id = app.current_model().model_id
-    except ModelNotFound:
-        model_id = None
-    log(logger, "warm", model_id=model_id)
-
-
 if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == PROVISIONED:
-    warm()
+    log(logger, "warm", model_id=services().warm())

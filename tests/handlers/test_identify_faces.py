@@ -16,7 +16,7 @@ from PIL import Image
 
 from facerec.flows.identify import identify_photo
 from functions.identify_faces import handler as handler_module
-from functions.identify_faces.handler import handler, warm
+from functions.identify_faces.handler import handler
 from tests.support import (
     ENV,
     api_event,
@@ -200,7 +200,7 @@ def test_warm_runs_both_networks_once_and_loads_the_current_model(deployed, enro
     detect_spy, embed_spy = spied_networks(analyser)
     assert deployed.app.current_model._model is None
     with detect_spy as detect, embed_spy as embed:
-        warm()
+        assert deployed.app.warm() == model.model_id
     assert deployed.app.current_model._model.model_id == model.model_id
     assert detect.call_count == 1
     # The second call embeds one blank crop: the first saw no face and skipped FaceNet.
@@ -208,7 +208,7 @@ def test_warm_runs_both_networks_once_and_loads_the_current_model(deployed, enro
 
 
 def test_warm_before_the_first_training_loads_the_networks_and_no_model(cloud):
-    warm()
+    assert cloud.app.warm() is None
     assert cloud.app.current_model._model is None
     assert "analyser" in cloud.app.__dict__ and "identify_service" in cloud.app.__dict__
 

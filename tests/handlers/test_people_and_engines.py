@@ -23,8 +23,7 @@ from tests.support import (
     ACCOUNT,
     ENV,
     b64,
-    copy_gallery,
-    install_model,
+    deploy_gallery,
     sample_photos,
     search_params,
     search_response,
@@ -64,18 +63,7 @@ def deployed(cloud, enrolled):
     """The session's enrolled photos, crops, face index rows and model in the cloud stores;
     every labelled face and centroid in the vector store (as embed_faces leaves them)."""
     local, _, model = enrolled
-    face_ids = copy_gallery(cloud, local)
-    faces = local.stores.catalog.faces()
-    gallery = cloud.app.stores.vectors
-    gallery.put_faces(
-        [face.crop_key for face in faces],
-        [face.person for face in faces],
-        np.stack([face.embedding for face in faces]),
-    )
-    for person in sorted({face.person for face in faces}):
-        gallery.put_centroid(person, np.stack([f.embedding for f in faces if f.person == person]))
-    install_model(cloud, model)
-    return cloud, local, model, face_ids
+    return cloud, local, model, deploy_gallery(cloud, local, model)
 
 
 def query_response(key: str, person: str, distance: float) -> dict:

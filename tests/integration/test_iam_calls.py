@@ -27,10 +27,9 @@ from tests.support import (
     api_event,
     b64,
     cloud_environment,
-    copy_gallery,
+    deploy_gallery,
     index_params,
     indexed_response,
-    install_model,
     object_deleted_event,
     sample_photos,
     search_params,
@@ -178,18 +177,7 @@ def deployed(cloud, enrolled):
     face index rows, vectors and the current model, as the chain and training leave them.
     Returns crop key -> FaceId."""
     local, _, model = enrolled
-    face_ids = copy_gallery(cloud, local)
-    faces = local.stores.catalog.faces()
-    vectors = cloud.app.stores.vectors
-    vectors.put_faces(
-        [face.crop_key for face in faces],
-        [face.person for face in faces],
-        np.stack([face.embedding for face in faces]),
-    )
-    for person in sorted({face.person for face in faces}):
-        vectors.put_centroid(person, np.stack([f.embedding for f in faces if f.person == person]))
-    install_model(cloud, model)
-    return face_ids
+    return deploy_gallery(cloud, local, model)
 
 
 def test_identify_calls_only_what_its_role_allows(cloud, deployed, sample_set):
