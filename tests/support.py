@@ -387,9 +387,9 @@ def install_model(cloud: Cloud, model) -> None:
     from facerec.flows.train import save_model
 
     keys = save_model(cloud.app.stores.models, model)
-    cloud.app.catalog.put_model(
-        ModelRecord(model.model_id, keys["artifact"], model.metadata["created_at"], model.metadata)
-    )
+    created = model.metadata["created_at"]
+    record = ModelRecord(model.model_id, keys["artifact"], created, model.metadata, keys["sha256"])
+    cloud.app.catalog.put_model(record)
 
 
 def copy_gallery(cloud: Cloud, local) -> dict[str, str]:

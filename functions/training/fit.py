@@ -23,6 +23,7 @@ def handler(state: dict, context=None) -> dict:
         **state,
         "model_id": model.model_id,
         "model_key": keys["artifact"],
+        "model_sha256": keys["sha256"],
         "test_faces": len(test_index),
         "cv_accuracy": cv["mean"],
     }

@@ -6,7 +6,7 @@ import json
 
 from facerec.engines.facenet import TrainedModel
 from facerec.flows.evaluate import EngineRun
-from facerec.flows.train import TrainingSet
+from facerec.flows.train import TrainingSet, load_model
 from functions.services import Services
 
 
@@ -16,8 +16,9 @@ def training_set(app: Services, state: dict) -> TrainingSet:
 
 
 def model(app: Services, state: dict) -> TrainedModel:
-    """The model the fit step stored (``model_key``)."""
-    return TrainedModel.from_bytes(app.stores.models.get(state["model_key"]))
+    """The model the fit step stored (``model_key``), refused (ModelIntegrityError) unless its
+    sha256 is the one the fit step recorded (``model_sha256``)."""
+    return load_model(app.stores.models, state["model_key"], state["model_sha256"])
 
 
 def runs(app: Services, state: dict) -> dict[str, EngineRun]:

@@ -78,7 +78,7 @@ def test_ingest_summary_counts_problems(demo_run, assets, tmp_path, capsys, samp
     code = main(run(workspace, assets, "ingest", str(folder)))
     out = capsys.readouterr().out
     assert code == EXIT_PARTIAL
-    assert "3 files: 1 enrolled" in out and "1 rejected, 1 not in a person folder" in out
+    assert "3 files: 1 enrolled" in out and "1 rejected, 1 skipped (not a photo in" in out
     assert re.search(r"rejected\s+madonna/broken.jpg", out)
 
 

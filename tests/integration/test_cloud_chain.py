@@ -376,7 +376,7 @@ def run_chain(app, session, stubber, definition, invoker, sample_set) -> None:
     assert numbers["engines"]["facenet"]["ran"] and numbers["engines"]["rekognition"]["ran"]
     assert numbers["engines"]["rekognition"]["accuracy_all"] == 1.0
     models = s3.list_objects_v2(Bucket=settings.models_bucket)["Contents"]
-    assert {f"{model_id}/model.joblib", f"{model_id}/metadata.json"} <= {
+    assert {f"{model_id}/model.npz", f"{model_id}/metadata.json"} <= {
         item["Key"] for item in models
     }
 

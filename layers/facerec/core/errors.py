@@ -76,6 +76,13 @@ class ModelNotFound(FaceRecError):
     code = "model_not_found"
 
 
+class ModelIntegrityError(FaceRecError):
+    """A model artifact refused before it is used: its sha256 is not the one recorded when it
+    was published, or it is not in the current format (e.g. an old pickle); names the file."""
+
+    code = "model_integrity"
+
+
 class EngineUnavailable(FaceRecError):
     """The engine cannot answer here (e.g. Rekognition without an AWS account)."""
 

@@ -12,6 +12,9 @@ from pathlib import PurePosixPath
 from facerec.core.errors import InvalidLabel
 
 MAX_NAME_LENGTH = 100
+# A person's folder and a photo's file name, in UTF-8 bytes: file systems allow 255, and the
+# stores add up to 16 (a crop's "-N.png", the ".partial" of a write in progress).
+MAX_NAME_BYTES = 200
 _ALLOWED_PUNCTUATION = set(" _-.',")
 
 
@@ -27,6 +30,7 @@ def validate_person_name(raw: str) -> str:
         raise InvalidLabel("the person name is empty")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidLabel(f"the person name is {len(name)} characters; at most {MAX_NAME_LENGTH}")
+    _check_bytes("person name", name)
     if name[0] in "._" or ".." in name:
         raise InvalidLabel(f"the person name {name!r} may not start with '.' or '_' or hold '..'")
     bad = sorted(
@@ -49,13 +53,23 @@ def validate_person_name(raw: str) -> str:
 
 
 def validate_photo_name(raw: str) -> str:
-    """A photo's file name (no folders): NFC, no slashes, no leading dot, no control chars."""
+    """A photo's file name (no folders): NFC, no slashes, no leading dot, no control chars,
+    at most MAX_NAME_BYTES bytes in UTF-8."""
     name = unicodedata.normalize("NFC", raw)
     if not name or name.startswith(".") or "/" in name or "\\" in name or "\x00" in name:
         raise InvalidLabel(f"the photo name {raw!r} is not a plain file name")
     if any(unicodedata.category(char) == "Cc" for char in name):
         raise InvalidLabel(f"the photo name {raw!r} holds control characters")
+    _check_bytes("photo name", name)
     return name
+
+
+def _check_bytes(what: str, name: str) -> None:
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise InvalidLabel(
+            f"the {what} {name[:40]!r}... is {size} bytes long in UTF-8; at most {MAX_NAME_BYTES}"
+        )
 
 
 def ingest_key(person: str, photo_name: str) -> str:

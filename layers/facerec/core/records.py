@@ -43,9 +43,12 @@ class ModelRecord:
     faces. The artifact (``artifact_key``) and the whole metadata (``<model_id>/
     metadata.json``, flows.train.model_keys) live in the models store; ``metadata`` holds only
     the few figures read without them (flows.train.model_record: the options it was trained
-    with, the size of its split, its held-out evaluation and how it was promoted)."""
+    with, the size of its split, its held-out evaluation and how it was promoted).
+    ``sha256``: the artifact's hex digest when it was published, checked before it is loaded
+    ("" for a record from before hashes: its model is refused)."""
 
     model_id: str
     artifact_key: str
     created_at: str
     metadata: dict = field(repr=False)
+    sha256: str = ""

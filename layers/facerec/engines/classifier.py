@@ -8,9 +8,11 @@ Taking the most probable class of a calibrated SVC instead of its decision drops
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from itertools import combinations
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
@@ -27,7 +29,12 @@ class FaceClassifier(ClassifierMixin, BaseEstimator):
     """Linear SVC (one-vs-one votes decide) plus sigmoid-calibrated probabilities.
 
     ``fit(X (N, D) float, y (N,) str)``; ``predict`` -> (N,) labels;
-    ``predict_proba`` -> (N, K) in ``classes_`` order, reported only.
+    ``predict_proba`` -> (N, K) in ``classes_`` order, reported only. Fitted, it is only
+    arrays (``to_arrays``): ``coef_`` (P, D) and ``intercept_`` (P,) of the P = K(K-1)/2
+    one-vs-one decisions (P = 1 for two classes) and ``sigmoid_`` (C, 2) the calibration's
+    (a, b) per calibrated class (C = K, or 1 for two classes); it predicts from them, as
+    scikit-learn's SVC and CalibratedClassifierCV do (within float rounding), so a model
+    saved as arrays answers exactly as the fitted one and loading it runs no code.
     """
 
     def __init__(self, C: float = 10.0, calibration_folds: int = 3, random_state: int = 0):
@@ -41,23 +48,69 @@ class FaceClassifier(ClassifierMixin, BaseEstimator):
         folds = min(self.calibration_folds, min(Counter(y).values()))
         splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
         # ensemble=False: one SVC fitted on all of X, calibrated on out-of-fold decisions.
-        self.calibrated_ = CalibratedClassifierCV(
+        calibrated = CalibratedClassifierCV(
             SVC(kernel="linear", C=self.C), cv=splitter, ensemble=False
         ).fit(X, y)
-        self.svc_ = self.calibrated_.calibrated_classifiers_[0].estimator
-        self.classes_ = self.svc_.classes_
+        fitted = calibrated.calibrated_classifiers_[0]
+        self.classes_ = fitted.estimator.classes_
+        self.coef_ = np.asarray(fitted.estimator.coef_, dtype=np.float64)
+        self.intercept_ = np.asarray(fitted.estimator.intercept_, dtype=np.float64)
+        self.sigmoid_ = np.array([[c.a_, c.b_] for c in fitted.calibrators], dtype=np.float64)
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict(self, X) -> np.ndarray:
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state as plain arrays (no object dtype: saved without pickle)."""
+        check_is_fitted(self)
+        return {name: np.asarray(getattr(self, name)) for name in FITTED_ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], **params) -> FaceClassifier:
+        """The classifier ``to_arrays`` described; ``params`` its constructor's."""
+        classifier = cls(**params)
+        for name in FITTED_ARRAYS:
+            setattr(classifier, name, np.asarray(arrays[name]))
+        classifier.classes_ = classifier.classes_.astype(str)
+        classifier.n_features_in_ = classifier.coef_.shape[1]
+        return classifier
+
+    def _decisions(self, X) -> np.ndarray:
+        """(N, P) one-vs-one decisions; > 0 favours the pair's first class."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
-        return self.svc_.predict(X)
+        return X @ self.coef_.T + self.intercept_
+
+    def _votes(self, decisions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K) one-vs-one votes and (N, K) summed confidences, in libsvm's pair order."""
+        votes = np.zeros((len(decisions), len(self.classes_)))
+        confidences = np.zeros_like(votes)
+        pairs = combinations(range(len(self.classes_)), 2)
+        for k, (i, j) in enumerate(pairs):
+            first = decisions[:, k] > 0
+            votes[:, i] += first
+            votes[:, j] += ~first
+            confidences[:, i] += decisions[:, k]
+            confidences[:, j] -= decisions[:, k]
+        return votes, confidences
+
+    def predict(self, X) -> np.ndarray:
+        decisions = self._decisions(X)
+        if len(self.classes_) == 2:
+            return self.classes_[(decisions[:, 0] > 0).astype(int)]
+        return self.classes_[np.argmax(self._votes(decisions)[0], axis=1)]
 
     def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
-        return self.calibrated_.predict_proba(X)
+        decisions = self._decisions(X)
+        if len(self.classes_) == 2:
+            positive = expit(-(self.sigmoid_[0, 0] * decisions[:, 0] + self.sigmoid_[0, 1]))
+            return np.stack([1.0 - positive, positive], axis=1)
+        votes, confidences = self._votes(decisions)
+        # scikit-learn's one-vs-rest decision: votes, ties broken by the confidences.
+        ovr = votes + confidences / (3 * (np.abs(confidences) + 1))
+        proba = expit(-(self.sigmoid_[:, 0] * ovr + self.sigmoid_[:, 1]))
+        total = proba.sum(axis=1, keepdims=True)
+        uniform = np.full_like(proba, 1 / len(self.classes_))
+        return np.divide(proba, total, out=uniform, where=total != 0)
 
     def predict_with_probability(self, X) -> tuple[np.ndarray, np.ndarray]:
         """(N,) labels from the SVC and (N,) the calibrated probability of that label."""
@@ -65,6 +118,9 @@ class FaceClassifier(ClassifierMixin, BaseEstimator):
         probabilities = self.predict_proba(X)
         columns = np.searchsorted(self.classes_, labels)
         return labels, probabilities[np.arange(len(labels)), columns]
+
+
+FITTED_ARRAYS = ("classes_", "coef_", "intercept_", "sigmoid_")
 
 
 def require_photos_per_class(labels: Sequence[str], minimum: int, purpose: str) -> None:

@@ -1,26 +1,28 @@
-"""The FaceNet engine: a trained model as one artifact (the SVC, its open-set identifier with
-the training faces and the calibrated "unknown" threshold, and its metadata, with a clear
-warning when it is loaded under library versions other than those it was made with) and the
-engine that answers with it."""
+"""The FaceNet engine: a trained model as one artifact of arrays and JSON, which loading cannot
+make run code (the SVC, its open-set identifier with the training faces and the calibrated
+"unknown" threshold, and its metadata, with a clear warning when it is loaded under library
+versions other than those it was made with) and the engine that answers with it."""
 
 from __future__ import annotations
 
 import io
+import json
 import platform
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 
-import joblib
 import numpy as np
 
+from facerec.core.errors import ModelIntegrityError
 from facerec.engines.base import UNKNOWN, Answer, Identification, Probe, number
-from facerec.engines.classifier import FaceClassifier
+from facerec.engines.classifier import FITTED_ARRAYS, FaceClassifier
 from facerec.engines.openset import OpenSetIdentifier, accept, open_set_scores
 
-TRACKED_LIBRARIES = ("scikit-learn", "numpy", "tensorflow-cpu", "keras", "mtcnn", "joblib")
-ARTIFACT_FORMAT = 2  # 2 added the open-set identifier
+TRACKED_LIBRARIES = ("scikit-learn", "numpy", "tensorflow-cpu", "keras", "mtcnn")
+ARTIFACT_FORMAT = 3  # 2 added the open-set identifier; 3 arrays and JSON, no pickle
 
 
 class ModelVersionWarning(UserWarning):
@@ -59,8 +61,8 @@ class FaceNetAnswers:
 class TrainedModel:
     """``metadata`` holds: model_id, created_at, labels, C, cv, embedding (model id, sha256,
     preprocessing), crop (method, margin, size), split, open_set (its calibration),
-    libraries, evaluation summary. ``open_set`` is None for models saved before format 2:
-    their answers are never "unknown"."""
+    libraries, evaluation summary. ``open_set`` None (a model made without one):
+    its answers are never "unknown"."""
 
     classifier: FaceClassifier
     metadata: dict
@@ -85,29 +87,47 @@ class TrainedModel:
         return self.metadata["model_id"]
 
     def to_bytes(self) -> bytes:
+        """One .npz, no pickle: ``document`` (JSON: format, the classifier's parameters,
+        metadata), the classifier's arrays (``classifier.<name>``) and ``open_set`` (its
+        own .npz as bytes; absent for a model without one)."""
+        document = {
+            "format": ARTIFACT_FORMAT,
+            "classifier": self.classifier.get_params(),
+            "metadata": self.metadata,
+        }
+        arrays = {f"classifier.{k}": v for k, v in self.classifier.to_arrays().items()}
+        if self.open_set is not None:
+            arrays["open_set"] = np.frombuffer(self.open_set.to_bytes(), dtype=np.uint8)
         buffer = io.BytesIO()
-        open_set = None if self.open_set is None else self.open_set.to_bytes()
-        joblib.dump(
-            {
-                "format": ARTIFACT_FORMAT,
-                "classifier": self.classifier,
-                "open_set": open_set,
-                "metadata": self.metadata,
-            },
-            buffer,
-        )
+        np.savez(buffer, document=np.array(json.dumps(document)), **arrays)
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> TrainedModel:
-        """Load an artifact this package wrote (joblib: only load artifacts you trust)."""
-        payload = joblib.load(io.BytesIO(data))
-        open_set = payload.get("open_set")
-        model = cls(
-            classifier=payload["classifier"],
-            metadata=payload["metadata"],
-            open_set=None if open_set is None else OpenSetIdentifier.from_bytes(open_set),
-        )
+    def from_bytes(cls, data: bytes, name: str = "the model") -> TrainedModel:
+        """Load an artifact written by ``to_bytes``: arrays and JSON only, nothing in it
+        runs. Anything else (a joblib pickle of format 2 or before, a truncated file) is
+        refused with ModelIntegrityError naming ``name``."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                document = json.loads(str(arrays["document"]))
+                if document.get("format") != ARTIFACT_FORMAT:
+                    raise ValueError(f"format {document.get('format')}")
+                classifier = FaceClassifier.from_arrays(
+                    {k: arrays[f"classifier.{k}"] for k in FITTED_ARRAYS},
+                    **document["classifier"],
+                )
+                open_set = (
+                    OpenSetIdentifier.from_bytes(arrays["open_set"].tobytes())
+                    if "open_set" in arrays
+                    else None
+                )
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, zipfile.BadZipFile):
+            raise ModelIntegrityError(
+                f"{name} is not a model artifact of format {ARTIFACT_FORMAT} (arrays and "
+                "JSON); models saved as pickles before are never loaded: retrain "
+                "(`facerec train`)"
+            ) from None
+        model = cls(classifier, document["metadata"], open_set)
         saved = model.metadata.get("libraries", {})
         current = library_versions()
         drift = {

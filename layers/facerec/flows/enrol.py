@@ -32,10 +32,11 @@ from facerec.core.naming import (
     validate_person_name,
 )
 from facerec.core.records import FaceRecord, PhotoRecord
+from facerec.core.settings import DEFAULT_LIMITS, ImageLimits
 from facerec.storage.ports import Catalog, Stores
 from facerec.vision.analyser import AnalysedFace, FaceAnalyser
 from facerec.vision.detection import select_labelled_face
-from facerec.vision.images import decode_image, encode_png
+from facerec.vision.images import decode_image, encode_png, read_photo
 
 
 @dataclass(frozen=True)
@@ -310,15 +311,40 @@ class Enrolment:
         )
 
 
-def read_labelled_folder(root: Path, on_skip: Callable[[str, str], None]) -> Iterator[PhotoInput]:
-    """Yield every file of an LFW-layout folder ``root/<Person>/<file>``. Anything else (files
-    directly in root, deeper folders) is reported through ``on_skip(path, reason)``."""
+def read_labelled_folder(
+    root: Path,
+    on_skip: Callable[[str, str], None],
+    on_refused: Callable[[str, str, ImageError], None] | None = None,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> Iterator[PhotoInput]:
+    """Yield the photos of an LFW-layout folder ``root/<Person>/<file>``, each read by
+    read_photo: only regular files inside ``root``, at most ``limits.max_bytes``. A file refused
+    unread (a FIFO, a device, a link leading out of ``root``, too large) goes to
+    ``on_refused(person, file name, error)`` (default: ``on_skip``); anything else that is not
+    such a photo (files directly in root, folders or links to folders where a photo or a
+    person folder should be, an unreadable file) to ``on_skip(path, reason)``."""
     root = Path(root)
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if path.is_dir():
+    for folder in sorted(root.iterdir()):
+        if folder.is_symlink() and folder.is_dir():
+            on_skip(folder.name, "a symbolic link to a folder: person folders are not followed")
             continue
-        if len(relative.parts) != 2:
-            on_skip(str(relative), "not inside a person folder: expected DIR/<Person>/<photo>")
+        if not folder.is_dir():
+            on_skip(folder.name, "not inside a person folder: expected DIR/<Person>/<photo>")
             continue
-        yield PhotoInput(relative.parts[0], relative.parts[1], path.read_bytes())
+        for path in sorted(folder.iterdir()):
+            relative = f"{folder.name}/{path.name}"
+            if path.is_dir():
+                on_skip(relative, "a folder (or a link to one), not a photo: not read")
+                continue
+            try:
+                data = read_photo(path, limits, within=root)
+            except ImageError as error:
+                if on_refused is None:
+                    on_skip(relative, str(error))
+                else:
+                    on_refused(folder.name, path.name, error)
+                continue
+            except OSError as error:
+                on_skip(relative, f"cannot be read: {error.strerror or error}")
+                continue
+            yield PhotoInput(folder.name, path.name, data)

@@ -71,6 +71,12 @@ def forget_person(person: str, stores: Stores) -> dict:
     return deleted
 
 
+def found_anything(deleted: dict) -> bool:
+    """Whether a ``forget_person`` result deleted anything: False for a name never enrolled
+    (or forgotten before), which is still a success: the person is gone, as asked."""
+    return any(value for name, value in deleted.items() if name != "person")
+
+
 def _purge_quarantine(quarantine: BlobStore, folder: str) -> int:
     """Quarantined photos are stored by hash with a JSON reason naming their key: delete the
     reason and the bytes of every one whose key is in ``folder``."""

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from facerec.core.costs import hybrid_costs
-from facerec.core.errors import ModelNotFound
+from facerec.core.errors import ModelIntegrityError, ModelNotFound
 from facerec.core.metrics import render_markdown
 from facerec.core.records import ModelRecord
 from facerec.core.settings import TrainOptions
@@ -357,19 +357,44 @@ def model_record(model: TrainedModel, keys: Mapping[str, str], decision: dict) -
         "evaluation": meta.get("evaluation"),
         "promotion": decision,
     }
-    return ModelRecord(model.model_id, keys["artifact"], meta["created_at"], figures)
+    return ModelRecord(
+        model.model_id, keys["artifact"], meta["created_at"], figures, keys["sha256"]
+    )
 
 
 def model_keys(model_id: str) -> dict[str, str]:
     """Where a model's artifact and metadata live in the models bucket."""
-    return {"artifact": f"{model_id}/model.joblib", "metadata": f"{model_id}/metadata.json"}
+    return {"artifact": f"{model_id}/model.npz", "metadata": f"{model_id}/metadata.json"}
 
 
 def save_model(models: BlobStore, model: TrainedModel) -> dict[str, str]:
+    """Write the artifact and its metadata (with the artifact's ``sha256``) -> model_keys
+    and ``sha256``, the artifact's hex digest, for the record that publishes it."""
     keys = model_keys(model.model_id)
-    models.put(keys["artifact"], model.to_bytes())
-    models.put(keys["metadata"], json.dumps(model.metadata, indent=2).encode())
-    return keys
+    artifact = model.to_bytes()
+    digest = hashlib.sha256(artifact).hexdigest()
+    models.put(keys["artifact"], artifact)
+    metadata = {**model.metadata, "artifact_sha256": digest}
+    models.put(keys["metadata"], json.dumps(metadata, indent=2).encode())
+    return {**keys, "sha256": digest}
+
+
+def load_model(models: BlobStore, key: str, sha256: str) -> TrainedModel:
+    """The artifact at ``key``, loaded only when its sha256 is ``sha256`` (the digest
+    recorded when it was saved); else ModelIntegrityError naming it."""
+    name = f"model file {key!r} in the models store"
+    data = models.get(key)
+    if not sha256:
+        raise ModelIntegrityError(
+            f"{name} has no recorded sha256 (published before models were hashed): "
+            "refused; retrain (`facerec train`)"
+        )
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ModelIntegrityError(
+            f"{name} does not match the sha256 recorded when it was published: it was "
+            "changed or damaged since; refused (restore it or retrain: `facerec train`)"
+        )
+    return TrainedModel.from_bytes(data, name)
 
 
 def summaries(
@@ -403,7 +428,8 @@ def publish(
     registered in the catalog, as a pointer (model_record), and only in place of the current
     model it was compared with: when another one became current meanwhile, it is not
     promoted. Returns the model with its evaluation in its metadata, and ``{"promoted",
-    "model_id", "reason", "report_key"}``."""
+    "model_id", "reason", "report_key", "model_sha256"}`` (the artifact is rewritten with
+    its evaluation, so its digest changes)."""
     figures = summaries(model, training_set, runs) if runs else {}
     metadata = dict(model.metadata)
     facenet = figures.get("facenet")
@@ -429,14 +455,19 @@ def publish(
             "chosen_on": f"this model's {hybrid['faces']} held-out faces",
         }
     model = TrainedModel(model.classifier, metadata, model.open_set)
-    keys = save_model(stores.models, model)
     record = stores.catalog.current_model()
     previous = record.model_id if record else None
-    current = (
-        None if record is None else TrainedModel.from_bytes(stores.models.get(record.artifact_key))
-    )
+    current, refused = None, None
+    try:  # before saving: a republished model overwrites its own artifact
+        if record is not None:
+            current = load_model(stores.models, record.artifact_key, record.sha256)
+    except ModelIntegrityError as error:
+        refused = str(error)
+    keys = save_model(stores.models, model)
     faces = held_out(model, training_set, lambda key: b"")[1] if facenet is not None else []
     decision = promotion(runs.get("facenet"), faces, current)
+    if refused:  # a current model that cannot be loaded is replaced, not compared
+        decision["reason"] = f"the current model {previous} is refused: {refused}"
     if decision["promoted"] and not stores.catalog.put_model(
         model_record(model, keys, decision), previous
     ):
@@ -463,7 +494,8 @@ def publish(
         markdown = render_markdown(evaluation, title).encode()
         stores.reports.put(f"{model.model_id}/holdout-evaluation.md", markdown)
     result = {"promoted": promoted, "model_id": model.model_id, "reason": reason}
-    return model, {**result, "report_key": report_key}
+    # The artifact was written again with its evaluation: later readers check this digest.
+    return model, {**result, "report_key": report_key, "model_sha256": keys["sha256"]}
 
 
 def _json(payload: dict) -> bytes:
@@ -492,7 +524,8 @@ def train(
 
 class CurrentModel:
     """The published model, loaded once per process and reloaded when a newer one is
-    published; call it for the model (ModelNotFound before the first training)."""
+    published; call it for the model (ModelNotFound before the first training,
+    ModelIntegrityError when its artifact is not the one its record hashed)."""
 
     def __init__(self, catalog: Catalog, models: BlobStore):
         self.catalog, self.models = catalog, models
@@ -503,5 +536,5 @@ class CurrentModel:
         if record is None:
             raise ModelNotFound("no trained model yet; run `facerec train` first")
         if self._model is None or self._model.model_id != record.model_id:
-            self._model = TrainedModel.from_bytes(self.models.get(record.artifact_key))
+            self._model = load_model(self.models, record.artifact_key, record.sha256)
         return self._model

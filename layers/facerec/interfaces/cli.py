@@ -1,7 +1,8 @@
 """``facerec``: enrol, train, evaluate and identify on the embedded default (no AWS account).
 
 Exit codes: 0 done; 1 error (message on stderr); 2 bad usage; 3 done, but some photos were
-rejected or had no face (``ingest``, ``evaluate DIR``, ``identify``).
+rejected or had no face (``ingest``, ``evaluate DIR``, ``identify``); 141 the reader of
+stdout left early (a closed pipe, as for a tool ended by SIGPIPE).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from facerec.core.settings import CROP_METHODS, DEFAULT_CROP_METHOD, TrainOption
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a tool ended by SIGPIPE
 
 
 @contextmanager
@@ -82,12 +84,10 @@ def _describe(outcome) -> str:
 def cmd_ingest(app: App, args) -> int:
     from tqdm import tqdm
 
-    from facerec.flows.enrol import read_labelled_folder
-
     if not args.directory.is_dir():
         raise FaceRecError(f"{args.directory} is not a folder; expected DIR/<Person>/<photo>")
     skipped: list[str] = []
-    total = sum(1 for path in args.directory.rglob("*") if path.is_file())
+    total = sum(1 for path in args.directory.rglob("*") if not path.is_dir())
     progress = tqdm(
         total=total,
         unit="photo",
@@ -106,7 +106,7 @@ def cmd_ingest(app: App, args) -> int:
         skipped.append(path)
         progress.write(f"{'skipped':<9} {path}  {reason}")
 
-    outcomes = app.local.enrol(read_labelled_folder(args.directory, skip), on_outcome=report)
+    outcomes = app.local.ingest_folder(args.directory, on_outcome=report, on_skip=skip)
     progress.close()
     statuses = Counter(outcome.status for outcome in outcomes)
     reasons = Counter(outcome.code for outcome in outcomes if outcome.status == "rejected")
@@ -115,7 +115,7 @@ def cmd_ingest(app: App, args) -> int:
         f"\n{len(outcomes) + len(skipped)} files: {statuses['enrolled']} enrolled "
         f"({faces} faces found), {statuses['unchanged']} unchanged, "
         f"{statuses['duplicate']} duplicates, {statuses['no_face']} with no face, "
-        f"{statuses['rejected']} rejected, {len(skipped)} not in a person folder"
+        f"{statuses['rejected']} rejected, {len(skipped)} skipped (not a photo in a person folder)"
     )
     for code, count in reasons.most_common():
         print(f"  rejected {code}: {count}")
@@ -181,15 +181,19 @@ def cmd_evaluate(app: App, args) -> int:
 def cmd_identify(app: App, args) -> int:
     from facerec.flows.identify import identify_photo
     from facerec.interfaces.http import ENGINE_CHOICES
+    from facerec.vision.images import read_photo
 
     results, failed = {}, 0
-    local = app.local
     engines = ENGINE_CHOICES[args.engine]
-    if "facenet" in engines or "hybrid" in engines:
+    needs_model = "facenet" in engines or "hybrid" in engines
+    if needs_model:
+        _check_model_crop(app)  # before the models load
+    local = app.local
+    if needs_model:
         local.current_model()  # missing weights or model stop here, before any photo
     for photo in args.photos:
         try:
-            data = photo.read_bytes()
+            data = read_photo(photo, local.settings.image_limits)
             results[str(photo)] = identify_photo(local.analyser, local.engines, engines, data)
         except (FaceRecError, OSError) as error:
             failed += 1
@@ -216,6 +220,26 @@ def cmd_identify(app: App, args) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
+def _check_model_crop(app: App) -> None:
+    """Refuse a current model trained on other crops than this run's ``--crop``: its SVC and
+    threshold would score this run's embeddings wrongly."""
+    from facerec.flows.train import model_keys
+    from facerec.storage.local import local_stores
+
+    stores = local_stores(app.workspace)
+    model = stores.catalog.current_model()
+    if model is None:
+        return  # refused later, as no model at all
+    metadata = json.loads(stores.models.get(model_keys(model.model_id)["metadata"]))
+    trained = metadata["crop"]["method"]
+    if trained != app.crop_method:
+        raise FaceRecError(
+            f"the current model {model.model_id} was trained on {trained} crops; this run "
+            f"uses --crop {app.crop_method}: run identify with --crop {trained} "
+            f"(or train a model with --crop {app.crop_method})"
+        )
+
+
 def _describe_answer(answer: dict) -> str:
     """One engine's answer for one face, for the terminal."""
     scores = [
@@ -228,8 +252,12 @@ def _describe_answer(answer: dict) -> str:
 
 
 def cmd_forget(app: App, args) -> int:
+    from facerec.flows.forget import found_anything
+
     deleted = app.local.forget(args.person)
     print(json.dumps(deleted, indent=2, ensure_ascii=False))
+    if not found_anything(deleted):  # exit 0 still: the person is gone, as asked
+        print(f"nobody named {deleted['person']!r} was found: nothing deleted", file=sys.stderr)
     return EXIT_OK
 
 
@@ -557,12 +585,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     app = App(args.workspace, args.cache_dir, args.crop, getattr(args, "routing_threshold", None))
     try:
-        return args.run(app, args)
+        code = args.run(app, args)
+        sys.stdout.flush()  # a closed pipe is found here, not at interpreter exit
+        return code
     except FaceRecError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader left (`facerec status | head -1`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush at exit
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from facerec.core.errors import (
     ImageError,
     ImageTooLarge,
     InvalidLabel,
+    ModelIntegrityError,
     ModelNotFound,
     NotEnoughData,
 )
@@ -168,7 +169,7 @@ def handle_identify(request: dict, service: IdentifyService) -> tuple[int, dict]
         return 413, {"code": error.code, "message": str(error)}
     except (ImageError, InvalidLabel) as error:
         return 400, {"code": error.code, "message": str(error)}
-    except (ModelNotFound, NotEnoughData) as error:
+    except (ModelNotFound, ModelIntegrityError, NotEnoughData) as error:
         return 503, {"code": error.code, "message": str(error)}
     except EngineUnavailable as error:
         return 501, {"code": error.code, "message": str(error)}

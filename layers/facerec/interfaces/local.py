@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from facerec.core.errors import FaceRecError, NotEnoughData
+from facerec.core.errors import FaceRecError, ImageError, NotEnoughData
 from facerec.core.naming import ingest_key
 from facerec.core.settings import TrainOptions
 from facerec.engines.base import Engine, UnavailableEngine
@@ -17,7 +17,7 @@ from facerec.engines.facenet import FaceNetEngine, TrainedModel
 from facerec.engines.hybrid import HybridEngine
 from facerec.engines.nearest import CatalogIdentifier, NearestEngine
 from facerec.flows import forget, train
-from facerec.flows.enrol import Enrolment, PhotoInput, PhotoOutcome
+from facerec.flows.enrol import Enrolment, PhotoInput, PhotoOutcome, read_labelled_folder
 from facerec.flows.evaluate import evaluate_photos, run_engine, summarise
 from facerec.interfaces.http import IdentifyService
 from facerec.storage.local import local_stores
@@ -68,6 +68,28 @@ class LocalDeployment:
         """Upload each photo into the workspace's ingest folder (as ``aws s3 cp`` puts it in
         the ingest bucket), then enrol it; enrolment only reads the upload."""
         return self.enrolment.enrol(self._uploaded(items), on_outcome)
+
+    def ingest_folder(
+        self,
+        root: Path,
+        on_outcome: Callable[[PhotoOutcome], None] = lambda outcome: None,
+        on_skip: Callable[[str, str], None] = lambda path, reason: None,
+    ) -> list[PhotoOutcome]:
+        """Enrol the photos of ``root/<Person>/<photo>`` (read_labelled_folder). A file refused
+        unread (not a regular file inside ``root``, over the size limit) is rejected with only
+        its reason quarantined, never the bytes it leads to."""
+        refused: list[PhotoOutcome] = []
+
+        def refuse(person: str, name: str, error: ImageError) -> None:
+            try:
+                key = ingest_key(person, name)
+            except FaceRecError:
+                key = f"{person}/{name}"
+            refused.append(self.enrolment.refuse_unread(key, error))
+            on_outcome(refused[-1])
+
+        photos = read_labelled_folder(root, on_skip, refuse, self.settings.image_limits)
+        return refused + self.enrol(photos, on_outcome)
 
     def _uploaded(self, items: Iterable[PhotoInput]) -> Iterator[PhotoInput]:
         for item in items:

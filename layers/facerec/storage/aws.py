@@ -611,6 +611,7 @@ def _model_item(model: ModelRecord, pk: str, sk: str) -> dict:
         "artifact_key": model.artifact_key,
         "created_at": model.created_at,
         "metadata": zlib.compress(json.dumps(model.metadata).encode()),
+        "sha256": model.sha256,
     }
 
 
@@ -620,4 +621,5 @@ def _model(item: dict) -> ModelRecord:
         item["artifact_key"],
         item["created_at"],
         json.loads(zlib.decompress(bytes(item["metadata"]))),
+        item.get("sha256", ""),
     )

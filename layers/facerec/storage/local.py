@@ -83,9 +83,17 @@ CREATE TABLE IF NOT EXISTS faces (
 CREATE INDEX IF NOT EXISTS faces_person ON faces (person);
 CREATE TABLE IF NOT EXISTS models (
     model_id TEXT PRIMARY KEY, artifact_key TEXT NOT NULL, created_at TEXT NOT NULL,
-    metadata TEXT NOT NULL, is_current INTEGER NOT NULL DEFAULT 0
+    metadata TEXT NOT NULL, is_current INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT NOT NULL DEFAULT ''
 );
 """
+
+
+MODEL_COLUMNS = "model_id, artifact_key, created_at, metadata, sha256"
+
+
+def _model(row) -> ModelRecord:
+    return ModelRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
 
 class SqliteCatalog:
@@ -101,6 +109,7 @@ class SqliteCatalog:
         # Deleted rows are overwritten, not left in free pages: forgetting a person is real.
         self._db.execute("PRAGMA secure_delete = ON")
         self._db.executescript(SCHEMA)
+        self._add_model_sha256()
         self._writes = 0  # this connection's writes (see version)
 
     def close(self) -> None:
@@ -211,27 +220,34 @@ class SqliteCatalog:
             if not moved:
                 self._db.execute("UPDATE models SET is_current = 0")
                 self._db.execute(
-                    "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, 1)",
+                    "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, 1, ?)",
                     (
                         model.model_id,
                         model.artifact_key,
                         model.created_at,
                         json.dumps(model.metadata),
+                        model.sha256,
                     ),
                 )
         return not moved
 
     def current_model(self) -> ModelRecord | None:
         row = self._db.execute(
-            "SELECT model_id, artifact_key, created_at, metadata FROM models WHERE is_current = 1"
+            f"SELECT {MODEL_COLUMNS} FROM models WHERE is_current = 1"
         ).fetchone()
-        return ModelRecord(row[0], row[1], row[2], json.loads(row[3])) if row else None
+        return _model(row) if row else None
 
     def models(self) -> list[ModelRecord]:
-        rows = self._db.execute(
-            "SELECT model_id, artifact_key, created_at, metadata FROM models ORDER BY model_id"
-        ).fetchall()
-        return [ModelRecord(row[0], row[1], row[2], json.loads(row[3])) for row in rows]
+        rows = self._db.execute(f"SELECT {MODEL_COLUMNS} FROM models ORDER BY model_id")
+        return [_model(row) for row in rows.fetchall()]
+
+    def _add_model_sha256(self) -> None:
+        """Give a catalog made before model hashes their column (its models then have none:
+        they are refused until retrained)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(models)")}
+        if "sha256" not in columns:
+            with self._db:
+                self._db.execute("ALTER TABLE models ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''")
 
     def delete_model(self, model_id: str) -> None:
         with self._write():

@@ -7,8 +7,11 @@ at most 15 MB, at least 80 px on each side.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -33,10 +36,7 @@ def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
     if not data:
         raise EmptyImage("the file is empty (0 bytes)")
     if len(data) > limits.max_bytes:
-        raise ImageTooLarge(
-            f"the file is {len(data) / 2**20:.1f} MB; "
-            f"the limit is {limits.max_bytes / 2**20:.0f} MB"
-        )
+        raise _too_large(f"{len(data) / 2**20:.1f} MB", limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -69,6 +69,49 @@ def decode_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarra
             f"each side must be at least {limits.min_side} px"
         )
     return np.asarray(_to_rgb(image), dtype=np.uint8)
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def read_photo(
+    path: Path, limits: ImageLimits = DEFAULT_LIMITS, within: Path | None = None
+) -> bytes:
+    """The bytes of a photo file, read only if it is a regular file of at most
+    ``limits.max_bytes`` (never more than that + 1 bytes are read: a device or a file growing
+    meanwhile cannot exhaust memory). ``within``: a folder the path must resolve inside.
+
+    Raises NotAnImage for anything else (a FIFO or device, opened without blocking and never
+    read; a folder; a symbolic link leaving ``within``) or ImageTooLarge; OSError when the
+    file cannot be opened. An empty file is read (decode_image refuses it).
+    """
+    if within is not None and not Path(path).resolve().is_relative_to(Path(within).resolve()):
+        raise NotAnImage("a symbolic link leading outside the folder: not read")
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            kind = next((kind for is_kind, kind in _KINDS if is_kind(status.st_mode)), "special")
+            raise NotAnImage(f"{kind}, not a regular file: not read")
+        if status.st_size > limits.max_bytes:
+            raise _too_large(f"{status.st_size / 2**20:.1f} MB", limits)
+        with os.fdopen(descriptor, "rb", closefd=False) as file:
+            data = file.read(limits.max_bytes + 1)
+    finally:
+        os.close(descriptor)
+    if len(data) > limits.max_bytes:
+        raise _too_large(f"more than {limits.max_bytes / 2**20:.0f} MB", limits)
+    return data
+
+
+def _too_large(size: str, limits: ImageLimits) -> ImageTooLarge:
+    return ImageTooLarge(f"the file is {size}; the limit is {limits.max_bytes / 2**20:.0f} MB")
 
 
 _ORIENTATION = {

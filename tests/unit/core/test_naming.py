@@ -175,3 +175,26 @@ def test_parse_ingest_key_refuses_other_shapes(key, why):
 )
 def test_crop_key_is_the_photo_stem_dash_index_png(photo_key, index, expected):
     assert crop_key(photo_key, index) == expected
+
+
+@pytest.mark.parametrize("length", [245, 250, 255])
+def test_a_photo_name_too_long_for_its_crops_is_an_invalid_label(length):
+    """A 245-255 character name fits the file system but its crop's ``.partial`` file does
+    not: refused here, with the limit, before any store sees it."""
+    name = "a" * (length - 4) + ".jpg"
+    with pytest.raises(InvalidLabel, match=f"is {length} bytes long in UTF-8; at most 200"):
+        validate_photo_name(name)
+    with pytest.raises(InvalidLabel, match="at most 200"):
+        ingest_key("Ada", name)
+
+
+def test_the_photo_name_limit_counts_utf8_bytes():
+    assert validate_photo_name("a" * 196 + ".jpg") == "a" * 196 + ".jpg"
+    with pytest.raises(InvalidLabel, match="is 204 bytes"):
+        validate_photo_name("é" * 100 + ".jpg")  # 104 characters, 204 bytes
+
+
+def test_a_person_name_within_100_characters_but_over_200_bytes_is_refused():
+    name = "李" * MAX_NAME_LENGTH  # 300 bytes: its folder would not fit the file system
+    with pytest.raises(InvalidLabel, match="is 300 bytes long in UTF-8; at most 200"):
+        validate_person_name(name)

@@ -1,33 +1,93 @@
-"""The model artifact: round trip and the library-version warning."""
+"""The model artifact: arrays and JSON that answer exactly as the fitted model, a pickle never
+loaded, and the library-version warning."""
 
 from __future__ import annotations
 
+import pickle
 import warnings
 
 import numpy as np
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import SVC
 
+from facerec.core.errors import ModelIntegrityError
 from facerec.engines.classifier import FaceClassifier
 from facerec.engines.facenet import ModelVersionWarning, TrainedModel, library_versions
+from facerec.engines.openset import OpenSetIdentifier
 
 
-def _model(libraries: dict) -> TrainedModel:
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(12, 8))
-    y = np.array(["a", "b", "c"] * 4)
-    X[y == "a"] += 3
-    X[y == "b"] -= 3
-    return TrainedModel(FaceClassifier().fit(X, y), {"model_id": "m1", "libraries": libraries})
+def _data(classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Six (N, 16) unit vectors around each of ``classes`` random centres, labels (N,) str."""
+    rng = np.random.default_rng(seed)
+    people = np.arange(6 * classes) % classes
+    X = rng.normal(size=(len(people), 16)) + 2.0 * rng.normal(size=(classes, 16))[people]
+    return X / np.linalg.norm(X, axis=1, keepdims=True), np.array([f"p{n}" for n in people])
 
 
-def test_round_trip_keeps_predictions_and_metadata():
-    model = _model(library_versions())
+def _model(libraries: dict, classes: int = 3, seed: int = 0) -> TrainedModel:
+    X, y = _data(classes, seed)
+    return TrainedModel(
+        FaceClassifier().fit(X, y),
+        {"model_id": "m1", "libraries": libraries},
+        OpenSetIdentifier().fit(X.astype(np.float32), y),
+    )
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5, 9])
+def test_round_trip_answers_exactly_as_the_fitted_model(classes):
+    model = _model(library_versions(), classes, seed=classes)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loaded = TrainedModel.from_bytes(model.to_bytes())
-    probe = np.random.default_rng(1).normal(size=(5, 8))
+    probe = np.random.default_rng(1).normal(size=(300, 16))
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
     np.testing.assert_array_equal(loaded.classifier.predict(probe), model.classifier.predict(probe))
+    np.testing.assert_array_equal(
+        loaded.classifier.predict_proba(probe), model.classifier.predict_proba(probe)
+    )
+    first, again = model.identify(probe), loaded.identify(probe)
+    np.testing.assert_array_equal(again.labels, first.labels)
+    np.testing.assert_array_equal(again.scores, first.scores)
     assert loaded.metadata == model.metadata
+
+
+@pytest.mark.parametrize("classes", [2, 3, 6])
+def test_the_classifiers_arrays_answer_as_scikit_learns_svc_and_calibration(classes):
+    X, y = _data(classes, seed=10 + classes)
+    ours = FaceClassifier(C=10.0, random_state=0).fit(X, y)
+    splitter = StratifiedKFold(3, shuffle=True, random_state=0)
+    theirs = CalibratedClassifierCV(SVC(kernel="linear", C=10.0), cv=splitter, ensemble=False)
+    theirs.fit(X, y)
+    probe = np.random.default_rng(2).normal(size=(400, 16))
+    svc = theirs.calibrated_classifiers_[0].estimator
+    np.testing.assert_array_equal(ours.predict(probe), svc.predict(probe))
+    np.testing.assert_allclose(ours.predict_proba(probe), theirs.predict_proba(probe), atol=1e-12)
+
+
+class _RunsACommand:
+    """A pickle payload: unpickling it would run ``touch <marker>``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (__import__("os").system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_is_refused_and_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    crafted = pickle.dumps({"format": 2, "classifier": _RunsACommand(marker)})
+    with pytest.raises(ModelIntegrityError, match=r"x/model\.npz.*pickles.*facerec train"):
+        TrainedModel.from_bytes(crafted, "x/model.npz")
+    assert not marker.exists()
+
+
+def test_a_truncated_artifact_is_refused_with_its_name():
+    data = _model(library_versions()).to_bytes()
+    with pytest.raises(ModelIntegrityError, match=r"m1/model\.npz"):
+        TrainedModel.from_bytes(data[: len(data) // 2], "m1/model.npz")
 
 
 def test_other_library_versions_warn_clearly():
