@@ -6,7 +6,7 @@ CACHE := .cache
 STAMP := $(VENV)/.installed
 CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 npx --no-install cdk
 
-.PHONY: setup demo test test-fast lint bench bench-open-set bench-scale synth deploy clean
+.PHONY: setup demo test test-fast lint bench bench-open-set bench-far bench-scale bench-load bench-memory synth deploy clean
 
 # The asset check hashes the weights every time (0.1 s), so a corrupted file is re-fetched.
 setup: $(STAMP)
@@ -44,6 +44,21 @@ bench-open-set: setup
 
 bench-scale: setup
 	$(BIN)/python bench/scale.py
+
+# The calibrated "unknown" threshold's real false-accept rate on LFW strangers, both crops
+# (about 15 minutes to embed the first time, cached in /tmp; then about 5 minutes).
+bench-far: setup
+	$(BIN)/python bench/far_calibration.py --seeds 20
+
+# Peak memory of identify on a 6000x6000 photo (about 3 minutes); BEFORE=DIR also measures
+# another checkout's code (e.g. made with `git worktree add DIR <commit>`).
+bench-memory: setup
+	$(BIN)/python bench/decode_memory.py $(if $(BEFORE),--before $(BEFORE))
+
+# `facerec serve` under 1, 4 and 16 concurrent clients, its memory, idle clients, and
+# 1, 2 and 4 workers compared (about 20 minutes).
+bench-load: setup
+	$(BIN)/python bench/load_server.py
 
 # CloudFormation for both environments, offline (no AWS account needed).
 synth: setup

@@ -85,8 +85,10 @@ def api_gateway(event: dict) -> HttpRequest:
     )
 
 
-def http_response(status: int, body: dict, request_id: str = "") -> dict:
-    headers = {"Content-Type": "application/json"}
+def http_response(
+    status: int, body: dict, request_id: str = "", headers: dict | None = None
+) -> dict:
+    headers = {"Content-Type": "application/json", **(headers or {})}
     if request_id:
         headers["X-Request-Id"] = request_id
     return {

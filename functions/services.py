@@ -14,6 +14,7 @@ import boto3
 import numpy as np
 from botocore.config import Config
 
+from facerec.interfaces.http import forget_status, new_forget_id
 from functions.settings import Settings
 
 RETRIES = Config(retries={"max_attempts": 8, "mode": "adaptive"})  # backs off on throttling
@@ -177,13 +178,61 @@ class Services:
 
         return IdentifyService(self.analyser, self.engines, self.stores.ingest)
 
-    def start_training(self, options) -> dict:
-        """Start the training workflow with ``options`` (TrainOptions); its execution ARN."""
-        execution = self.stepfunctions.start_execution(
-            stateMachineArn=self.settings.training_state_machine_arn,
-            input=json.dumps(asdict(options)),
+    def retrain(self, options) -> dict:
+        """Start the training workflow with ``options`` (TrainOptions) after stopping the
+        executions still running (they may hold a forgotten person's faces, and one holds the
+        training lock, released here so the new one can take it at once). ``retraining``:
+        the new execution's ARN; ``stopped_trainings``: the names of those stopped."""
+        machine = self.settings.training_state_machine_arn
+        stopped = []
+        pages = self.stepfunctions.get_paginator("list_executions").paginate(
+            stateMachineArn=machine, statusFilter="RUNNING"
         )
-        return {"retraining": execution["executionArn"]}
+        for execution in (execution for page in pages for execution in page["executions"]):
+            self.stepfunctions.stop_execution(
+                executionArn=execution["executionArn"],
+                error="Superseded",
+                cause="a person was forgotten; a new training without them replaces this one",
+            )
+            self.catalog.unlock_training(execution["name"])
+            stopped.append(execution["name"])
+        started = self.stepfunctions.start_execution(
+            stateMachineArn=machine, input=json.dumps(asdict(options))
+        )
+        return {"retraining": started["executionArn"], "stopped_trainings": stopped}
+
+    def start_forget(self, person: str) -> str:
+        """Start the forget workflow for ``person`` (a valid name); the forget's id, which is
+        the execution's name."""
+        forget_id = new_forget_id()
+        self.stepfunctions.start_execution(
+            stateMachineArn=self.settings.forget_state_machine_arn,
+            name=forget_id,
+            input=json.dumps({"person": person}),
+        )
+        return forget_id
+
+    def forget_status(self, forget_id: str) -> dict | None:
+        """The forget's ``GET /forgets/{forget_id}`` body (http.forget_status) from its
+        execution, or None when there is no such execution."""
+        machine = self.settings.forget_state_machine_arn
+        arn = f"{machine.replace(':stateMachine:', ':execution:', 1)}:{forget_id}"
+        try:
+            execution = self.stepfunctions.describe_execution(executionArn=arn)
+        except self.stepfunctions.exceptions.ExecutionDoesNotExist:
+            return None
+        person = json.loads(execution.get("input") or "{}").get("person", "")
+        status = execution["status"]
+        if status == "SUCCEEDED":
+            output = json.loads(execution.get("output") or "{}")
+            return forget_status(forget_id, person, status, deleted=output.get("deleted", {}))
+        if status in ("RUNNING", "PENDING_REDRIVE"):
+            return forget_status(forget_id, person, "RUNNING")
+        error = {
+            "code": execution.get("error") or f"States.{status}",
+            "message": f"the forget ended {status}; it is safe to send DELETE again",
+        }
+        return forget_status(forget_id, person, "FAILED", error=error)
 
 
 _current: Services | None = None

@@ -49,8 +49,10 @@ class Settings:
     log_level: str = "INFO"
     # Lambda sets AWS_LAMBDA_FUNCTION_MEMORY_SIZE in every function; None outside Lambda.
     function_memory_mb: int | None = None
-    # Only the forget function gets it: it starts a retraining after removing a person.
+    # Only the forget workflow's Retrain step gets it: it restarts training without a person.
     training_state_machine_arn: str = ""
+    # Only the forget API function gets it: DELETE /people/{name} starts the forget workflow.
+    forget_state_machine_arn: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -80,4 +82,5 @@ class Settings:
             if environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
             else None,
             training_state_machine_arn=environ.get("TRAINING_STATE_MACHINE_ARN", ""),
+            forget_state_machine_arn=environ.get("FORGET_STATE_MACHINE_ARN", ""),
         )

@@ -61,7 +61,7 @@ class EnvironmentConfig:
     report: FunctionSettings
     reindex: FunctionSettings
     # DELETE /people/{name}: S3, DynamoDB, Rekognition and S3 Vectors deletes, then a retraining.
-    forget_person: FunctionSettings
+    forget: FunctionSettings
     # Asynchronous invocations (EventBridge -> Lambda): Lambda's own retries, then the DLQ.
     async_retry_attempts: int
     async_max_event_age: Duration
@@ -130,7 +130,7 @@ _DEV = EnvironmentConfig(
     reindex=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(15)),
     # No model is loaded. Behind the API, whose integration gives up after 29 s: a person with
     # many photos or model versions may take longer, and the function still finishes.
-    forget_person=FunctionSettings(memory_mb=1024, timeout=Duration.minutes(5)),
+    forget=FunctionSettings(memory_mb=1024, timeout=Duration.minutes(5)),
     async_retry_attempts=2,
     async_max_event_age=Duration.hours(6),
     event_retry_attempts=10,

@@ -12,7 +12,7 @@ from constructs import Construct
 
 from infra.face_function import FaceFunction
 from infra.function_environment import FunctionDefaults
-from infra.stateful_stack import CATALOG_INDEX, FACE_INDEX_INDEX, DataResources
+from infra.stateful_stack import CATALOG_INDEX, FACE_INDEX_INDEX, FOLDER_INDEX, DataResources
 
 CROP_SUFFIX = ".png"
 
@@ -46,14 +46,15 @@ class EnrolmentChain(Construct):
         self.align_faces.put(data.quarantine_bucket)
         # The photo, its faces and crop pointers (a batch write that also drops the faces a
         # replacing photo no longer has), the event ledger; the duplicate photo by hash and,
-        # for a group photo, the person's faces through the GSI.
+        # for a group photo, the person's faces through the GSI; the person's photos through
+        # the person-folder index (whose record holds crops named like a new photo's).
         self.align_faces.table(
             data.catalog_table,
             "GetItem",
             "PutItem",
             "Query",
             "BatchWriteItem",
-            query_indexes=[CATALOG_INDEX],
+            query_indexes=[CATALOG_INDEX, FOLDER_INDEX],
         )
         # A photo replaced by one with fewer usable faces leaves crops that must go.
         self.align_faces.delete_objects(data.faces_bucket)

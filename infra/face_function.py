@@ -180,6 +180,21 @@ class FaceFunction(Construct):
                 )
             )
 
+    def items(
+        self, table: dynamodb.ITable, actions: Sequence[str], partition_keys: Sequence[str]
+    ) -> None:
+        """DynamoDB ``actions`` on ``table``, only on items whose partition key matches one of
+        ``partition_keys`` (``dynamodb:LeadingKeys``; ``*`` as in StringLike)."""
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[f"dynamodb:{action}" for action in actions],
+                resources=[table.table_arn],
+                conditions={
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(partition_keys)}
+                },
+            )
+        )
+
     def rekognition(self, collection_arn: str, *actions: str) -> None:
         """Rekognition ``actions`` on the one collection, never on '*'."""
         self.role.add_to_principal_policy(

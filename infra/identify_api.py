@@ -1,5 +1,6 @@
-"""The identify API: the identify and forget functions behind a REST API Gateway,
-``POST /identify`` and ``DELETE /people/{name}``, signed requests only (AWS_IAM). The identify
+"""The identify API: the identify and forget-request functions behind a REST API Gateway,
+``POST /identify``, ``DELETE /people/{name}`` (202: the forget workflow started) and
+``GET /forgets/{forget_id}`` (its status), signed requests only (AWS_IAM). The identify
 body is validated against a JSON-schema model, and the person's name must be in the path,
 before either function is invoked.
 
@@ -10,18 +11,24 @@ by its ``live`` alias, with the config's provisioned concurrency.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.forget_workflow import execution_arns
 from infra.function_environment import FunctionDefaults
-from infra.nag import acknowledge
+from infra.nag import acknowledge, finding
 from infra.rest_api import OpenApi, rest_api
 from infra.stateful_stack import DataResources
 
 IDENTIFY_PATH = "/identify"
 PEOPLE_PATH = "/people/{name}"
+FORGETS_PATH = "/forgets/{forget_id}"
 LIVE_ALIAS = "live"
 
 
@@ -42,7 +49,8 @@ def invalid_body_message(request: dict) -> str:
 
 
 class IdentifyApi(Construct):
-    """The identify and forget functions, each granted only what it uses, and their routes."""
+    """The identify and forget-request functions, each granted only what it uses, and their
+    routes."""
 
     def __init__(
         self,
@@ -51,7 +59,7 @@ class IdentifyApi(Construct):
         *,
         data: DataResources,
         defaults: FunctionDefaults,
-        training: sfn.IStateMachine,
+        forget: sfn.StateMachine,
     ):
         super().__init__(scope, construct_id)
         config = defaults.config
@@ -70,41 +78,28 @@ class IdentifyApi(Construct):
         # QueryVectors with returnMetadata needs GetVectors too; GetVectors reads centroids.
         self.identify_faces.vectors(data.vector_index_arns, "QueryVectors", "GetVectors")
 
-        # Forget a person: every trace of them, then a retraining.
-        self.forget_person = defaults.create(
+        # Forget a person: the request starts the forget workflow; its status is read back.
+        self.forget_request = defaults.create(
             self,
-            "ForgetPersonFunction",
-            "functions.forget_person.handler.handler",
-            config.forget_person,
-            "DELETE /people/{name}: the person's photos, crops, faces, vectors, then retrain.",
+            "ForgetRequestFunction",
+            "functions.forget.request.handler",
+            replace(config.forget, memory_mb=512, timeout=Duration.seconds(29)),
+            "DELETE /people/{name} starts the forget workflow; GET /forgets/{id} its status.",
         )
-        for bucket in (
-            data.ingest_bucket,
-            data.faces_bucket,
-            data.quarantine_bucket,
-            data.models_bucket,
-            data.reports_bucket,
-        ):
-            self.forget_person.read(bucket)
-            self.forget_person.delete(bucket)
-        # Model metadata and reports may be rewritten without the person.
-        self.forget_person.put(data.models_bucket)
-        self.forget_person.put(data.reports_bucket)
-        # The person's faces (gsi1), the models (a scan), then every item naming the person's
-        # keys (a parallel scan of the keys, deleted in batches).
-        self.forget_person.table(
-            data.catalog_table,
-            *("GetItem", "Scan", "DeleteItem", "BatchWriteItem"),
-            query_indexes=("gsi1",),
+        self.forget_request.start(forget)
+        forgets = execution_arns(forget)
+        self.forget_request.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[forgets])
         )
-        self.forget_person.table(
-            data.face_index_table, "DeleteItem", query_indexes=("person-index",)
+        acknowledge(
+            self.forget_request.role,
+            "AwsSolutions-IAM5",
+            "DescribeExecution on the executions of the forget state machine only (each "
+            "forget's id is its execution's name, made at run time).",
+            f"Resource::{finding(self, forgets)}",
         )
-        self.forget_person.rekognition(data.collection_arn, "DeleteFaces")
-        self.forget_person.vectors(data.vector_index_arns, "DeleteVectors")
-        self.forget_person.start(training)
-        self.forget_person.function.add_environment(
-            "TRAINING_STATE_MACHINE_ARN", training.state_machine_arn
+        self.forget_request.function.add_environment(
+            "FORGET_STATE_MACHINE_ARN", forget.state_machine_arn
         )
 
         # Published as a version behind an alias, so that provisioned concurrency keeps
@@ -143,22 +138,31 @@ class IdentifyApi(Construct):
             request_parameters=spec.request_parameters(IDENTIFY_PATH, "post"),
         )
 
-        # DELETE /people/{name}: no body; the name (URL-encoded) is the path's last segment.
+        # DELETE /people/{name} and GET /forgets/{forget_id}: no body; the path parameter
+        # must be there (its form is checked by the function: API Gateway checks presence).
         self.people_validator = self.api.add_request_validator(
             "PeopleRequestValidator",
             request_validator_name="people-path",
             validate_request_body=False,
             validate_request_parameters=True,
         )
+        forget_integration = apigw.LambdaIntegration(self.forget_request.function, proxy=True)
         self.forget_method = self.api.root.resource_for_path(PEOPLE_PATH).add_method(
             "DELETE",
-            apigw.LambdaIntegration(self.forget_person.function, proxy=True),
+            forget_integration,
             authorization_type=apigw.AuthorizationType.IAM,
             request_validator=self.people_validator,
             request_parameters=spec.request_parameters(PEOPLE_PATH, "delete"),
         )
+        self.forget_status_method = self.api.root.resource_for_path(FORGETS_PATH).add_method(
+            "GET",
+            forget_integration,
+            authorization_type=apigw.AuthorizationType.IAM,
+            request_validator=self.people_validator,
+            request_parameters=spec.request_parameters(FORGETS_PATH, "get"),
+        )
 
-        for method in (self.method, self.forget_method):
+        for method in (self.method, self.forget_method, self.forget_status_method):
             acknowledge(
                 method,
                 "AwsSolutions-COG4",

@@ -26,6 +26,7 @@ from infra.nag import acknowledge
 
 BUCKETS = ("ingest", "faces", "models", "reports", "quarantine")
 CATALOG_INDEX = "gsi1"
+FOLDER_INDEX = "gsi2"  # a person's items (keys only), for forgetting them without a scan
 FACE_INDEX_INDEX = "person-index"
 # S3 Vectors (docs/adr/0004-vector-store.md): one vector per face crop, and one per person.
 VECTOR_BUCKET = "vectors"
@@ -159,6 +160,11 @@ class StatefulStack(Stack):
             index_name=CATALOG_INDEX,
             index_partition_key="gsi1pk",
             index_sort_key="gsi1sk",
+        )
+        self.catalog_table.add_global_secondary_index(
+            index_name=FOLDER_INDEX,
+            partition_key=dynamodb.Attribute(name="gsi2pk", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
         self.face_index_table = self._table(
             "FaceIndexTable",

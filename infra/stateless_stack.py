@@ -1,7 +1,7 @@
 """Everything that can be deleted and rebuilt: the enrolment chain, the identify API and the
-two workflows, each a construct of its own; this stack instantiates and wires them. Access is
-granted per function, on the exact buckets, tables, collection, vector indexes and state
-machine it uses (docs/contract.md), and nowhere else.
+workflows (training, forget, re-index), each a construct of its own; this stack instantiates
+and wires them. Access is granted per function, on the exact buckets, tables, collection,
+vector indexes and state machines it uses (docs/contract.md), and nowhere else.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from constructs import Construct
 from infra.config import EnvironmentConfig
 from infra.enrolment_chain import EnrolmentChain
 from infra.face_function import FaceFunction
+from infra.forget_workflow import ForgetWorkflow
 from infra.function_environment import FunctionDefaults, function_environment
 from infra.identify_api import IdentifyApi
 from infra.reconciliation import Reconciliation
@@ -55,12 +56,19 @@ class StatelessStack(Stack):
         self.training = TrainingWorkflow(self, "TrainingWorkflow", data=data, defaults=defaults)
         self.reindex = ReindexWorkflow(self, "ReindexWorkflow", data=data, defaults=defaults)
         self.reconciliation = Reconciliation(self, "Reconciliation", data=data, defaults=defaults)
+        self.forget = ForgetWorkflow(
+            self,
+            "ForgetWorkflow",
+            data=data,
+            defaults=defaults,
+            training=self.training.state_machine,
+        )
         self.api = IdentifyApi(
             self,
             "IdentifyApi",
             data=data,
             defaults=defaults,
-            training=self.training.state_machine,
+            forget=self.forget.state_machine,
         )
 
         for function in self.functions:
@@ -70,6 +78,7 @@ class StatelessStack(Stack):
         CfnOutput(
             self, "TrainingStateMachineArn", value=self.training.state_machine.state_machine_arn
         )
+        CfnOutput(self, "ForgetStateMachineArn", value=self.forget.state_machine.state_machine_arn)
         CfnOutput(
             self, "ReindexStateMachineArn", value=self.reindex.state_machine.state_machine_arn
         )

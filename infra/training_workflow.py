@@ -7,11 +7,9 @@ on Step Functions' status change events)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 
 from aws_cdk import Duration
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -113,23 +111,6 @@ class RecordedFailure(sfn.StateMachineFragment):
         return []
 
 
-def grant_items(
-    function: FaceFunction,
-    table: dynamodb.ITable,
-    actions: Sequence[str],
-    partition_keys: Sequence[str],
-) -> None:
-    """DynamoDB ``actions`` on ``table``, only on items whose partition key matches one of
-    ``partition_keys`` (``dynamodb:LeadingKeys``; ``*`` as in StringLike)."""
-    function.role.add_to_principal_policy(
-        iam.PolicyStatement(
-            actions=[f"dynamodb:{action}" for action in actions],
-            resources=[table.table_arn],
-            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(partition_keys)}},
-        )
-    )
-
-
 class TrainingWorkflow(Construct):
     """Begin -> GatherEmbeddings -> TrainClassifier -> EvaluateFaceNet -> EvaluateRekognition
     -> PublishModel -> WriteReport -> Trained. Begin puts the execution's name (the run's id
@@ -163,7 +144,7 @@ class TrainingWorkflow(Construct):
         }
         gather, fit, evaluate, rekognition, publish, report = self.functions.values()
         gather.table(data.catalog_table, "Scan")  # every labelled face
-        grant_items(gather, data.catalog_table, ["PutItem"], LOCK_KEYS)
+        gather.items(data.catalog_table, ["PutItem"], LOCK_KEYS)
         gather.put(data.models_bucket)
         fit.read(data.models_bucket)
         fit.put(data.models_bucket)
@@ -182,8 +163,8 @@ class TrainingWorkflow(Construct):
         publish.put(data.reports_bucket)
         # The current model's pointer read, the candidate's written (a transaction of two
         # Puts), the lock released: nothing else of the catalog.
-        grant_items(publish, data.catalog_table, ["GetItem", "PutItem"], MODEL_KEYS)
-        grant_items(publish, data.catalog_table, ["DeleteItem"], LOCK_KEYS)
+        publish.items(data.catalog_table, ["GetItem", "PutItem"], MODEL_KEYS)
+        publish.items(data.catalog_table, ["DeleteItem"], LOCK_KEYS)
         # The comparison: the runs the evaluation steps stored, the model and every model's
         # metadata (training history), the held-out photos (FaceNet's identify path, timed)
         # and crops (thumbnails), the quarantined photos' reasons, the catalog's faces.
@@ -273,7 +254,7 @@ class TrainingWorkflow(Construct):
             "s3:PutObject on the failure records' prefix of the reports bucket only.",
             f"Resource::{finding(self, failures)}",
         )
-        grant_items(ended, data.catalog_table, ["DeleteItem"], LOCK_KEYS)
+        ended.items(data.catalog_table, ["DeleteItem"], LOCK_KEYS)
         events.Rule(
             self,
             "TrainingEndedRule",

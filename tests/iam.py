@@ -255,8 +255,12 @@ def _s3vectors(operation: str, params: Mapping, where: Deployment) -> list[Reque
 
 
 def _stepfunctions(operation: str, params: Mapping, where: Deployment) -> list[Request]:
-    if operation == "StartExecution":
-        return [Request("states:StartExecution", params["stateMachineArn"])]
+    """StartExecution and ListExecutions act on the state machine, StopExecution and
+    DescribeExecution on one execution (``...:execution:<machine name>:<name>``)."""
+    if operation in ("StartExecution", "ListExecutions"):
+        return [Request(f"states:{operation}", params["stateMachineArn"])]
+    if operation in ("StopExecution", "DescribeExecution"):
+        return [Request(f"states:{operation}", params["executionArn"])]
     raise Unmapped(f"stepfunctions.{operation}")
 
 
@@ -418,6 +422,35 @@ def role_policy(template: dict, role_logical_id: str) -> Policy:
                 )
             )
     return Policy(tuple(statements))
+
+
+def with_state_machine_arns(template: dict, where: Deployment) -> dict:
+    """``template`` with each state machine's Ref as its ARN and its Name attribute as its
+    name (both are known before deployment: the names are fixed), so that policies and
+    environment variables name state machines and executions as AWS will."""
+    machines = {
+        logical_id: resource["Properties"]["StateMachineName"]
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::StepFunctions::StateMachine"
+    }
+
+    def substitute(value):
+        if isinstance(value, list):
+            return [substitute(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"Ref"} and value["Ref"] in machines:
+            name = machines[value["Ref"]]
+            return (
+                f"arn:{where.partition}:states:{where.region}:{where.account}:stateMachine:{name}"
+            )
+        if set(value) == {"Fn::GetAtt"} and value["Fn::GetAtt"][0] in machines:
+            logical_id, attribute = value["Fn::GetAtt"]
+            if attribute == "Name":
+                return machines[logical_id]
+        return {key: substitute(item) for key, item in value.items()}
+
+    return substitute(template)
 
 
 def function_policies(template: dict) -> dict[str, Policy]:

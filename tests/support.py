@@ -9,7 +9,7 @@ import base64
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
@@ -64,7 +64,7 @@ def create_resources(session: boto3.session.Session) -> None:
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
             {"AttributeName": name, "AttributeType": "S"}
-            for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+            for name in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk")
         ],
         KeySchema=[
             {"AttributeName": "pk", "KeyType": "HASH"},
@@ -78,7 +78,12 @@ def create_resources(session: boto3.session.Session) -> None:
                     {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": "gsi2",
+                "KeySchema": [{"AttributeName": "gsi2pk", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
         ],
     )
     dynamodb.create_table(
@@ -440,3 +445,57 @@ def deploy_gallery(cloud: Cloud, local, model) -> dict[str, str]:
         vectors.put_centroid(person, np.stack([f.embedding for f in faces if f.person == person]))
     install_model(cloud, model)
     return face_ids
+
+
+def run_workflow(
+    definition: dict, state: dict, invoke: Callable[[str, dict], dict]
+) -> tuple[str, dict]:
+    """Run a state machine ``definition`` (Amazon States Language, as synthesized) from
+    ``state``, as Step Functions would for the states these workflows use: a Lambda Task
+    calls ``invoke(function ARN, state)`` (the answer becomes the state, or an error goes to
+    the first Catch naming States.ALL or its type, under its ResultPath), Choice (IsPresent,
+    BooleanEquals), Pass, Succeed and Fail. Retries are Lambda's and the service's, not
+    simulated here. -> (SUCCEEDED or FAILED, the final state or {Error, Cause})."""
+    name = definition["StartAt"]
+    while True:
+        current = definition["States"][name]
+        kind = current["Type"]
+        if kind == "Succeed":
+            return "SUCCEEDED", state
+        if kind == "Fail":
+            error = state.get("error", {})
+            return "FAILED", {"Error": error.get("Error"), "Cause": error.get("Cause")}
+        if kind == "Choice":
+            name = next(
+                (rule["Next"] for rule in current["Choices"] if _choice_holds(rule, state)),
+                current.get("Default"),
+            )
+            continue
+        if kind == "Task":
+            try:
+                state = invoke(current["Resource"], state)
+            except Exception as error:  # the function's error, as Lambda reports it
+                catcher = next(
+                    catcher
+                    for catcher in current.get("Catch", [])
+                    if {"States.ALL", type(error).__name__} & set(catcher["ErrorEquals"])
+                )
+                path = catcher.get("ResultPath", "$").removeprefix("$.")
+                state = {**state, path: {"Error": type(error).__name__, "Cause": str(error)}}
+                name = catcher["Next"]
+                continue
+        elif kind != "Pass":
+            raise NotImplementedError(f"state type {kind} ({name})")
+        if current.get("End"):
+            return "SUCCEEDED", state
+        name = current["Next"]
+
+
+def _choice_holds(rule: dict, state: dict) -> bool:
+    """One Choice rule on a top-level ``$.name`` variable."""
+    field = rule["Variable"].removeprefix("$.")
+    if "IsPresent" in rule:
+        return (field in state) == rule["IsPresent"]
+    if "BooleanEquals" in rule:
+        return state.get(field) == rule["BooleanEquals"]
+    raise NotImplementedError(f"choice rule {rule}")

@@ -79,17 +79,18 @@ def cloud_stores(tmp_path, monkeypatch):
 
 def test_the_published_hash_is_recorded_and_the_genuine_model_loads(stores):
     model = published(stores)
-    key = model_keys(model.model_id)["artifact"]
+    key = stores.catalog.current_model().artifact_key
     digest = hashlib.sha256(stores.models.get(key)).hexdigest()
+    assert key == model_keys(model.model_id, digest)["artifact"]
     assert stores.catalog.current_model().sha256 == digest
     metadata = json.loads(stores.models.get(model_keys(model.model_id)["metadata"]))
-    assert metadata["artifact_sha256"] == digest
+    assert (metadata["artifact_key"], metadata["artifact_sha256"]) == (key, digest)
     assert CurrentModel(stores.catalog, stores.models)().model_id == model.model_id
 
 
 def test_a_tampered_byte_is_refused_naming_the_file(stores):
-    model = published(stores)
-    key = model_keys(model.model_id)["artifact"]
+    published(stores)
+    key = stores.catalog.current_model().artifact_key
     tamper(stores.models, key)
     with pytest.raises(ModelIntegrityError, match=rf"{key}.*does not match the sha256"):
         CurrentModel(stores.catalog, stores.models)()
@@ -102,9 +103,9 @@ def test_a_pickle_in_place_of_the_model_is_never_run(stores, tmp_path):
         def __reduce__(self):
             return (__import__("os").system, (f"touch {marker}",))
 
-    model = published(stores)
-    stores.models.put(model_keys(model.model_id)["artifact"], pickle.dumps(RunsACommand()))
-    with pytest.raises(ModelIntegrityError, match=r"model\.npz"):
+    published(stores)
+    stores.models.put(stores.catalog.current_model().artifact_key, pickle.dumps(RunsACommand()))
+    with pytest.raises(ModelIntegrityError, match=r"model-[0-9a-f]{16}\.npz"):
         CurrentModel(stores.catalog, stores.models)()
     # even a pickle whose hash an attacker also wrote into the catalog is not unpickled
     crafted = pickle.dumps(RunsACommand())
@@ -138,9 +139,9 @@ def test_a_catalog_from_before_hashes_gets_the_column_and_its_model_is_refused(t
 
 
 def test_the_cloud_pointer_carries_the_hash_and_a_tampered_object_is_refused(cloud_stores):
-    model = published(cloud_stores)
-    key = model_keys(model.model_id)["artifact"]
+    published(cloud_stores)
     record = cloud_stores.catalog.current_model()
+    key = record.artifact_key
     assert record.sha256 == hashlib.sha256(cloud_stores.models.get(key)).hexdigest()
     tamper(cloud_stores.models, key)
     with pytest.raises(ModelIntegrityError, match=key):

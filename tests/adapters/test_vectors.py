@@ -292,10 +292,15 @@ def test_the_functions_settings_name_the_vector_bucket_and_indexes():
     settings = Settings.from_env(ENV)
     assert (settings.vector_bucket, settings.face_vector_index) == (ENV["VECTOR_BUCKET"], "faces")
     assert settings.centroid_vector_index == "centroids"
-    assert settings.training_state_machine_arn == ""  # only the forget function gets one
+    # only the forget functions get one each
+    assert settings.training_state_machine_arn == settings.forget_state_machine_arn == ""
     arn = "arn:aws:states:us-east-1:123456789012:stateMachine:facerec-test-training"
     with_arn = Settings.from_env({**ENV, "TRAINING_STATE_MACHINE_ARN": arn})
     assert with_arn.training_state_machine_arn == arn
+    forget = arn.replace("training", "forget")
+    assert Settings.from_env(
+        {**ENV, "FORGET_STATE_MACHINE_ARN": forget}
+    ).forget_state_machine_arn == (forget)
     for name in ("VECTOR_BUCKET", "FACE_VECTOR_INDEX", "CENTROID_VECTOR_INDEX"):
         environ = {key: value for key, value in ENV.items() if key != name}
         with pytest.raises(SettingsError, match=name):

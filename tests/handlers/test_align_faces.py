@@ -116,9 +116,11 @@ def test_bad_photo_is_quarantined_with_its_reason(cloud, key, data, status, code
 
     assert (result["status"], result["code"]) == (status, code)
     sha = hashlib.sha256(data).hexdigest()
-    assert cloud.keys(QUARANTINE) == [f"{sha}.bin", f"{sha}.json"]
-    assert cloud.get(QUARANTINE, f"{sha}.bin") == data  # nothing is lost
-    reason = json.loads(cloud.get(QUARANTINE, f"{sha}.json"))
+    # in the person's folder when the key names one; at the top for a key nobody owns
+    stored = f"{key.split('/')[0]}/{sha}" if catalogued else sha
+    assert cloud.keys(QUARANTINE) == [f"{stored}.bin", f"{stored}.json"]
+    assert cloud.get(QUARANTINE, f"{stored}.bin") == data  # nothing is lost
+    reason = json.loads(cloud.get(QUARANTINE, f"{stored}.json"))
     assert reason["code"] == code and reason["reason"]
     assert reason["key"] in (key, f"/{key}")  # enrolment shows a folderless key as /<key>
     assert cloud.keys(INGEST) == [key]  # the original stays where it was uploaded
@@ -191,7 +193,12 @@ def test_a_photo_with_several_faces_keeps_every_crop_and_labels_one(cloud, enrol
     faces = [item for item in cloud.catalog_items("PHOTO#") if item["sk"]["S"] != "META"]
     assert result["faces"] == len(faces) == len(cloud.keys(FACES)) == group.faces
     assert [item["person"]["S"] for item in faces if "person" in item] == [group.person]
-    assert sum("gsi1pk" in item for item in faces) == 1
+    # the labelled face is its person's in gsi1; the others are the unlabelled partition
+    assert sorted(item["gsi1pk"]["S"] for item in faces) == sorted(
+        [f"PERSON#{group.person}"] + ["UNLABELLED"] * (group.faces - 1)
+    )
+    folder = group.key.split("/")[0]
+    assert {item["gsi2pk"]["S"] for item in faces} == {f"FOLDER#{folder}"}
 
 
 def test_events_from_another_bucket_are_refused(cloud):

@@ -1,23 +1,28 @@
 """The vector gallery kept by embed_faces, the nearest and hybrid engines behind /identify,
-and DELETE /people/{name}: against moto (S3, DynamoDB, S3 Vectors storage) and Stubber
-(Rekognition, Step Functions, and S3 Vectors' QueryVectors, which moto lacks)."""
+and the forget (DELETE /people/{name}, its workflow's steps, GET /forgets/{id}): against moto
+(S3, DynamoDB, S3 Vectors storage) and Stubber (Rekognition, Step Functions, and S3 Vectors'
+QueryVectors, which moto lacks)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 from botocore.stub import ANY, Stubber
 
+from facerec.core.settings import TrainOptions
 from facerec.engines.hybrid import HybridEngine
 from facerec.engines.nearest import VectorNearest
 from facerec.interfaces.http import IdentifyService, handle_identify
 from functions.align_faces.handler import handler as align
 from functions.embed_faces.handler import handler as embed
-from functions.forget_person.handler import handler as forget
+from functions.forget.group_faces import handler as forget_group_faces
+from functions.forget.person import handler as forget_person
+from functions.forget.request import handler as request
+from functions.forget.retrain import handler as retrain
 from tests.factories import unit_vector
 from tests.support import (
     ACCOUNT,
@@ -34,6 +39,9 @@ pytestmark = pytest.mark.model
 INGEST, FACES = ENV["INGEST_BUCKET"], ENV["FACES_BUCKET"]
 BUCKETS = ("INGEST", "FACES", "MODELS", "REPORTS", "QUARANTINE")
 TRAINING_ARN = f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:facerec-test-training"
+TRAINING_EXECUTIONS = f"arn:aws:states:us-east-1:{ACCOUNT}:execution:facerec-test-training"
+FORGET_ARN = f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:facerec-test-forget"
+FORGET_EXECUTIONS = f"arn:aws:states:us-east-1:{ACCOUNT}:execution:facerec-test-forget"
 
 
 def test_embed_stores_labelled_faces_and_the_person_centroid(cloud, sample_set):
@@ -240,32 +248,81 @@ def everything(cloud) -> str:
     return "\n".join(parts)
 
 
-def test_delete_person_removes_them_everywhere_and_starts_retraining(deployed, sample_set):
+def status_event(forget_id: str) -> dict:
+    """API Gateway's event for GET /forgets/{forget_id}."""
+    return {
+        **delete_event("x"),
+        "resource": "/forgets/{forget_id}",
+        "path": f"/forgets/{forget_id}",
+        "httpMethod": "GET",
+        "pathParameters": {"forget_id": forget_id},
+    }
+
+
+def test_delete_person_answers_202_and_the_workflow_removes_them_everywhere(deployed, sample_set):
     cloud, _, model, face_ids = deployed
-    cloud.app.settings = replace(cloud.app.settings, training_state_machine_arn=TRAINING_ARN)
+    cloud.app.settings = replace(
+        cloud.app.settings,
+        training_state_machine_arn=TRAINING_ARN,
+        forget_state_machine_arn=FORGET_ARN,
+    )
     assert "madonna" in everything(cloud)
     madonna = sorted(face_id for key, face_id in face_ids.items() if key.startswith("madonna/"))
+    assert cloud.app.catalog.lock_training("old-run", 600) is None  # a training is running
+
+    # DELETE starts the workflow and answers at once
+    with Stubber(cloud.app.stepfunctions) as stepfunctions:
+        stepfunctions.add_response(
+            "start_execution",
+            {"executionArn": f"{FORGET_EXECUTIONS}:x", "startDate": "2026-12-03T00:00:00Z"},
+            {"stateMachineArn": FORGET_ARN, "name": ANY, "input": '{"person": "madonna"}'},
+        )
+        response = request(delete_event("madonna"))
+        stepfunctions.assert_no_pending_responses()
+    accepted = json.loads(response["body"])
+    assert response["statusCode"] == 202 and accepted["status"] == "RUNNING"
+    forget_id = accepted["forget_id"]
+    assert response["headers"]["Location"] == accepted["status_url"] == f"/forgets/{forget_id}"
+    assert "madonna" in everything(cloud)  # nothing was deleted on the request path
+
+    # the workflow's steps, in the state machine's order (tests/integration/test_iam_calls
+    # runs them from the synthesized definition)
     cloud.stubber.add_response(
         "delete_faces",
         {"DeletedFaces": madonna},
         {"CollectionId": ENV["COLLECTION_ID"], "FaceIds": madonna},
     )
+    state = forget_person(forget_group_faces({"person": "madonna"}))
+    cloud.stubber.assert_no_pending_responses()
+    assert state["retrain_options"] == asdict(TrainOptions.of(model.metadata))
     with Stubber(cloud.app.stepfunctions) as stepfunctions:
         stepfunctions.add_response(
-            "start_execution",
-            {"executionArn": f"{TRAINING_ARN}:forget", "startDate": "2026-11-28T00:00:00Z"},
-            {"stateMachineArn": TRAINING_ARN, "input": ANY},
+            "list_executions",
+            {"executions": [running_training("old-run")]},
+            {"stateMachineArn": TRAINING_ARN, "statusFilter": "RUNNING"},
         )
-        response = forget(delete_event("madonna"))
+        stepfunctions.add_response(
+            "stop_execution",
+            {"stopDate": "2026-12-03T00:00:01Z"},
+            {"executionArn": f"{TRAINING_EXECUTIONS}:old-run", "error": ANY, "cause": ANY},
+        )
+        stepfunctions.add_response(
+            "start_execution",
+            {"executionArn": f"{TRAINING_EXECUTIONS}:new", "startDate": "2026-12-03T00:00:02Z"},
+            {"stateMachineArn": TRAINING_ARN, "input": json.dumps(state["retrain_options"])},
+        )
+        state = retrain(state)
         stepfunctions.assert_no_pending_responses()
-    cloud.stubber.assert_no_pending_responses()
+    # the stopped training's lock is released: the new one can take it at once
+    assert cloud.app.catalog.lock_training("new", 600) is None
 
-    assert response["statusCode"] == 200
-    deleted = json.loads(response["body"])
+    deleted = state["deleted"]
+    assert deleted["group_photo_faces"] == 0 and "group_photo_faces_unchecked" not in deleted
     assert deleted["rekognition_faces"] == len(madonna)
     assert deleted["face_vectors"] == deleted["photos"] == deleted["crops"] == len(madonna)
     assert deleted["models"] == [model.model_id] and deleted["current_model"] is True
-    assert deleted["retraining"] == f"{TRAINING_ARN}:forget"
+    assert deleted["retraining"] == f"{TRAINING_EXECUTIONS}:new"
+    assert deleted["stopped_trainings"] == ["old-run"]
     assert "madonna" not in everything(cloud)  # keys, object versions, items, vectors
     assert cloud.app.catalog.current_model() is None
     # until the retraining publishes, FaceNet has no model to name anyone with
@@ -274,8 +331,56 @@ def test_delete_person_removes_them_everywhere_and_starts_retraining(deployed, s
     status, body = handle_identify({"image": b64(photo.read_bytes())}, cloud.app.identify_service)
     assert (status, body["code"]) == (503, "model_not_found")
 
-    again = json.loads(forget(delete_event("madonna"))["body"])  # no AWS call is queued
-    assert again["models"] == [] and again["rekognition_faces"] == again["photos"] == 0
-    assert "retraining" not in again
-    bad = forget(delete_event("..%2Fetc"))
+    # GET /forgets/{id}: the execution's status and its output
+    with Stubber(cloud.app.stepfunctions) as stepfunctions:
+        for status_name, output in (("RUNNING", None), ("SUCCEEDED", state), ("FAILED", None)):
+            stepfunctions.add_response(
+                "describe_execution",
+                described(forget_id, status_name, output),
+                {"executionArn": f"{FORGET_EXECUTIONS}:{forget_id}"},
+            )
+        stepfunctions.add_client_error("describe_execution", "ExecutionDoesNotExist")
+        answers = [request(status_event(forget_id)) for _ in range(4)]
+        stepfunctions.assert_no_pending_responses()
+        # an id of another form is never looked up
+        assert request(status_event("../x"))["statusCode"] == 404
+    bodies = [json.loads(answer["body"]) for answer in answers]
+    assert [answer["statusCode"] for answer in answers] == [200, 200, 200, 404]
+    assert [body.get("status") for body in bodies[:3]] == ["RUNNING", "SUCCEEDED", "FAILED"]
+    assert bodies[1]["deleted"] == json.loads(json.dumps(deleted))
+    assert bodies[2]["error"]["code"] == "States.TaskFailed"
+    assert {body.get("person") for body in bodies[:3]} == {"madonna"}
+
+    # the steps run again (a re-sent forget) delete nothing more and need no retraining
+    again = forget_person(forget_group_faces({"person": "madonna"}))
+    assert again["deleted"]["models"] == [] and again["deleted"]["photos"] == 0
+    assert "retrain_options" not in again
+    bad = request(delete_event("..%2Fetc"))  # refused before any call
     assert bad["statusCode"] == 400 and json.loads(bad["body"])["code"] == "invalid_label"
+
+
+def running_training(name: str) -> dict:
+    return {
+        "executionArn": f"{TRAINING_EXECUTIONS}:{name}",
+        "stateMachineArn": TRAINING_ARN,
+        "name": name,
+        "status": "RUNNING",
+        "startDate": "2026-12-03T00:00:00Z",
+    }
+
+
+def described(forget_id: str, status: str, output: dict | None) -> dict:
+    """DescribeExecution's answer for a forget execution."""
+    answer = {
+        "executionArn": f"{FORGET_EXECUTIONS}:{forget_id}",
+        "stateMachineArn": FORGET_ARN,
+        "name": forget_id,
+        "status": status,
+        "startDate": "2026-12-03T00:00:00Z",
+        "input": '{"person": "madonna"}',
+    }
+    if output is not None:
+        answer["output"] = json.dumps(output)
+    if status == "FAILED":
+        answer.update(error="States.TaskFailed", cause="a step failed")
+    return answer

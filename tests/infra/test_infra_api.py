@@ -1,5 +1,5 @@
-"""POST /identify and DELETE /people/{name}: signed requests only, the body or the path
-validated before Lambda runs, logged and throttled per environment."""
+"""POST /identify, DELETE /people/{name} and GET /forgets/{forget_id}: signed requests only,
+the body or the path validated before Lambda runs, logged and throttled per environment."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from infra_support import function_by_handler, resources_of_type
 
 IDENTIFY = "functions.identify_faces.handler.handler"
-FORGET = "functions.forget_person.handler.handler"
+FORGET = "functions.forget.request.handler"
 
 
 def only(template: dict, resource_type: str) -> tuple[str, dict]:
@@ -66,13 +66,19 @@ def paths(template: dict) -> dict[str, str]:
     return {logical_id: path(logical_id) for logical_id in resources}
 
 
-def test_one_regional_rest_api_with_post_identify_and_delete_people(synthesized):
+def test_one_regional_rest_api_with_identify_forget_and_its_status(synthesized):
     template = synthesized.service_json
     _, api = only(template, "AWS::ApiGateway::RestApi")
     assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
     assert api["Name"] == f"facerec-{synthesized.config.name}"
     routes = paths(template)
-    assert sorted(routes.values()) == ["/identify", "/people", "/people/{name}"]
+    assert sorted(routes.values()) == [
+        "/forgets",
+        "/forgets/{forget_id}",
+        "/identify",
+        "/people",
+        "/people/{name}",
+    ]
     methods = {
         (routes[properties["ResourceId"]["Ref"]], properties["HttpMethod"])
         for properties in (
@@ -80,7 +86,11 @@ def test_one_regional_rest_api_with_post_identify_and_delete_people(synthesized)
             for resource in resources_of_type(template, "AWS::ApiGateway::Method").values()
         )
     }
-    assert methods == {("/identify", "POST"), ("/people/{name}", "DELETE")}
+    assert methods == {
+        ("/identify", "POST"),
+        ("/people/{name}", "DELETE"),
+        ("/forgets/{forget_id}", "GET"),
+    }
 
 
 def test_the_api_description_states_the_size_limits(synthesized):
@@ -89,7 +99,7 @@ def test_the_api_description_states_the_size_limits(synthesized):
     assert "s3_key" in api["Description"]
 
 
-@pytest.mark.parametrize("http_method", ["POST", "DELETE"])
+@pytest.mark.parametrize("http_method", ["POST", "DELETE", "GET"])
 def test_every_method_needs_a_sigv4_signature(synthesized, http_method):
     _, properties = method(synthesized.service_json, http_method)
     assert properties["AuthorizationType"] == "AWS_IAM"
@@ -143,9 +153,23 @@ def test_delete_people_requires_the_name_in_the_path_and_has_no_body(synthesized
     assert paths(template)[delete["ResourceId"]["Ref"]] == "/people/{name}"
 
 
+def test_the_forget_status_requires_its_id_in_the_path_and_has_no_body(synthesized):
+    template = synthesized.service_json
+    _, get = method(template, "GET")
+    validator_id, _ = validator(template, "people-path")
+    assert get["RequestValidatorId"] == {"Ref": validator_id}
+    assert get["RequestParameters"] == {"method.request.path.forget_id": True}
+    assert "RequestModels" not in get
+    assert paths(template)[get["ResourceId"]["Ref"]] == "/forgets/{forget_id}"
+
+
 @pytest.mark.parametrize(
     ("http_method", "handler", "source_suffix"),
-    [("POST", IDENTIFY, "/POST/identify"), ("DELETE", FORGET, "/DELETE/people/*")],
+    [
+        ("POST", IDENTIFY, "/POST/identify"),
+        ("DELETE", FORGET, "/DELETE/people/*"),
+        ("GET", FORGET, "/GET/forgets/*"),
+    ],
 )
 def test_each_method_proxies_to_its_own_function_only(
     synthesized, http_method, handler, source_suffix
@@ -173,9 +197,10 @@ def test_each_method_proxies_to_its_own_function_only(
     ]
     assert api_permissions
     assert all(permission["FunctionName"] == target for permission in api_permissions)
-    for permission in api_permissions:
-        source = permission["SourceArn"]["Fn::Join"][1]
-        assert source[-1].endswith(source_suffix)  # this method only, not the whole API
+    # each permission names one method, never the whole API; this method has one
+    sources = [permission["SourceArn"]["Fn::Join"][1][-1] for permission in api_permissions]
+    assert all("/*/*" not in source for source in sources)
+    assert any(source.endswith(source_suffix) for source in sources)
 
 
 def test_the_stage_logs_access_and_errors_but_never_bodies_and_is_throttled(synthesized):

@@ -18,10 +18,15 @@ from facerec.core.naming import MAX_NAME_LENGTH, validate_person_name
 from facerec.interfaces.http import (
     ENGINE_CHOICES,
     ENGINES,
+    FORGET_ID,
     MAX_BODY_BYTES,
     MAX_IMAGE_BASE64,
     ApiError,
     IdentifyRequest,
+    forget_accepted,
+    forget_status,
+    new_forget_id,
+    valid_forget_id,
 )
 from infra.rest_api import OpenApi
 from tests.support import api_event
@@ -251,3 +256,50 @@ def test_the_person_parameter_is_the_functions_name_rule(synthesized):
         if resource["Properties"]["HttpMethod"] == "DELETE"
     ]
     assert delete["RequestParameters"] == {"method.request.path.name": True}
+
+
+# ---- the forget's status: GET /forgets/{forget_id} ---------------------------------------------
+
+
+def spec_validator(name: str) -> Draft4Validator:
+    """A validator of the spec's ``components/schemas/<name>`` (its $refs resolved)."""
+    return Draft4Validator(
+        {"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]}
+    )
+
+
+def test_the_forget_id_parameter_is_the_functions_id_rule():
+    (parameter,) = SPEC["paths"]["/forgets/{forget_id}"]["get"]["parameters"]
+    assert (parameter["in"], parameter["required"]) == ("path", True)
+    assert parameter["schema"]["pattern"] == f"^{FORGET_ID.pattern}$"
+    forget_id = new_forget_id()
+    assert valid_forget_id(forget_id) and len(forget_id) == parameter["schema"]["maxLength"]
+    for bad in ("", "A" * 32, "0" * 31, "0" * 33, "../" + "0" * 29):
+        assert not valid_forget_id(bad)
+
+
+def test_the_forget_answers_and_examples_follow_the_spec():
+    accepted = SPEC["paths"]["/people/{name}"]["delete"]["responses"]["202"]
+    status = SPEC["paths"]["/forgets/{forget_id}"]["get"]["responses"]["200"]
+    spec_validator("ForgetAccepted").validate(accepted["content"]["application/json"]["example"])
+    spec_validator("ForgetStatus").validate(status["content"]["application/json"]["example"])
+    code, body = forget_accepted(new_forget_id(), "Ada Lovelace")
+    assert code == 202 and "Location" in accepted["headers"]
+    spec_validator("ForgetAccepted").validate(body)
+    finished = forget_status(body["forget_id"], "Ada Lovelace", "SUCCEEDED", deleted={})
+    failed = forget_status(body["forget_id"], "Ada Lovelace", "FAILED")
+    running = forget_status(body["forget_id"], "Ada Lovelace", "RUNNING")
+    for answer in (running, failed):
+        spec_validator("ForgetStatus").validate(answer)
+    assert (
+        "deleted" in finished
+        and "error" in failed
+        and set(running)
+        == {
+            "forget_id",
+            "person",
+            "status",
+        }
+    )
+    with pytest.raises(ValueError):
+        forget_status(body["forget_id"], "Ada Lovelace", "ABORTED")

@@ -98,7 +98,11 @@ def test_resource_star_is_acknowledged_only_where_aws_requires_it(synthesized):
     }
     stack = synthesized.service_stack
     functions = {f"{function.node.path.split('/', 1)[1]}/Role" for function in stack.functions}
-    workflows = {"TrainingWorkflow/StateMachine", "ReindexWorkflow/StateMachine"}
+    workflows = {
+        "TrainingWorkflow/StateMachine",
+        "ReindexWorkflow/StateMachine",
+        "ForgetWorkflow/StateMachine",
+    }
     assert holders == functions | workflows
 
 

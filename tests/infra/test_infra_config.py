@@ -32,7 +32,7 @@ def test_dev_reserves_no_concurrency_so_a_new_account_can_deploy_it():
         dev.training,
         dev.report,
         dev.reindex,
-        dev.forget_person,
+        dev.forget,
     )
     assert all(setting.reserved_concurrency is None for setting in settings)
     assert load_config("prod").index_faces.reserved_concurrency is not None
@@ -52,7 +52,7 @@ def test_only_prod_keeps_identify_environments_initialised_within_its_reservatio
 
 def test_forget_loads_no_model_and_may_outlive_the_api_integration():
     for name in ENVIRONMENTS:
-        forget = load_config(name).forget_person
+        forget = load_config(name).forget
         assert (forget.memory_mb, forget.timeout.to_seconds()) == (1024, 300)
         assert forget.reserved_concurrency is None
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import boto3
 import pytest
 from aws_cdk.assertions import Match
 from infra_support import resolve, resources_of_type
+from moto import mock_aws
+
+from tests.support import ENV, create_resources
 
 BUCKETS = {
     "IngestBucket": "ingest",
@@ -115,18 +119,52 @@ def test_catalog_table_matches_the_contract(synthesized):
                         {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
                     ],
                     "Projection": {"ProjectionType": "ALL"},
-                }
+                },
+                {
+                    "IndexName": "gsi2",
+                    "KeySchema": [{"AttributeName": "gsi2pk", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                },
             ],
             "AttributeDefinitions": Match.array_with(
                 [
                     {"AttributeName": name, "AttributeType": "S"}
-                    for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+                    for name in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk")
                 ]
             ),
             "BillingMode": "PAY_PER_REQUEST",
             "SSESpecification": {"SSEEnabled": True},
         },
     )
+
+
+def test_the_offline_tables_have_the_deployed_keys_and_indexes(synthesized):
+    """The moto tables every cloud test runs on (tests/support.create_resources) are the
+    template's: the same key schema and the same indexes with the same projections."""
+    deployed = {
+        resolve(table["Properties"]["TableName"]): table["Properties"]
+        for table in resources_of_type(synthesized.data_json, "AWS::DynamoDB::Table").values()
+    }
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        create_resources(session)
+        client = session.client("dynamodb")
+        for variable in ("CATALOG_TABLE", "FACE_INDEX_TABLE"):
+            offline = client.describe_table(TableName=ENV[variable])["Table"]
+            template = next(
+                properties
+                for name, properties in deployed.items()
+                if name.endswith(ENV[variable].split("-", 2)[-1])
+            )
+            assert offline["KeySchema"] == template["KeySchema"]
+            indexes = {
+                index["IndexName"]: (index["KeySchema"], index["Projection"]["ProjectionType"])
+                for index in offline["GlobalSecondaryIndexes"]
+            }
+            assert indexes == {
+                index["IndexName"]: (index["KeySchema"], index["Projection"]["ProjectionType"])
+                for index in template["GlobalSecondaryIndexes"]
+            }
 
 
 def test_face_index_table_matches_the_contract(synthesized):

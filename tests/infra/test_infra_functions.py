@@ -11,6 +11,8 @@ import pytest
 from aws_cdk import Duration
 from aws_cdk.assertions import Match
 from infra_support import (
+    ACCOUNT,
+    REGION,
     REPO_ROOT,
     Synthesized,
     function_by_handler,
@@ -18,6 +20,8 @@ from infra_support import (
     resources_of_type,
     role_permissions,
 )
+
+from facerec.flows.forget import RETRAINING
 
 ALIGN = "functions.align_faces.handler.handler"
 EMBED = "functions.embed_faces.handler.handler"
@@ -30,7 +34,10 @@ EVALUATE_REKOGNITION = "functions.training.evaluate_rekognition.handler"
 PUBLISH = "functions.training.publish.handler"
 REPORT = "functions.training.write_report.handler"
 REINDEX = "functions.reindex.handler.handler"
-FORGET = "functions.forget_person.handler.handler"
+FORGET = "functions.forget.request.handler"
+FORGET_GROUP_FACES = "functions.forget.group_faces.handler"
+FORGET_PERSON = "functions.forget.person.handler"
+FORGET_RETRAIN = "functions.forget.retrain.handler"
 RECONCILE = "functions.reconcile.handler.handler"
 ENDED = "functions.training.ended.handler"
 HANDLERS = (
@@ -46,6 +53,9 @@ HANDLERS = (
     REPORT,
     REINDEX,
     FORGET,
+    FORGET_GROUP_FACES,
+    FORGET_PERSON,
+    FORGET_RETRAIN,
     RECONCILE,
     ENDED,
 )
@@ -100,7 +110,9 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
 
     if handler == ALIGN:
         read("ingest"), read("faces"), put("faces"), put("quarantine")
-        table_actions("catalog", "GetItem", "PutItem", "Query", "BatchWriteItem", query=("gsi1",))
+        table_actions(
+            "catalog", "GetItem", "PutItem", "Query", "BatchWriteItem", query=("gsi1", "gsi2")
+        )
         allow(f"{s.bucket_arn('faces')}/*", {"s3:DeleteObject"})  # surplus crops
     elif handler == EMBED:
         read("faces"), table_actions("catalog", "GetItem", "UpdateItem", query=("gsi1",))
@@ -138,15 +150,29 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
         table_actions("face-index", "PutItem", "DeleteItem")
         rekognition("IndexFaces", "DeleteFaces")
         vectors("PutVectors")
-    elif handler == FORGET:
+    elif handler == FORGET:  # starts the forget workflow, reads its executions back
+        allow(f"<{state_machine(s, 'forget')}>", {"states:StartExecution"})
+        allow(executions(s, "forget"), {"states:DescribeExecution"})
+    elif handler == FORGET_GROUP_FACES:
+        read("models"), allow(f"{s.bucket_arn('faces')}/*", {"s3:DeleteObject"})
+        # the model pointer, faces through gsi1; deletes only photo, face and crop items
+        table_actions("catalog", "GetItem", "BatchWriteItem", "DeleteItem", query=("gsi1",))
+    elif handler == FORGET_PERSON:
         for bucket in ("ingest", "faces", "quarantine", "models", "reports"):
             read(bucket), delete(bucket)
-        put("models"), put("reports")
-        table_actions("catalog", "GetItem", "Scan", "DeleteItem", "BatchWriteItem", query=("gsi1",))
+        # no Scan: the person's items through the person-folder index (gsi2)
+        table_actions("catalog", "GetItem", "DeleteItem", "BatchWriteItem", query=("gsi1", "gsi2"))
         table_actions("face-index", "DeleteItem", query=("person-index",))
         rekognition("DeleteFaces")
         vectors("DeleteVectors")
-        allow(f"<{training_state_machine(s)}>", {"states:StartExecution"})
+        # the retraining it owes, before it deletes the current model
+        allow(f"{s.bucket_arn('models')}/{RETRAINING}", {"s3:PutObject"})
+    elif handler == FORGET_RETRAIN:
+        allow(f"{s.bucket_arn('models')}/{RETRAINING}", {"s3:DeleteObject"})
+        allow(f"<{state_machine(s, 'training')}>", {"states:StartExecution"})
+        allow(f"<{state_machine(s, 'training')}>", {"states:ListExecutions"})
+        allow(executions(s, "training"), {"states:StopExecution"})
+        table_actions("catalog", "DeleteItem")  # the training lock only
     elif handler == RECONCILE:
         read("faces"), allow(f"{s.bucket_arn('faces')}/*", {"s3:DeleteObject"})  # orphans
         table_actions(
@@ -161,16 +187,21 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
     return expected
 
 
-def training_state_machine(s: Synthesized) -> str:
-    """The logical id of the training state machine."""
+def state_machine(s: Synthesized, purpose: str) -> str:
+    """The logical id of the ``purpose`` (training, forget) state machine."""
     (logical_id,) = [
         logical_id
         for logical_id, resource in resources_of_type(
             s.service_json, "AWS::StepFunctions::StateMachine"
         ).items()
-        if resource["Properties"]["StateMachineName"] == s.config.resource_name("training")
+        if resource["Properties"]["StateMachineName"] == s.config.resource_name(purpose)
     ]
     return logical_id
+
+
+def executions(s: Synthesized, purpose: str) -> str:
+    """The ARN of every execution of the ``purpose`` state machine, as IAM reads it."""
+    return f"arn:aws:states:{REGION}:{ACCOUNT}:execution:<{state_machine(s, purpose)}.Name>:*"
 
 
 def test_every_function_runs_from_one_image(synthesized):
@@ -206,10 +237,15 @@ def test_memory_timeout_and_concurrency_come_from_the_config(synthesized, handle
         REPORT: config.report,
         REINDEX: config.reindex,
         RECONCILE: config.reindex,
-        FORGET: config.forget_person,
+        FORGET_GROUP_FACES: config.forget,
+        FORGET_PERSON: config.forget,
     }.get(handler, config.training)
     if handler == ENDED:  # no model loaded: one put, one delete
         settings = replace(config.training, memory_mb=512, timeout=Duration.minutes(1))
+    if handler == FORGET_RETRAIN:  # a few Step Functions calls
+        settings = replace(config.forget, memory_mb=512, timeout=Duration.minutes(1))
+    if handler == FORGET:  # inside API Gateway's 29 s
+        settings = replace(config.forget, memory_mb=512, timeout=Duration.seconds(29))
     _, properties = function_by_handler(synthesized.service_json, handler)
     assert properties["MemorySize"] == settings.memory_mb
     assert properties["Timeout"] == settings.timeout.to_seconds()
@@ -227,9 +263,12 @@ def test_every_function_gets_the_contract_environment(synthesized, handler):
     config = synthesized.config
     _, properties = function_by_handler(synthesized.service_json, handler)
     variables = dict(properties["Environment"]["Variables"])
-    if handler == FORGET:  # it alone starts a retraining
+    if handler == FORGET_RETRAIN:  # it alone starts a retraining
         arn = variables.pop("TRAINING_STATE_MACHINE_ARN")
-        assert arn == {"Ref": training_state_machine(synthesized)}
+        assert arn == {"Ref": state_machine(synthesized, "training")}
+    if handler == FORGET:  # it alone starts a forget
+        arn = variables.pop("FORGET_STATE_MACHINE_ARN")
+        assert arn == {"Ref": state_machine(synthesized, "forget")}
     assert variables == {
         "INGEST_BUCKET": config.bucket_name("ingest"),
         "FACES_BUCKET": config.bucket_name("faces"),
@@ -297,6 +336,7 @@ def test_no_function_role_has_a_wildcard_action_or_a_foreign_resource(synthesize
             assert (
                 f"-{synthesized.config.name}" in resource
                 or resource.startswith("<")
+                or re.search(r"<\w+\.Name>", resource)  # one of this stack's state machines
                 or (resource == "*")
             )
 
@@ -480,7 +520,7 @@ VECTOR_ACTIONS = {
     RECONCILE: ({"s3vectors:PutVectors", "s3vectors:GetVectors"}, set()),
     IDENTIFY: ({"s3vectors:QueryVectors", "s3vectors:GetVectors"}, set()),
     REINDEX: ({"s3vectors:PutVectors"}, set()),
-    FORGET: ({"s3vectors:DeleteVectors"}, set()),
+    FORGET_PERSON: ({"s3vectors:DeleteVectors"}, set()),
 }
 
 
@@ -554,7 +594,8 @@ def test_each_training_step_runs_its_own_module(synthesized, number, handler):
 
 def test_only_forget_deletes_uploads_and_only_forget_starts_the_training(synthesized):
     template = synthesized.service_json
-    training = f"<{training_state_machine(synthesized)}>"
+    training = f"<{state_machine(synthesized, 'training')}>"
+    forget = f"<{state_machine(synthesized, 'forget')}>"
     for handler in HANDLERS:
         _, properties = function_by_handler(template, handler)
         permissions = role_permissions(template, properties["Role"]["Fn::GetAtt"][0])
@@ -568,8 +609,8 @@ def test_only_forget_deletes_uploads_and_only_forget_starts_the_training(synthes
             for resource, actions in permissions.items()
             if actions & (S3_DELETE | {"s3:ListBucketVersions"})
         }
-        if handler == FORGET:
-            assert starts == {training}
+        if handler == FORGET_PERSON:
+            assert starts == set()
             assert deletes == {
                 arn
                 for bucket in ("ingest", "faces", "quarantine", "models", "reports")
@@ -578,7 +619,12 @@ def test_only_forget_deletes_uploads_and_only_forget_starts_the_training(synthes
             # Every version of a model (the models bucket is versioned) can be removed.
             assert permissions[f"{synthesized.bucket_arn('models')}/*"] >= S3_DELETE
             assert "rekognition:DeleteFaces" in permissions[synthesized.collection_arn]
-        elif handler in (ALIGN, RECONCILE):  # surplus and orphan crops, never an upload
+        elif handler == FORGET_RETRAIN:  # only the retraining a forget owed
+            assert starts == {training}
+            assert deletes == {f"{synthesized.bucket_arn('models')}/{RETRAINING}"}
+        elif handler == FORGET:
+            assert starts == {forget} and deletes == set()
+        elif handler in (ALIGN, RECONCILE, FORGET_GROUP_FACES):  # crops, never an upload
             assert starts == set() and deletes == {f"{synthesized.bucket_arn('faces')}/*"}
         else:
             assert starts == set() and deletes == set(), handler

@@ -77,7 +77,11 @@ def check_asl(definition: dict) -> None:
         successors = [catcher["Next"] for catcher in state.get("Catch", [])]
         if state["Type"] in ("Succeed", "Fail"):
             assert "Next" not in state and "End" not in state, name
-        elif state["Type"] != "Choice":
+        elif state["Type"] == "Choice":
+            assert state["Choices"] and "Next" not in state and "End" not in state, name
+            successors += [rule["Next"] for rule in state["Choices"]]
+            successors += [state["Default"]] if "Default" in state else []
+        else:
             assert ("Next" in state) != bool(state.get("End")), name
             successors += [state["Next"]] if "Next" in state else []
         for successor in successors:
@@ -167,7 +171,7 @@ def test_a_report_that_fails_is_kept_in_the_state_and_the_training_succeeds(synt
     assert states["Trained"] == {"Type": "Succeed"}
 
 
-@pytest.mark.parametrize("purpose", ["training", "reindex"])
+@pytest.mark.parametrize("purpose", ["training", "reindex", "forget"])
 def test_every_task_has_a_timeout_just_above_its_functions(synthesized, purpose):
     template = synthesized.service_json
     logical_id, _ = state_machine(synthesized, purpose)
@@ -229,7 +233,7 @@ def test_training_role_invokes_its_six_functions_and_writes_only_failure_records
     assert permissions == {}
 
 
-@pytest.mark.parametrize("purpose", ["training", "reindex"])
+@pytest.mark.parametrize("purpose", ["training", "reindex", "forget"])
 def test_workflows_log_everything_but_execution_data_and_are_traced(synthesized, purpose):
     _, properties = state_machine(synthesized, purpose)
     assert properties["StateMachineType"] == "STANDARD"
@@ -431,3 +435,52 @@ def test_training_ended_writes_failure_records_and_releases_the_lock_only(synthe
     assert permissions.pop("*") == {"xray:PutTelemetryRecords", "xray:PutTraceSegments"}
     [log_group] = permissions
     assert permissions[log_group] == {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+# ---- forget ----------------------------------------------------------------------------------
+
+FORGET_ORDER = [
+    ("ForgetGroupFaces", "functions.forget.group_faces.handler"),
+    ("ForgetPerson", "functions.forget.person.handler"),
+    ("Retrain", "functions.forget.retrain.handler"),
+]
+
+
+def test_forget_runs_group_faces_then_the_person_then_retrains_only_when_needed(synthesized):
+    logical_id, _ = state_machine(synthesized, "forget")
+    definition = definition_of(synthesized.service_json, logical_id)
+    check_asl(definition)
+    states = definition["States"]
+    assert definition["StartAt"] == "ForgetGroupFaces"
+    for name, handler in FORGET_ORDER:
+        assert states[name]["Resource"] == function_arn(synthesized, handler), name
+        assert {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ForgetFailed"} in (
+            states[name]["Catch"]
+        )
+        retried = {error for retry in states[name]["Retry"] for error in retry["ErrorEquals"]}
+        assert retried >= THROTTLING, name
+    assert states["ForgetGroupFaces"]["Next"] == "ForgetPerson"
+    assert states["ForgetPerson"]["Next"] == "CurrentModelDeleted"
+    choice = states["CurrentModelDeleted"]
+    assert choice["Choices"] == [
+        {"Variable": "$.retrain_options", "IsPresent": True, "Next": "Retrain"}
+    ]
+    assert choice["Default"] == "Forgotten" and states["Retrain"]["Next"] == "Forgotten"
+    assert states["ForgetFailed"] == {
+        "Type": "Fail",
+        "ErrorPath": "$.error.Error",
+        "CausePath": "$.error.Cause",
+    }
+    assert definition["TimeoutSeconds"] == 3600
+
+
+def test_forget_role_invokes_only_its_three_functions(synthesized):
+    template = synthesized.service_json
+    _, properties = state_machine(synthesized, "forget")
+    permissions = role_permissions(template, properties["RoleArn"]["Fn::GetAtt"][0])
+    for _, handler in FORGET_ORDER:
+        function = function_by_handler(template, handler)[0]
+        assert permissions.pop(f"<{function}.Arn>") == {"lambda:InvokeFunction"}
+        assert permissions.pop(f"<{function}.Arn>:*") == {"lambda:InvokeFunction"}
+    assert {action.split(":")[0] for action in permissions.pop("*")} == {"logs", "xray"}
+    assert permissions == {}

@@ -147,3 +147,50 @@ def test_forget_deletes_a_person_everywhere_and_retrains(demo_run, assets, tmp_p
     assert again["models"] == [] and again["current_model"] is False
     assert again["photos"] == again["crops"] == again["quarantined"] == again["face_records"] == 0
     assert main(run(workspace, assets, "forget", "../etc")) == EXIT_ERROR
+
+
+def test_an_unknown_face_shows_its_closest_candidate_and_train_far_sets_both_engines(
+    demo_run, assets, tmp_path, capsys
+):
+    """A forgotten person's photo is "unknown" to every engine, each showing its closest
+    enrolled person beside it; `train --far` moves the nearest engine's threshold too."""
+    workspace = tmp_path / "workspace"
+    shutil.copytree(demo_run[0], workspace)
+    assert main(run(workspace, assets, "forget", "elton_john")) == EXIT_OK
+    assert main(run(workspace, assets, "train", "--far", "0.05")) == EXIT_OK
+    capsys.readouterr()
+    photo = sorted((assets.sample_set / "val" / "elton_john").glob("*.jpg"))[0]
+
+    assert main(run(workspace, assets, "identify", "--json", "--engine", "all", str(photo))) == 0
+    result = json.loads(capsys.readouterr().out)[str(photo)]
+    face = result["faces"][0]
+    for engine in ("facenet", "nearest", "hybrid"):
+        answer = face[engine]
+        assert answer["person"] == "unknown", engine
+        assert answer["candidate"]["person"] != "elton_john", engine
+        assert answer["candidate"]["score"] == answer["score"], engine
+    assert face["hybrid"]["candidate"] == face["facenet"]["candidate"]
+    model_id = result["model_id"]
+    meta = json.loads((workspace / "models" / model_id / "metadata.json").read_text())
+    assert meta["nearest"]["far_target"] == meta["open_set"]["far_target"] == 0.05
+    nearest = result["engines"]["nearest"]
+    assert nearest["far_target"] == 0.05
+    assert nearest["unknown_threshold"] == round(meta["nearest"]["threshold"], 6)
+
+    assert main(run(workspace, assets, "identify", "--engine", "nearest", str(photo))) == 0
+    candidate = face["nearest"]["candidate"]
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    expected = f"nearest unknown (score {candidate['score']:.2f}; closest: {candidate['person']} "
+    assert line.endswith(expected + f"{candidate['score']:.2f})"), line
+
+
+def test_the_default_cache_is_the_one_make_setup_fills(monkeypatch):
+    """`make setup` puts the weights and sample photos in <repo>/.cache; the CLI looks there
+    when neither --cache-dir nor FACEREC_CACHE_DIR says otherwise."""
+    from facerec.interfaces.cli import build_parser
+
+    monkeypatch.delenv("FACEREC_CACHE_DIR", raising=False)
+    makefile = Path(__file__).resolve().parents[2] / "Makefile"
+    assert "CACHE := .cache" in makefile.read_text()
+    args = build_parser().parse_args(["status"])
+    assert args.cache_dir == makefile.parent / ".cache"

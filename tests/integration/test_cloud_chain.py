@@ -376,9 +376,9 @@ def run_chain(app, session, stubber, definition, invoker, sample_set) -> None:
     assert numbers["engines"]["facenet"]["ran"] and numbers["engines"]["rekognition"]["ran"]
     assert numbers["engines"]["rekognition"]["accuracy_all"] == 1.0
     models = s3.list_objects_v2(Bucket=settings.models_bucket)["Contents"]
-    assert {f"{model_id}/model.npz", f"{model_id}/metadata.json"} <= {
-        item["Key"] for item in models
-    }
+    published = app.catalog.current_model().artifact_key  # named by its content
+    assert published == output["model_key"] == f"{model_id}/model-{output['model_sha256'][:16]}.npz"
+    assert {published, f"{model_id}/metadata.json"} <= {item["Key"] for item in models}
 
     # 5. /identify through the API handler, with the published model
     correct = 0
@@ -429,8 +429,10 @@ def test_a_bad_photo_replacing_an_enrolled_one_keeps_the_upload_and_clears_its_f
         assert (result["status"], result["code"]) == ("rejected", "not_an_image")
         assert cloud.get(ingest, key) == b"not a photo at all"  # the upload, untouched
         digest = hashlib.sha256(b"not a photo at all").hexdigest()
-        assert cloud.get(ENV["QUARANTINE_BUCKET"], f"{digest}.bin") == b"not a photo at all"
-        reason = json.loads(cloud.get(ENV["QUARANTINE_BUCKET"], f"{digest}.json"))
+        assert (
+            cloud.get(ENV["QUARANTINE_BUCKET"], f"ben_afflek/{digest}.bin") == b"not a photo at all"
+        )
+        reason = json.loads(cloud.get(ENV["QUARANTINE_BUCKET"], f"ben_afflek/{digest}.json"))
         assert (reason["key"], reason["code"]) == (key, "not_an_image")
         assert cloud.keys(faces) == [kept_crop]  # the old photo's crop is deleted
         assert [face.crop_key for face in cloud.app.catalog.faces("ben_afflek")] == [kept_crop]

@@ -9,6 +9,7 @@ is the one the role names."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import uuid
@@ -21,8 +22,15 @@ from PIL import Image
 
 from facerec.storage.rekognition import external_image_id
 from tests import support
-from tests.iam import CallChecker, Deployment, Request, function_policies, table_keys
-from tests.infra.infra_support import ACCOUNT, REGION, resolve, synthesize
+from tests.iam import (
+    CallChecker,
+    Deployment,
+    Request,
+    function_policies,
+    table_keys,
+    with_state_machine_arns,
+)
+from tests.infra.infra_support import ACCOUNT, REGION, definition_of, resolve, synthesize
 from tests.support import (
     api_event,
     b64,
@@ -31,6 +39,7 @@ from tests.support import (
     index_params,
     indexed_response,
     object_deleted_event,
+    run_workflow,
     sample_photos,
     search_params,
     search_response,
@@ -43,7 +52,10 @@ EMBED = "functions.embed_faces.handler.handler"
 INDEX = "functions.index_faces.handler.handler"
 IDENTIFY = "functions.identify_faces.handler.handler"
 REINDEX = "functions.reindex.handler.handler"
-FORGET = "functions.forget_person.handler.handler"
+FORGET = "functions.forget.request.handler"
+FORGET_GROUP_FACES = "functions.forget.group_faces.handler"
+FORGET_PERSON = "functions.forget.person.handler"
+FORGET_RETRAIN = "functions.forget.retrain.handler"
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +78,26 @@ def function_environment(template: dict) -> dict[str, str]:
 def cloud(synthesized, assets, analyser):
     """The functions' Services against moto and the Stubber, with the template's names; the
     checker records every call they make from here on."""
-    template = synthesized.service_json
+    where = Deployment(REGION, ACCOUNT, table_keys(synthesized.data_json))
+    template = with_state_machine_arns(synthesized.service_json, where)
     environment = function_environment(template)
     names = {name: environment[name] for name in support.ENV}
-    arn = environment["TRAINING_STATE_MACHINE_ARN"]  # forget's only
+    machines = {  # the forget functions' only
+        name: environment[name]
+        for name in ("TRAINING_STATE_MACHINE_ARN", "FORGET_STATE_MACHINE_ARN")
+    }
     with (
-        mock.patch.dict(support.ENV, {**names, "TRAINING_STATE_MACHINE_ARN": arn}),
+        mock.patch.dict(support.ENV, {**names, **machines}),
         cloud_environment(analyser, assets.weights) as cloud,
     ):
-        where = Deployment(REGION, ACCOUNT, table_keys(synthesized.data_json))
         cloud.checker = CallChecker(function_policies(template), where)
+        cloud.handlers_by_arn = {
+            f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}": resource["Properties"][
+                "ImageConfig"
+            ]["Command"][0]
+            for logical_id, resource in template["Resources"].items()
+            if resource["Type"] == "AWS::Lambda::Function"
+        }
         cloud.checker.attach(cloud.session)  # every client Services creates from now on
         cloud.checker.attach(cloud.app.rekognition)  # created for the Stubber already
         yield cloud
@@ -311,40 +333,124 @@ def test_a_reindex_batch_calls_only_what_its_role_allows(cloud, sample_set):
     assert table_grants(cloud, REINDEX) == table_uses(cloud, REINDEX)
 
 
-def delete_event(name: str) -> dict:
-    """An API Gateway REST proxy event (IAM-authorised) for DELETE /people/{name}."""
+def test_the_forget_request_and_workflow_call_only_what_their_roles_allow(
+    cloud, deployed, synthesized
+):
+    """DELETE and GET as the request function; the workflow's steps run from the synthesized
+    forget state machine, each as the function its Task invokes."""
+    from functions.forget.request import handler as request
+
+    face_ids = deployed
+    madonna = sorted(face_id for key, face_id in face_ids.items() if key.startswith("madonna/"))
+    forget_machine = support.ENV["FORGET_STATE_MACHINE_ARN"]
+    training = support.ENV["TRAINING_STATE_MACHINE_ARN"]
+    executions = training.replace(":stateMachine:", ":execution:")
+    assert cloud.app.catalog.lock_training("old-run", 600) is None
+    with Stubber(cloud.app.stepfunctions) as stepfunctions:
+        stepfunctions.add_response(
+            "start_execution",
+            {"executionArn": f"{forget_machine}:x", "startDate": "2026-12-03T00:00:00Z"},
+            {"stateMachineArn": forget_machine, "name": ANY, "input": ANY},
+        )
+        with cloud.checker.acting_as(FORGET):
+            accepted = request(api_event_for("DELETE", "/people/{name}", name="madonna"))
+        assert accepted["statusCode"] == 202, accepted["body"]
+
+        cloud.stubber.add_response(
+            "delete_faces",
+            {"DeletedFaces": madonna},
+            {"CollectionId": support.ENV["COLLECTION_ID"], "FaceIds": madonna},
+        )
+        stepfunctions.add_response(
+            "list_executions",
+            {
+                "executions": [
+                    {
+                        "executionArn": f"{executions}:old-run",
+                        "stateMachineArn": training,
+                        "name": "old-run",
+                        "status": "RUNNING",
+                        "startDate": "2026-12-03T00:00:00Z",
+                    }
+                ]
+            },
+            {"stateMachineArn": training, "statusFilter": "RUNNING"},
+        )
+        stepfunctions.add_response(
+            "stop_execution",
+            {"stopDate": "2026-12-03T00:00:01Z"},
+            {"executionArn": f"{executions}:old-run", "error": ANY, "cause": ANY},
+        )
+        stepfunctions.add_response(
+            "start_execution",
+            {"executionArn": f"{executions}:new", "startDate": "2026-12-03T00:00:02Z"},
+            {"stateMachineArn": training, "input": ANY},
+        )
+        status, output = run_workflow(
+            state_machine_definition(synthesized, "forget"),
+            {"person": "madonna"},
+            lambda arn, state: as_function(cloud, arn, state),
+        )
+        assert status == "SUCCEEDED", output
+        forget_id = json.loads(accepted["body"])["forget_id"]
+        stepfunctions.add_response(
+            "describe_execution",
+            {
+                "executionArn": f"{forget_machine.replace(':stateMachine:', ':execution:')}:x",
+                "stateMachineArn": forget_machine,
+                "status": "SUCCEEDED",
+                "startDate": "2026-12-03T00:00:00Z",
+                "input": '{"person": "madonna"}',
+                "output": json.dumps(output),
+            },
+            {"executionArn": ANY},
+        )
+        with cloud.checker.acting_as(FORGET):
+            answer = request(api_event_for("GET", "/forgets/{forget_id}", forget_id=forget_id))
+        stepfunctions.assert_no_pending_responses()
+    cloud.stubber.assert_no_pending_responses()
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["status"] == "SUCCEEDED"
+    assert output["deleted"]["rekognition_faces"] == len(madonna)
+    assert output["deleted"]["stopped_trainings"] == ["old-run"]
+    # the three steps ran, each as its own function, and none scanned the catalog
+    for step in (FORGET_GROUP_FACES, FORGET_PERSON, FORGET_RETRAIN):
+        assert cloud.checker.requests(step), step
+        assert not any(r.action == "dynamodb:Scan" for r in cloud.checker.requests(step))
+    assert Request("states:StartExecution", forget_machine) in cloud.checker.requests(FORGET)
+    assert Request("states:StopExecution", f"{executions}:old-run") in cloud.checker.requests(
+        FORGET_RETRAIN
+    )
+
+
+def state_machine_definition(synthesized, purpose: str) -> dict:
+    """The ``purpose`` state machine's definition as Step Functions will read it."""
+    (logical_id,) = [
+        logical_id
+        for logical_id, resource in synthesized.service_json["Resources"].items()
+        if resource["Type"] == "AWS::StepFunctions::StateMachine"
+        and resource["Properties"]["StateMachineName"] == synthesized.config.resource_name(purpose)
+    ]
+    return definition_of(synthesized.service_json, logical_id)
+
+
+def as_function(cloud, function_arn: str, state: dict) -> dict:
+    """Invoke the handler of the function ``function_arn`` names, acting as that function."""
+    handler = cloud.handlers_by_arn[function_arn]
+    module, name = handler.rsplit(".", 1)
+    with cloud.checker.acting_as(handler):
+        return getattr(importlib.import_module(module), name)(state)
+
+
+def api_event_for(method: str, resource: str, **parameters: str) -> dict:
+    """An API Gateway REST proxy event (IAM-authorised) for ``method resource``."""
+    path = resource.format(**parameters)
     return {
-        "resource": "/people/{name}",
-        "path": f"/people/{name}",
-        "httpMethod": "DELETE",
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
         "headers": {},
-        "pathParameters": {"name": name},
+        "pathParameters": parameters,
         "requestContext": {"requestId": str(uuid.uuid4()), "accountId": support.ACCOUNT},
         "body": None,
         "isBase64Encoded": False,
     }
-
-
-def test_forget_calls_only_what_its_role_allows(cloud, deployed):
-    from functions.forget_person.handler import handler as forget
-
-    face_ids = deployed
-    madonna = sorted(face_id for key, face_id in face_ids.items() if key.startswith("madonna/"))
-    cloud.stubber.add_response(
-        "delete_faces",
-        {"DeletedFaces": madonna},
-        {"CollectionId": support.ENV["COLLECTION_ID"], "FaceIds": madonna},
-    )
-    training = support.ENV["TRAINING_STATE_MACHINE_ARN"]
-    with Stubber(cloud.app.stepfunctions) as stepfunctions:
-        stepfunctions.add_response(
-            "start_execution",
-            {"executionArn": f"{training}:forget", "startDate": "2026-11-28T00:00:00Z"},
-            {"stateMachineArn": training, "input": ANY},
-        )
-        with cloud.checker.acting_as(FORGET):
-            response = forget(delete_event("madonna"))
-        stepfunctions.assert_no_pending_responses()
-    cloud.stubber.assert_no_pending_responses()
-    assert response["statusCode"] in (200, 202), response["body"]
-    assert Request("states:StartExecution", training) in cloud.checker.requests(FORGET)

@@ -167,8 +167,8 @@ def test_new_bytes_under_a_known_key_replace_the_old_crops(local, sample_set):
     # the user's upload is kept as uploaded, and quarantined with its reason
     assert local.stores.ingest.get("elton_john/x.jpg") == b"garbage"
     digest = hashlib.sha256(b"garbage").hexdigest()
-    assert local.stores.quarantine.get(f"{digest}.bin") == b"garbage"
-    reason = json.loads(local.stores.quarantine.get(f"{digest}.json"))
+    assert local.stores.quarantine.get(f"elton_john/{digest}.bin") == b"garbage"
+    reason = json.loads(local.stores.quarantine.get(f"elton_john/{digest}.json"))
     assert (reason["key"], reason["code"]) == ("elton_john/x.jpg", "not_an_image")
     # what came from the old photo is gone: its crops and its faces with their embeddings
     assert not local.stores.faces.exists("elton_john/x-0.png")

@@ -83,6 +83,18 @@ class ModelIntegrityError(FaceRecError):
     code = "model_integrity"
 
 
+class WorkspaceError(FaceRecError):
+    """The workspace cannot be written (read-only, or not the user's): names the path."""
+
+    code = "workspace_unwritable"
+
+
+class WorkspaceFull(WorkspaceError):
+    """The disk holding the workspace is full: names the path; nothing half-written is kept."""
+
+    code = "disk_full"
+
+
 class EngineUnavailable(FaceRecError):
     """The engine cannot answer here (e.g. Rekognition without an AWS account)."""
 

@@ -27,11 +27,18 @@ DEFAULT_LIMITS = ImageLimits()
 @dataclass(frozen=True)
 class DetectorSettings:
     """MTCNN settings. ``min_confidence`` filters ONet scores (0.8 is MTCNN's own ONet threshold;
-    a sunglasses photo in the sample set scores 0.84); ``batch_size`` photos per call."""
+    a sunglasses photo in the sample set scores 0.84); ``batch_size`` photos per call.
+
+    ``max_pixels``, the detection budget: MTCNN's memory grows with the pixels it scans (about
+    115 MB a megapixel), so a larger photo is scanned downscaled to this many pixels (faces
+    then need ``min_face_size`` px at that scale) and a call holds at most this many pixels
+    in all (one photo at least). Boxes stay in the photo's own pixels; crops are cut from it.
+    """
 
     min_face_size: int = 20
     min_confidence: float = 0.80
     batch_size: int = 16
+    max_pixels: int = 2_500_000
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,14 @@ class Answer:
     fields: Mapping = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"person": self.person, **self.fields}
+        """``{"person", **fields}``; an "unknown" answer with a candidate also carries
+        ``"candidate": {"person", "score"}``: the best match it did not accept and its score
+        (the engine's own scale, None when not finite), shown beside "unknown", never as it."""
+        answer = {"person": self.person, **self.fields}
+        if self.person == UNKNOWN and self.candidate is not None:
+            score = None if self.score is None else number(self.score)
+            answer["candidate"] = {"person": self.candidate, "score": score}
+        return answer
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@ needs no retraining, and "unknown" falls out of the open-set score (facerec.engi
 
 In process (``NearestEngine``) the gallery is an OpenSetIdentifier: the local catalog's
 faces (exact search, an HNSW index past ``gallery.APPROXIMATE_FROM`` faces, its own
-threshold) or a model's training part in an evaluation. In the cloud (``VectorNearest``) the
-faces and centroids live in S3 Vectors and the threshold is the one the training workflow
-calibrated on every labelled face (``metadata["nearest"]``).
+threshold, calibrated to the false-accept rate the current model was trained with:
+``model_far``) or a model's training part in an evaluation. In the cloud (``VectorNearest``)
+the faces and centroids live in S3 Vectors and the threshold is the one the training workflow
+calibrated on every labelled face (``metadata["nearest"]``). Either way one setting,
+``TrainOptions.far`` (``facerec train --far``), calibrates both engines.
 """
 
 from __future__ import annotations
@@ -91,27 +93,39 @@ class VersionedCatalog(Protocol):
     def faces(self, person: str | None = None, labelled_only: bool = True) -> list[FaceRecord]: ...
 
 
+def model_far(model: Callable) -> float:
+    """The false-accept rate the current model (``model()``, a TrainedModel) calibrated the
+    nearest engine to (``metadata["nearest"]["far_target"]``: its TrainOptions.far);
+    DEFAULT_FAR before the first training (ModelNotFound)."""
+    try:
+        metadata = model().metadata
+    except ModelNotFound:
+        return DEFAULT_FAR
+    return float(metadata["nearest"]["far_target"])
+
+
 class CatalogIdentifier:
     """The catalog's labelled faces as an OpenSetIdentifier, rebuilt and recalibrated (to
-    ``far``, leave-one-person-out) when the catalog has changed since it was built (by this
-    process or another). ``labelled(catalog)`` reads the faces (it checks the crop method)."""
+    ``far()``, leave-one-person-out) when the catalog has changed since it was built (by this
+    process or another) or ``far()`` has (a model trained with another ``--far``).
+    ``labelled(catalog)`` reads the faces (it checks the crop method)."""
 
     def __init__(
         self,
         catalog: VersionedCatalog,
         labelled: Callable[[], list[FaceRecord]],
-        far: float = DEFAULT_FAR,
+        far: Callable[[], float] = lambda: DEFAULT_FAR,
     ):
         self.catalog, self.labelled, self.far = catalog, labelled, far
         self._identifier: OpenSetIdentifier | None = None
-        self._built_for: tuple[int, int] | None = None
+        self._built_for: tuple[tuple[int, int], float] | None = None
 
     def __call__(self) -> OpenSetIdentifier:
         """NotEnoughData when fewer than 2 people are enrolled."""
-        state = self.catalog.version()
+        state = (self.catalog.version(), self.far())
         if self._identifier is None or state != self._built_for:
             faces = self.labelled()
-            self._identifier = OpenSetIdentifier(far=self.far).fit(
+            self._identifier = OpenSetIdentifier(far=state[1]).fit(
                 np.stack([face.embedding for face in faces]),
                 np.array([face.person for face in faces]),
                 np.array([face.face_id for face in faces]),
@@ -134,21 +148,24 @@ class VectorNearest:
     def __init__(self, store: VectorStore, model, cohort: int = COHORT):
         self.store, self.model, self.cohort = store, model, cohort
 
-    def threshold(self) -> float:
+    def calibration(self) -> dict:
+        """The current model's ``metadata["nearest"]``: ``threshold``, ``far_target``..."""
         calibration = self.model().metadata.get("nearest")
         if calibration is None:
             raise ModelNotFound(
                 "the current model has no nearest-neighbour calibration; run the training "
                 "workflow again"
             )
-        return float(calibration["threshold"])
+        return calibration
 
     def identify(self, faces: Sequence[Probe]) -> Identification:
-        threshold = self.threshold()
+        calibration = self.calibration()
+        threshold = float(calibration["threshold"])
         embeddings = np.stack([face.embedding for face in faces]).astype(np.float32)
         labels, scores = self.search(embeddings)
         labels_accepted = accept(labels, scores, threshold)
-        return _identification(labels_accepted, labels, scores, threshold, self.describe())
+        summary = {**self.describe(), "far_target": calibration["far_target"]}
+        return _identification(labels_accepted, labels, scores, threshold, summary)
 
     def search(self, vectors) -> tuple[np.ndarray, np.ndarray]:
         """float32 (Q, 128) unit vectors -> labels (Q,) str, the person of the nearest face

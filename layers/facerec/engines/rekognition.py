@@ -28,7 +28,10 @@ class PeopleLookup(Protocol):
 class RekognitionEngine:
     """``person`` is the best match's person, "unknown" when its similarity is under
     ``min_similarity`` (0-100), nothing matched or Rekognition found no face in the crop.
-    FaceIds in ``exclude`` never match (the held-out faces of an evaluation).
+    The search asks with FaceMatchThreshold 0 and applies ``min_similarity`` here, so the
+    best match under it comes with the same call: it is the answer's ``candidate`` (shown
+    beside "unknown"). FaceIds in ``exclude`` never match (the held-out faces of an
+    evaluation).
 
     A face asked again (the same probe object: "rekognition" and "hybrid" in one request) is
     answered from memory: every search is a billed call."""

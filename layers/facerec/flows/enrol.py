@@ -5,6 +5,20 @@ The user's upload (the ingest store's object) is only read: enrolment never rewr
 deletes it. When new bytes replace an enrolled photo, the old photo's surplus crops are
 deleted from the faces store (in the cloud their FaceIds and vectors follow through the
 crops' "Object Deleted" events) and its catalog faces are replaced.
+
+Commit order of one photo, so that a run stopped between any two writes leaves a state the
+next run completes (tests/unit/flows/test_crash_windows.py stops it at each write):
+
+1. its crops ``<Person>/<stem>-N.png`` (an enrolled photo), or its quarantined bytes
+   ``<sha256>.bin`` then their reason ``<sha256>.json`` (a refused one);
+2. its catalog record, photo and faces in one transaction: the commit point. Until it is
+   written the catalog still holds no record (or the replaced version's, with another
+   sha256), so the next run enrols the photo again. Only a catalog record owns crops: a crop
+   that no other photo's record holds (one left by a run stopped before step 2) is this
+   photo's own name, overwritten, never a name collision;
+3. the replaced version's surplus crops, highest index first. A photo whose record has its
+   bytes' sha256 is only ``unchanged`` once these are gone: the next run deletes any it finds
+   from the record's face count up.
 """
 
 from __future__ import annotations
@@ -13,7 +27,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
@@ -145,6 +159,7 @@ class Enrolment:
                 continue
             known = self.stores.catalog.get_photo(key)
             if known and known.sha256 == sha256:
+                self._delete_surplus(known)  # a run may have stopped before deleting them
                 record(
                     PhotoOutcome(
                         key,
@@ -182,6 +197,9 @@ class Enrolment:
         analysed = self.analyser.analyse([image for *_, image in decoded])
         deferred = []
         for (item, key, sha256, image), faces in zip(decoded, analysed, strict=True):
+            if isinstance(faces, TooManyFaces):  # detected, never embedded
+                record(self._reject(item, key, sha256, faces, image.shape))
+                continue
             pending = _Pending(item, key, sha256, image.shape, faces)
             if faces and (other := self._crop_owner(key, claimed)):
                 error = NameCollision(
@@ -197,9 +215,6 @@ class Enrolment:
                         item, key, sha256, NoFaceFound("no face found in the photo"), image.shape
                     )
                 )
-            elif len(faces) > self.settings.max_faces:
-                error = TooManyFaces(f"{len(faces)} faces; at most {self.settings.max_faces}")
-                record(self._reject(item, key, sha256, error, image.shape))
             elif len(faces) == 1:
                 record(self._commit(pending))
             else:
@@ -208,22 +223,46 @@ class Enrolment:
 
     def _crop_owner(self, key: str, claimed: dict[str, str]) -> str | None:
         """The other photo whose crops ``<Person>/<stem>-N.png`` this photo's would overwrite
-        (same person and stem, other extension), or None. Claims the crop names for ``key``."""
+        (same person and stem, other extension): one claimed earlier in this run, or one whose
+        catalog record holds faces; else None. Claims the crop names for ``key``."""
         first_crop = crop_key(key, 0)
         owner = claimed.setdefault(first_crop, key)
         if owner != key:
             return owner
-        catalog, crops = self.stores.catalog, self.stores.faces
-        if catalog.get_photo(key) is not None or not crops.exists(first_crop):
+        if not self.stores.faces.exists(first_crop):
             return None
-        stem = PurePosixPath(key).stem
-        prefix = str(PurePosixPath(key).with_name(stem))
-        others = (
-            other
-            for other in self.stores.ingest.keys(prefix)
-            if other != key and PurePosixPath(other).stem == stem
+        own = self.stores.catalog.get_photo(key)
+        return None if own is not None and own.face_count else self._catalogued_owner(key)
+
+    def _catalogued_owner(self, key: str) -> str | None:
+        """The other photo of the same person and stem whose catalog record holds faces (so
+        the crops named like ``key``'s are its own), or None: a crop no record holds is free."""
+        first_crop = crop_key(key, 0)
+        person = key.partition("/")[0]
+        return next(
+            (
+                photo.key
+                for photo in self.stores.catalog.photos(person)
+                if photo.key != key and photo.face_count and crop_key(photo.key, 0) == first_crop
+            ),
+            None,
         )
-        return next(others, f"another photo named {stem}.*")
+
+    def _delete_surplus(self, photo: PhotoRecord, previous_count: int = 0) -> None:
+        """Delete the crops named like ``photo``'s beyond its ``face_count``: a replaced
+        version's (``previous_count`` faces) and any left by a run stopped before deleting
+        them (found from ``face_count`` up), unless another photo's record holds them.
+        Highest index first, so that what a stop leaves is contiguous from ``face_count``."""
+        crops = self.stores.faces
+        end = max(previous_count, photo.face_count)
+        while crops.exists(crop_key(photo.key, end)):
+            end += 1
+        if end == photo.face_count or (
+            not photo.face_count and self._catalogued_owner(photo.key) is not None
+        ):
+            return
+        for index in reversed(range(photo.face_count, end)):
+            crops.delete(crop_key(photo.key, index))
 
     def _reject(
         self,
@@ -234,12 +273,14 @@ class Enrolment:
         shape: tuple[int, ...] = (0, 0),
     ) -> PhotoOutcome:
         """Quarantine the bytes with their reason, stored under their hash (the names may be
-        hostile), and record the photo's status when its key is valid."""
+        hostile) in the person's folder (``quarantine_key``), and record the photo's status
+        when its key is valid."""
         status = "no_face" if isinstance(error, NoFaceFound) else "rejected"
         shown = key or f"{item.person}/{item.name}"
-        self.stores.quarantine.put(f"{sha256}.bin", item.data)
+        stored = quarantine_key(key, sha256)
+        self.stores.quarantine.put(f"{stored}.bin", item.data)
         self.stores.quarantine.put(
-            f"{sha256}.json",
+            f"{stored}.json",
             json.dumps(
                 {"key": shown, "code": error.code, "reason": str(error)}, ensure_ascii=False
             ).encode(),
@@ -257,25 +298,26 @@ class Enrolment:
         person, _ = split_ingest_key(key)
         marker = "size-" + hashlib.sha256(key.encode()).hexdigest()
         reason = {"key": key, "code": error.code, "reason": str(error), "bytes_copied": False}
-        self.stores.quarantine.put(
-            f"{marker}.json", json.dumps(reason, ensure_ascii=False).encode()
-        )
         try:
             person, _ = parse_ingest_key(key)
         except FaceRecError:
+            self.stores.quarantine.put(
+                f"{quarantine_key(None, marker)}.json",
+                json.dumps(reason, ensure_ascii=False).encode(),
+            )
             return PhotoOutcome(key, person, "rejected", code=error.code, reason=str(error))
+        self.stores.quarantine.put(
+            f"{quarantine_key(key, marker)}.json", json.dumps(reason, ensure_ascii=False).encode()
+        )
         self._replace_photo(PhotoRecord(key, person, marker, "rejected", str(error)), [])
         return PhotoOutcome(key, person, "rejected", code=error.code, reason=str(error))
 
     def _replace_photo(self, photo: PhotoRecord, faces: list[FaceRecord]) -> None:
-        """Record a photo's new state; when it replaces other bytes under the same key, delete
-        the crops the new version no longer has (never the upload itself)."""
+        """Record a photo's new state (the commit point), then delete the crops it no longer
+        has when it replaces other bytes under the same key (never the upload itself)."""
         previous = self.stores.catalog.get_photo(photo.key)
         self.stores.catalog.put_photo(photo, faces)
-        if previous is None:
-            return
-        for index in range(len(faces), previous.face_count):
-            self.stores.faces.delete(crop_key(photo.key, index))
+        self._delete_surplus(photo, previous.face_count if previous else 0)
 
     def _commit(self, pending: _Pending) -> PhotoOutcome:
         person = validate_person_name(pending.item.person)
@@ -309,6 +351,13 @@ class Enrolment:
         return PhotoOutcome(
             pending.key, person, "enrolled", len(records), labelled_face=chosen, rule=rule
         )
+
+
+def quarantine_key(key: str | None, name: str) -> str:
+    """Where a refused photo's bytes (``.bin``) and reason (``.json``) go: ``<Person>/<name>``
+    for a valid ingest key (so forgetting the person finds them by folder), ``<name>`` at
+    the top for a key no person could own."""
+    return f"{key.partition('/')[0]}/{name}" if key is not None else name
 
 
 def read_labelled_folder(

@@ -7,6 +7,17 @@ Functions task) with only keys passed between them:
     -> publish (promote unless the current model is better on the same faces: promotion)
 
 ``train`` runs the same steps in one process; they work through the storage ports.
+
+Commit order, so that a run stopped between any two writes leaves the catalog pointing at a
+complete model (tests/unit/flows/test_crash_windows.py stops it at each write): the runs on
+the held-out part (reports ``<model_id>/runs/<engine>.json``), the artifact
+``<model_id>/model-<sha256[:16]>.npz`` (named by its content: never overwritten, so a reader
+holding an older record of the same model id still finds the bytes it hashed), the metadata
+``<model_id>/metadata.json`` naming it, the held-out reports, the evaluation report with the
+promotion decision, and last the catalog's pointer (the commit point). A run stopped before
+the pointer changed nothing a reader follows: the next run trains and compares against the
+same current model, as if the stopped run had never been; the stopped run's files stay
+under its own model id, unregistered, as a model that was not promoted.
 """
 
 from __future__ import annotations
@@ -117,10 +128,13 @@ def fit(
         Gallery(X.shape[1]).add(training_set.face_ids, y, X), options.far, seed=options.seed
     )
     created = datetime.now(UTC)
+    # The options are hashed too: the same faces trained again in the same second with
+    # another --far (or C, split) make another model, which CurrentModel must reload.
+    trained_on = X[train_index].tobytes() + repr(options).encode()
     metadata = {
         "model_id": created.strftime("%Y%m%dT%H%M%SZ")
         + "-"
-        + hashlib.sha256(X[train_index].tobytes()).hexdigest()[:8],
+        + hashlib.sha256(trained_on).hexdigest()[:8],
         "created_at": created.isoformat(timespec="seconds"),
         "engine": "facenet-svc",
         "labels": classifier.classes_.tolist(),
@@ -362,19 +376,28 @@ def model_record(model: TrainedModel, keys: Mapping[str, str], decision: dict) -
     )
 
 
-def model_keys(model_id: str) -> dict[str, str]:
-    """Where a model's artifact and metadata live in the models bucket."""
-    return {"artifact": f"{model_id}/model.npz", "metadata": f"{model_id}/metadata.json"}
+def model_keys(model_id: str, sha256: str = "") -> dict[str, str]:
+    """Where a model's metadata lives in the models bucket and, given its artifact's sha256
+    (hex), its artifact: ``<model_id>/model-<sha256[:16]>.npz``, named by its content so that
+    saving the model again (with its evaluation, or republished) never overwrites an artifact
+    a record already points at."""
+    keys = {"metadata": f"{model_id}/metadata.json"}
+    if sha256:
+        keys["artifact"] = f"{model_id}/model-{sha256[:16]}.npz"
+    return keys
 
 
 def save_model(models: BlobStore, model: TrainedModel) -> dict[str, str]:
-    """Write the artifact and its metadata (with the artifact's ``sha256``) -> model_keys
-    and ``sha256``, the artifact's hex digest, for the record that publishes it."""
-    keys = model_keys(model.model_id)
+    """Write the artifact (unless its content-addressed key already holds it), then its
+    metadata naming it (``artifact_key``, ``artifact_sha256``) -> model_keys and ``sha256``,
+    the artifact's hex digest, for the record that publishes it. The metadata goes last, so
+    it never names an artifact that is not there."""
     artifact = model.to_bytes()
     digest = hashlib.sha256(artifact).hexdigest()
-    models.put(keys["artifact"], artifact)
-    metadata = {**model.metadata, "artifact_sha256": digest}
+    keys = model_keys(model.model_id, digest)
+    if not models.exists(keys["artifact"]):
+        models.put(keys["artifact"], artifact)
+    metadata = {**model.metadata, "artifact_key": keys["artifact"], "artifact_sha256": digest}
     models.put(keys["metadata"], json.dumps(metadata, indent=2).encode())
     return {**keys, "sha256": digest}
 
@@ -428,8 +451,12 @@ def publish(
     registered in the catalog, as a pointer (model_record), and only in place of the current
     model it was compared with: when another one became current meanwhile, it is not
     promoted. Returns the model with its evaluation in its metadata, and ``{"promoted",
-    "model_id", "reason", "report_key", "model_sha256"}`` (the artifact is rewritten with
-    its evaluation, so its digest changes)."""
+    "model_id", "reason", "report_key", "model_key", "model_sha256"}``: the artifact is saved
+    again with its evaluation, under its own content-addressed key (model_keys), beside the
+    one saved before publishing, which stays readable by the key and digest it was given.
+
+    Commit order (module docstring): artifact, metadata, the held-out reports, the
+    evaluation report with the decision, and last the catalog's pointer."""
     figures = summaries(model, training_set, runs) if runs else {}
     metadata = dict(model.metadata)
     facenet = figures.get("facenet")
@@ -458,16 +485,37 @@ def publish(
     record = stores.catalog.current_model()
     previous = record.model_id if record else None
     current, refused = None, None
-    try:  # before saving: a republished model overwrites its own artifact
+    try:
         if record is not None:
             current = load_model(stores.models, record.artifact_key, record.sha256)
     except ModelIntegrityError as error:
         refused = str(error)
-    keys = save_model(stores.models, model)
     faces = held_out(model, training_set, lambda key: b"")[1] if facenet is not None else []
     decision = promotion(runs.get("facenet"), faces, current)
     if refused:  # a current model that cannot be loaded is replaced, not compared
         decision["reason"] = f"the current model {previous} is refused: {refused}"
+    keys = save_model(stores.models, model)
+    if facenet is not None:
+        evaluation = facenet["evaluation"]
+        stores.reports.put(f"{model.model_id}/holdout-evaluation.json", _json(evaluation))
+        title = f"Model {model.model_id}: FaceNet on the held-out part"
+        markdown = render_markdown(evaluation, title).encode()
+        stores.reports.put(f"{model.model_id}/holdout-evaluation.md", markdown)
+    report_key = f"{model.model_id}/evaluation.json"
+
+    def write_report() -> None:
+        report = {
+            "model_id": model.model_id,
+            "created_at": metadata["created_at"],
+            "promoted": decision["promoted"],
+            "promotion": decision,
+            "previous_model_id": previous,
+            "engines": figures,
+        }
+        stores.reports.put(report_key, _json(report))
+
+    write_report()
+    # The commit point, once every file the record leads to is written.
     if decision["promoted"] and not stores.catalog.put_model(
         model_record(model, keys, decision), previous
     ):
@@ -476,26 +524,11 @@ def publish(
             f"another model replaced {previous} as the current one while this model was "
             "compared with it: nothing replaced"
         )
-    promoted, reason = decision["promoted"], decision["reason"]
-    report = {
-        "model_id": model.model_id,
-        "created_at": metadata["created_at"],
-        "promoted": promoted,
-        "promotion": decision,
-        "previous_model_id": previous,
-        "engines": figures,
-    }
-    report_key = f"{model.model_id}/evaluation.json"
-    stores.reports.put(report_key, _json(report))
-    if facenet is not None:
-        evaluation = facenet["evaluation"]
-        stores.reports.put(f"{model.model_id}/holdout-evaluation.json", _json(evaluation))
-        title = f"Model {model.model_id}: FaceNet on the held-out part"
-        markdown = render_markdown(evaluation, title).encode()
-        stores.reports.put(f"{model.model_id}/holdout-evaluation.md", markdown)
-    result = {"promoted": promoted, "model_id": model.model_id, "reason": reason}
-    # The artifact was written again with its evaluation: later readers check this digest.
-    return model, {**result, "report_key": report_key, "model_sha256": keys["sha256"]}
+        write_report()
+    result = {"promoted": decision["promoted"], "model_id": model.model_id}
+    result |= {"reason": decision["reason"], "report_key": report_key}
+    # The artifact was saved again with its evaluation: later steps read it by these.
+    return model, {**result, "model_key": keys["artifact"], "model_sha256": keys["sha256"]}
 
 
 def _json(payload: dict) -> bytes:
@@ -523,18 +556,22 @@ def train(
 
 
 class CurrentModel:
-    """The published model, loaded once per process and reloaded when a newer one is
-    published; call it for the model (ModelNotFound before the first training,
-    ModelIntegrityError when its artifact is not the one its record hashed)."""
+    """The published model, loaded once per process and reloaded when the catalog points at
+    another artifact (a newer model, or the same model id published again); call it for the
+    model (ModelNotFound before the first training, ModelIntegrityError when its artifact is
+    not the one its record hashed)."""
 
     def __init__(self, catalog: Catalog, models: BlobStore):
         self.catalog, self.models = catalog, models
         self._model: TrainedModel | None = None
+        self._loaded: tuple[str, str] = ("", "")  # (artifact key, sha256) of _model
 
     def __call__(self) -> TrainedModel:
         record = self.catalog.current_model()
         if record is None:
             raise ModelNotFound("no trained model yet; run `facerec train` first")
-        if self._model is None or self._model.model_id != record.model_id:
+        pointer = (record.artifact_key, record.sha256)
+        if self._model is None or self._loaded != pointer:
             self._model = load_model(self.models, record.artifact_key, record.sha256)
+            self._loaded = pointer
         return self._model

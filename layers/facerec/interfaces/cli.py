@@ -1,8 +1,9 @@
 """``facerec``: enrol, train, evaluate and identify on the embedded default (no AWS account).
 
-Exit codes: 0 done; 1 error (message on stderr); 2 bad usage; 3 done, but some photos were
-rejected or had no face (``ingest``, ``evaluate DIR``, ``identify``); 141 the reader of
-stdout left early (a closed pipe, as for a tool ended by SIGPIPE).
+Exit codes: 0 done; 1 error, one line on stderr (a full disk, a read-only workspace, a
+missing or corrupt model or weights file: each names its file); 2 bad usage; 3 done, but some
+photos were rejected or had no face (``ingest``, ``evaluate DIR``, ``identify``); 141 the
+reader of stdout left early (a closed pipe, as for a tool ended by SIGPIPE).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
-from facerec.core.errors import FaceRecError
+from facerec.core.errors import FaceRecError, ModelIntegrityError, WorkspaceError
 from facerec.core.settings import CROP_METHODS, DEFAULT_CROP_METHOD, TrainOptions
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]  # layers/facerec/interfaces/cli.py
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a tool ended by SIGPIPE
 
@@ -230,8 +231,14 @@ def _check_model_crop(app: App) -> None:
     model = stores.catalog.current_model()
     if model is None:
         return  # refused later, as no model at all
-    metadata = json.loads(stores.models.get(model_keys(model.model_id)["metadata"]))
-    trained = metadata["crop"]["method"]
+    key = model_keys(model.model_id)["metadata"]
+    try:
+        trained = json.loads(stores.models.get(key))["crop"]["method"]
+    except (ValueError, KeyError, TypeError):
+        raise ModelIntegrityError(
+            f"model metadata {key!r} in the models store is not the JSON training wrote "
+            "(no crop method): damaged; restore it or retrain (`facerec train`)"
+        ) from None
     if trained != app.crop_method:
         raise FaceRecError(
             f"the current model {model.model_id} was trained on {trained} crops; this run "
@@ -241,14 +248,20 @@ def _check_model_crop(app: App) -> None:
 
 
 def _describe_answer(answer: dict) -> str:
-    """One engine's answer for one face, for the terminal."""
+    """One engine's answer for one face, for the terminal: ``Alice (score 0.52)``, or for an
+    unknown face with a best match ``unknown (score 0.21; closest: Alice 0.21)``."""
     scores = [
         f"{name} {answer[name]:.2f}"
         for name in ("probability", "score", "similarity")
         if answer.get(name) is not None
     ]
+    parts = [", ".join(scores)] if scores else []
+    candidate = answer.get("candidate")
+    if candidate is not None:
+        score = "" if candidate["score"] is None else f" {candidate['score']:.2f}"
+        parts.append(f"closest: {candidate['person']}{score}")
     via = f" via {answer['engine']}" if "engine" in answer else ""
-    return f"{answer['person']}{via} ({', '.join(scores)})"
+    return f"{answer['person']}{via} ({'; '.join(parts)})"
 
 
 def cmd_forget(app: App, args) -> int:
@@ -450,7 +463,13 @@ def cmd_reconcile(app: App, args) -> int:
 def cmd_status(app: App, args) -> int:
     from facerec.storage.local import SqliteCatalog
 
-    catalog = SqliteCatalog(app.workspace / "catalog.sqlite")
+    path = app.workspace / "catalog.sqlite"
+    try:
+        catalog = SqliteCatalog(path)
+    except WorkspaceError:  # a read-only workspace: status only reads
+        if not path.is_file():
+            raise
+        catalog = SqliteCatalog(path, read_only=True)
     print(json.dumps(catalog.counts()))
     model = catalog.current_model()
     print(f"current model: {model.model_id if model else 'none'}")
@@ -458,9 +477,20 @@ def cmd_status(app: App, args) -> int:
 
 
 def cmd_serve(app: App, args) -> int:
-    from facerec.interfaces.server import serve
+    from facerec.interfaces.local import LocalDeployment
+    from facerec.interfaces.server import check_bind, serve
 
-    return serve(app.local, args.host, args.port)
+    check_bind(args.host, auth=not args.no_auth)  # before the models load
+    analyser = app.local.analyser
+    return serve(
+        lambda: LocalDeployment(app.workspace, analyser, app.routing_threshold),
+        app.workspace,
+        args.host,
+        args.port,
+        auth=not args.no_auth,
+        allowed_hosts=args.allow_host,
+        threads=args.threads,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -512,7 +542,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--far",
         type=float,
         default=defaults.far,
-        help=f"false-accept rate the unknown threshold is calibrated to (default {defaults.far:g})",
+        help=(
+            "false-accept rate both engines' unknown thresholds are calibrated to, FaceNet's "
+            f"and the nearest engine's (default {defaults.far:g}; kept in the model)"
+        ),
     )
     train.set_defaults(run=cmd_train)
 
@@ -574,9 +607,35 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what the workspace holds")
     status.set_defaults(run=cmd_status)
 
-    serve = commands.add_parser("serve", help="POST /identify on localhost (docs/openapi.yaml)")
+    serve = commands.add_parser(
+        "serve",
+        help="the identify API on this machine (docs/openapi.yaml), with a bearer token in "
+        "<workspace>/serve-token",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve without the token (refused unless --host is a loopback address)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host header name to accept besides localhost, 127.0.0.1, ::1 and --host "
+        "(repeatable; e.g. the machine's name when binding 0.0.0.0)",
+    )
+    serve.add_argument(
+        "--threads",
+        type=int,
+        choices=range(1, 33),
+        default=4,
+        metavar="N",
+        help="requests answered at once, 1 to 32 (default 4: the lowest latency under load on "
+        "2 cores, bench/LOAD.md)",
+    )
     serve.set_defaults(run=cmd_serve)
     return parser
 
@@ -596,6 +655,20 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader left (`facerec status | head -1`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush at exit
         return EXIT_BROKEN_PIPE
+    except OSError as error:  # a file the command needed (a missing model file): one line
+        print(f"error: {_os_error_line(error)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _os_error_line(error: OSError) -> str:
+    """An OSError as one line naming its file; a full disk or an unwritable place as the
+    storage's WorkspaceError says it."""
+    from facerec.storage.local import refusal
+
+    refused = refusal(error)
+    if refused is not None:
+        return str(refused)
+    return f"{error.filename}: {error.strerror}" if error.filename else str(error)
 
 
 if __name__ == "__main__":

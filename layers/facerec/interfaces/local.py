@@ -15,7 +15,7 @@ from facerec.core.settings import TrainOptions
 from facerec.engines.base import Engine, UnavailableEngine
 from facerec.engines.facenet import FaceNetEngine, TrainedModel
 from facerec.engines.hybrid import HybridEngine
-from facerec.engines.nearest import CatalogIdentifier, NearestEngine
+from facerec.engines.nearest import CatalogIdentifier, NearestEngine, model_far
 from facerec.flows import forget, train
 from facerec.flows.enrol import Enrolment, PhotoInput, PhotoOutcome, read_labelled_folder
 from facerec.flows.evaluate import evaluate_photos, run_engine, summarise
@@ -50,7 +50,13 @@ class LocalDeployment:
         rekognition = UnavailableEngine("rekognition", LOCAL_REKOGNITION_REASON)
         self.engines: dict[str, Engine] = {
             "facenet": facenet,
-            "nearest": NearestEngine(CatalogIdentifier(self.stores.catalog, self.labelled_faces)),
+            "nearest": NearestEngine(
+                CatalogIdentifier(
+                    self.stores.catalog,
+                    self.labelled_faces,
+                    lambda: model_far(self.current_model),
+                )
+            ),
             "rekognition": rekognition,
             "hybrid": HybridEngine(
                 facenet, rekognition, lambda: self.current_model().metadata, routing_threshold

@@ -2,18 +2,22 @@
 DynamoDB table (single-table design). Clients, resources and names come in as arguments.
 
 Catalog table items (partition ``pk``, sort ``sk``; overloaded GSI ``gsi1`` on ``gsi1pk`` /
-``gsi1sk``)::
+``gsi1sk``; the person-folder GSI ``gsi2`` on ``gsi2pk`` alone, keys only)::
 
-    pk                              sk            gsi1pk            gsi1sk        what
-    PHOTO#<ingest key>              META          SHA#<sha256>      PHOTO#<key>   a photo
-    PHOTO#<ingest key>              FACE#<nnnn>   PERSON#<name>     FACE#<id>     a face (gsi1
-                                                                                  only if labelled)
-    CROP#<crop key>                 META          -                 -             crop -> face
-    MODEL#<model id>                META          -                 -             a model (pointer)
-    MODEL                           CURRENT       -                 -             current model
-    TRAINING                        LOCK          -                 -             training lock
-    OBJECT#<bucket>#<key>           ETAG#<etag>   -                 -             event handled
-    REKOGNITION#<collection id>     CROP#<key>    -                 -             index claim
+    pk                           sk           gsi1pk          gsi1sk       gsi2pk     what
+    PHOTO#<ingest key>           META         SHA#<sha256>    PHOTO#<key>  FOLDER#<p> a photo
+    PHOTO#<ingest key>           FACE#<nnnn>  PERSON#<name>   FACE#<id>    FOLDER#<p> labelled face
+    PHOTO#<ingest key>           FACE#<nnnn>  UNLABELLED      FACE#<id>    FOLDER#<p> other face
+    CROP#<crop key>              META         -               -            FOLDER#<p> crop -> face
+    MODEL#<model id>             META         -               -            MODELS     a model
+    MODEL                        CURRENT      -               -            -          current model
+    TRAINING                     LOCK         -               -            -          training lock
+    OBJECT#<bucket>#<key>        ETAG#<etag>  -               -            FOLDER#<p> event handled
+    REKOGNITION#<collection id>  CROP#<key>   -               -            FOLDER#<p> index claim
+
+``<p>`` is the first segment of the item's object key (``<Person>/...``): forgetting a person
+reads their items from ``gsi2`` instead of scanning the table, and the other faces of every
+photo (group photos) are one ``gsi1`` partition.
 
 Faces carry their embedding as float32 bytes and ``embedding_model`` (which weights made it).
 """
@@ -25,7 +29,6 @@ import mimetypes
 import time
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from types import EllipsisType
 
@@ -57,7 +60,9 @@ TRANSIENT_CODES = (
     "InternalError",
     "RequestTimeout",
 )
-SCAN_SEGMENTS = 8  # a full scan (forgetting a person) reads the table in this many parts
+MODELS = "MODELS"  # gsi2 partition of the registered models
+UNLABELLED = "UNLABELLED"  # gsi1 partition of the faces that are nobody's label
+FOLDER_INDEX = "gsi2"  # the person-folder index: keys only, partition ``gsi2pk``
 TRAINING_LOCK = {"pk": "TRAINING", "sk": "LOCK"}  # one training at a time (lock_training)
 _DESERIALIZE = TypeDeserializer()
 
@@ -161,6 +166,13 @@ def _face_sk(index: int) -> str:
     return f"FACE#{index:04d}"
 
 
+def _folder(key: str) -> dict:
+    """The person-folder index attribute of an item about object ``key`` (``<Person>/...``);
+    none for a key outside any folder."""
+    folder, slash, _ = key.partition("/")
+    return {"gsi2pk": f"FOLDER#{folder}"} if slash and folder else {}
+
+
 class DynamoCatalog:
     """The Catalog port on one DynamoDB table (see the module docstring for the items).
 
@@ -199,6 +211,7 @@ class DynamoCatalog:
                         "sk": "META",
                         "photo_key": face.photo_key,
                         "index": face.index,
+                        **_folder(face.crop_key),
                     }
                 )
             for item in existing:
@@ -220,6 +233,7 @@ class DynamoCatalog:
                 "width": photo.width,
                 "height": photo.height,
                 "updated_at": _now(),
+                **_folder(photo.key),
             }
         )
 
@@ -239,10 +253,13 @@ class DynamoCatalog:
             "crop_method": face.crop_method,
             "embedding": np.asarray(face.embedding, dtype=np.float32).tobytes(),
             "embedding_model": self.embedding_model,
+            "gsi1sk": f"FACE#{face.face_id}",
+            **_folder(face.photo_key),
         }
         if face.person is not None:
             item.update(person=face.person, gsi1pk=f"PERSON#{face.person}")
-            item["gsi1sk"] = f"FACE#{face.face_id}"
+        else:
+            item["gsi1pk"] = UNLABELLED
         return item
 
     def faces(self, person: str | None = None, labelled_only: bool = True) -> list[FaceRecord]:
@@ -305,7 +322,7 @@ class DynamoCatalog:
         else:
             pointer["ConditionExpression"] = "model_id = :replaces"
             pointer["ExpressionAttributeValues"] = {":replaces": replaces}
-        registered = _model_item(model, f"MODEL#{model.model_id}", "META")
+        registered = {**_model_item(model, f"MODEL#{model.model_id}", "META"), "gsi2pk": MODELS}
         try:
             self.table.meta.client.transact_write_items(
                 TransactItems=[
@@ -331,9 +348,9 @@ class DynamoCatalog:
         return _model(item) if item else None
 
     def models(self) -> list[ModelRecord]:
-        """Every registered model (a scan), oldest first."""
-        items = _scan_all(self.table, FilterExpression=Attr("pk").begins_with("MODEL#"))
-        return sorted((_model(item) for item in items), key=lambda model: model.model_id)
+        """Every registered model (the ``MODELS`` partition of ``gsi2``), oldest first."""
+        models = [self.get_model(pk.removeprefix("MODEL#")) for pk, _ in self._folder_keys(MODELS)]
+        return sorted(filter(None, models), key=lambda model: model.model_id)
 
     def delete_model(self, model_id: str) -> None:
         """Delete a model's record, and the current-model pointer when it points at it."""
@@ -379,51 +396,50 @@ class DynamoCatalog:
         return True
 
     def forget_person(self, person: str) -> dict[str, int]:
-        """Delete every item that names the person's keys (one parallel scan of the keys):
-        their photos and faces, crop pointers, handled-event markers and Rekognition indexing
-        claims."""
-        folder = f"{person}/"
+        """Delete every item about the person's folder (``gsi2``, no scan): their photos and
+        faces, crop pointers, handled-event markers and Rekognition indexing claims."""
         photos = faces = other = 0
         with self.table.batch_writer() as batch:
-            for pk, sk in self._all_keys():
-                if pk.startswith(f"PHOTO#{folder}"):
-                    photos += sk == "META"
-                    faces += sk.startswith("FACE#")
-                elif (
-                    pk.startswith(f"CROP#{folder}")
-                    or (pk.startswith("OBJECT#") and pk.split("#", 2)[2].startswith(folder))
-                    or (pk.startswith("REKOGNITION#") and sk.startswith(f"CROP#{folder}"))
-                ):
-                    other += 1
-                else:
-                    continue
+            for pk, sk in self._folder_keys(f"FOLDER#{person}"):
+                photos += pk.startswith("PHOTO#") and sk == "META"
+                faces += pk.startswith("PHOTO#") and sk.startswith("FACE#")
+                other += not pk.startswith("PHOTO#")
                 batch.delete_item(Key={"pk": pk, "sk": sk})
         return {"photo_records": photos, "face_records": faces, "other_records": other}
 
-    def _all_keys(self) -> Iterator[tuple[str, str]]:
-        """(pk, sk) of every item: a Scan in SCAN_SEGMENTS segments read by as many threads
-        through the resource's client (thread-safe, unlike the resource; it already returns
-        plain Python values)."""
-        client = self.table.meta.client
+    def photos(self, person: str) -> list[PhotoRecord]:
+        """The photos in the person's folder, any status, ordered by key (``gsi2``)."""
+        keys = sorted(
+            pk.removeprefix("PHOTO#")
+            for pk, sk in self._folder_keys(f"FOLDER#{person}")
+            if pk.startswith("PHOTO#") and sk == "META"
+        )
+        return [photo for key in keys if (photo := self.get_photo(key)) is not None]
 
-        def segment(number: int) -> list[tuple[str, str]]:
-            arguments = {
-                "TableName": self.table.name,
-                "ProjectionExpression": "pk, sk",
-                "Segment": number,
-                "TotalSegments": SCAN_SEGMENTS,
-            }
-            keys = []
-            while True:
-                page = client.scan(**arguments)
-                keys += [(item["pk"], item["sk"]) for item in page["Items"]]
-                if "LastEvaluatedKey" not in page:
-                    return keys
-                arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    def unlabelled_faces(self) -> list[FaceRecord]:
+        """The faces that are nobody's label (the other faces of group photos), by face_id:
+        one ``gsi1`` partition."""
+        items = _query_all(
+            self.table, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq(UNLABELLED)
+        )
+        return sorted((_face(item) for item in items), key=lambda face: face.face_id)
 
-        with ThreadPoolExecutor(SCAN_SEGMENTS) as pool:
-            for keys in pool.map(segment, range(SCAN_SEGMENTS)):
-                yield from keys
+    def delete_faces(self, faces: list[FaceRecord]) -> int:
+        """Delete these faces' records and crop pointers (their photos stay); the count."""
+        with self.table.batch_writer() as batch:
+            for face in faces:
+                batch.delete_item(Key={"pk": f"PHOTO#{face.photo_key}", "sk": _face_sk(face.index)})
+                batch.delete_item(Key={"pk": f"CROP#{face.crop_key}", "sk": "META"})
+        return len(faces)
+
+    def _folder_keys(self, partition: str) -> list[tuple[str, str]]:
+        """(pk, sk) of every item in one ``gsi2`` partition."""
+        items = _query_all(
+            self.table,
+            IndexName=FOLDER_INDEX,
+            KeyConditionExpression=Key("gsi2pk").eq(partition),
+        )
+        return [(item["pk"], item["sk"]) for item in items]
 
     # ---- idempotency ----------------------------------------------------------------------
 
@@ -441,6 +457,7 @@ class DynamoCatalog:
                 "sk": f"ETAG#{etag}",
                 "outcome": outcome,
                 "handled_at": _now(),
+                **_folder(key),
             }
         )
 
@@ -459,7 +476,7 @@ class DynamoCatalog:
         key = {"pk": f"REKOGNITION#{collection_id}", "sk": f"CROP#{crop_key}"}
         now = time.time()
         previous = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
-        claim = {**key, "crop_key": crop_key, "etag": etag, "state": "pending"}
+        claim = {**key, "crop_key": crop_key, "etag": etag, "state": "pending", **_folder(crop_key)}
         claim["claimed_at"] = _decimal(now)
         if previous is None:
             condition = Attr("pk").not_exists()

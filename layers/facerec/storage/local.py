@@ -2,20 +2,75 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from types import EllipsisType
+from urllib.parse import quote
 
 import numpy as np
 
-from facerec.core.errors import InvalidLabel
+from facerec.core.errors import InvalidLabel, WorkspaceError, WorkspaceFull
 from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
 from facerec.storage.ports import Stores
 
 BUCKETS = ("ingest", "faces", "models", "reports", "quarantine")
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+_SQLITE_UNWRITABLE = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")
+
+
+def refusal(error: Exception, where: Path | str | None = None) -> WorkspaceError | None:
+    """A full disk or a place that cannot be written (an OSError's errno, a SQLite error's
+    name) -> WorkspaceFull or WorkspaceError naming ``where`` (default: the OSError's file);
+    any other error -> None."""
+    if isinstance(error, sqlite3.Error):
+        name = getattr(error, "sqlite_errorname", "")
+        full, unwritable = name.startswith("SQLITE_FULL"), name.startswith(_SQLITE_UNWRITABLE)
+        reason = str(error)
+    elif isinstance(error, OSError):
+        full, unwritable = error.errno in _FULL, error.errno in _UNWRITABLE
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        where = where or error.filename
+    else:
+        return None
+    if full:
+        return WorkspaceFull(
+            f"the disk is full: {where} could not be written ({reason}); "
+            "free some space and run the command again"
+        )
+    if unwritable:
+        return WorkspaceError(
+            f"{where} cannot be written ({reason}): the workspace is read-only or not yours"
+        )
+    return None
+
+
+@contextmanager
+def _refusing(where: Path) -> Iterator[None]:
+    """Raise ``refusal``'s WorkspaceError for a full disk or an unwritable ``where``."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as error:
+        refused = refusal(error, where)
+        if refused is None:
+            raise
+        raise refused from error
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create or truncate ``path`` and write all of ``data``, unbuffered (os.write)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    finally:
+        os.close(descriptor)
 
 
 class FolderBlobStore:
@@ -31,11 +86,19 @@ class FolderBlobStore:
         return path
 
     def put(self, key: str, data: bytes) -> None:
+        """Write a hidden ``.partial`` file, then rename it over the key: readers see the old
+        bytes or the new. A failed write removes the ``.partial`` file; a full disk or an
+        unwritable folder raises WorkspaceFull or WorkspaceError naming the key's path."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial")  # keys never start with a dot
-        partial.write_bytes(data)
-        partial.replace(path)
+        with _refusing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                _write_new(partial, data)
+                partial.replace(path)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -44,7 +107,9 @@ class FolderBlobStore:
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        with _refusing(path):
+            path.unlink(missing_ok=True)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         if not self.root.is_dir():
@@ -55,16 +120,24 @@ class FolderBlobStore:
                 yield key
 
     def purge(self, prefix: str) -> int:
-        """Delete every key under ``prefix`` and the folders that leaves empty."""
-        keys = list(self.keys(prefix))
-        for key in keys:
-            path = self._path(key)
-            path.unlink()
-            for folder in path.parents:
-                if folder == self.root or any(folder.iterdir()):
-                    break
-                folder.rmdir()
-        return len(keys)
+        """Delete every file under ``prefix``, hidden ones too (a ``.partial`` left by a
+        stopped write holds the same data), and the folders that leaves empty; returns how
+        many keys (visible files) were deleted."""
+        if not self.root.is_dir():
+            return 0
+        files = [
+            path
+            for path in sorted(self.root.rglob("*"))
+            if not path.is_dir() and path.relative_to(self.root).as_posix().startswith(prefix)
+        ]
+        for path in files:
+            with _refusing(path):
+                path.unlink()
+                for folder in path.parents:
+                    if folder == self.root or any(folder.iterdir()):
+                        break
+                    folder.rmdir()
+        return sum(not path.name.startswith(".") for path in files)
 
 
 SCHEMA = """
@@ -97,19 +170,28 @@ def _model(row) -> ModelRecord:
 
 
 class SqliteCatalog:
-    """The Catalog port in one SQLite file (WAL, foreign keys on)."""
+    """The Catalog port in one SQLite file (WAL, foreign keys on). A full disk or a catalog
+    that cannot be written raises WorkspaceFull or WorkspaceError naming the file.
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False)
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        # WAL + NORMAL: never corrupt; a power cut may lose the last commits, not the file.
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        # Deleted rows are overwritten, not left in free pages: forgetting a person is real.
-        self._db.execute("PRAGMA secure_delete = ON")
-        self._db.executescript(SCHEMA)
-        self._add_model_sha256()
+    ``read_only``: open an existing catalog only to read it (``facerec status``), which works
+    in a read-only workspace too (there as a snapshot: see ``_open_read_only``)."""
+
+    def __init__(self, path: Path, read_only: bool = False):
+        self.path = path
+        with _refusing(path):
+            if read_only:
+                self._db = _open_read_only(path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, check_same_thread=False)
+                self._db.execute("PRAGMA foreign_keys = ON")
+                self._db.execute("PRAGMA journal_mode = WAL")
+                # WAL + NORMAL: never corrupt; a power cut may lose the last commits.
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                # Deleted rows are overwritten, not left in free pages: forgetting is real.
+                self._db.execute("PRAGMA secure_delete = ON")
+                self._db.executescript(SCHEMA)
+                self._add_model_sha256()
         self._writes = 0  # this connection's writes (see version)
 
     def close(self) -> None:
@@ -210,6 +292,28 @@ class SqliteCatalog:
                 ) in cursor
             ]
 
+    def photos(self, person: str) -> list[PhotoRecord]:
+        """The person's photos, any status, ordered by key."""
+        rows = self._db.execute(
+            "SELECT key, person, sha256, status, reason, face_count, width, height "
+            "FROM photos WHERE person = ? ORDER BY key",
+            (person,),
+        ).fetchall()
+        return [PhotoRecord(*row) for row in rows]
+
+    def unlabelled_faces(self) -> list[FaceRecord]:
+        """The faces that are nobody's label (the other faces of group photos), by face_id."""
+        return [face for face in self.faces(labelled_only=False) if face.person is None]
+
+    def delete_faces(self, faces: list[FaceRecord]) -> int:
+        """Delete these faces' records (their photos stay); the count deleted."""
+        with self._write():
+            deleted = self._db.executemany(
+                "DELETE FROM faces WHERE face_id = ?", [(face.face_id,) for face in faces]
+            ).rowcount
+        self._scrub()
+        return deleted
+
     def put_model(self, model: ModelRecord, replaces: str | EllipsisType | None = ...) -> bool:
         """Register a model and make it current, if the current model is still ``replaces``
         (the port's contract): one transaction that holds the write lock from its read on."""
@@ -272,12 +376,13 @@ class SqliteCatalog:
     @contextmanager
     def _write(self) -> Iterator[None]:
         """One transaction, counted in ``version``."""
-        with self._db:
+        with _refusing(self.path), self._db:
             yield
         self._writes += 1
 
     def _scrub(self) -> None:
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with _refusing(self.path):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def counts(self) -> dict[str, int]:
         """people (labelled), photos by status, faces, labelled faces, models."""
@@ -292,6 +397,24 @@ class SqliteCatalog:
             "models": "SELECT COUNT(*) FROM models",
         }
         return {name: self._db.execute(sql).fetchone()[0] for name, sql in query.items()}
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """An existing catalog opened to read only. Reading a WAL database needs its shared-memory
+    index beside it; where that cannot be created (a folder we cannot write to) the file is
+    read as immutable: a snapshot that ignores writes by others meanwhile."""
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "no catalog here", str(path))
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError as error:
+        db.close()
+        if not getattr(error, "sqlite_errorname", "").startswith(_SQLITE_UNWRITABLE):
+            raise
+    return sqlite3.connect(f"{uri}&immutable=1", uri=True, check_same_thread=False)
 
 
 def local_stores(root: Path) -> Stores:

@@ -56,9 +56,27 @@ class FaceAnalyser:
     ):
         self.detector, self.embedder, self.settings = detector, embedder, settings
 
-    def analyse(self, images: Sequence[np.ndarray]) -> list[list[AnalysedFace]]:
-        """uint8 RGB photos -> per photo, its faces (most confident first)."""
+    def analyse(self, images: Sequence[np.ndarray]) -> list[list[AnalysedFace] | TooManyFaces]:
+        """uint8 RGB photos -> per photo, its faces (most confident first), or TooManyFaces
+        for a photo with more than ``settings.max_faces``: its faces are never cropped or
+        embedded."""
         detections = self.detector.detect_batch(images)
+        cap = self.settings.max_faces
+        within = [index for index, faces in enumerate(detections) if len(faces) <= cap]
+        analysed = iter(
+            self._crop_and_embed([images[i] for i in within], [detections[i] for i in within])
+        )
+        return [
+            next(analysed)
+            if len(faces) <= cap
+            else TooManyFaces(f"{len(faces)} faces; at most {cap}")
+            for faces in detections
+        ]
+
+    def _crop_and_embed(
+        self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Face]]
+    ) -> list[list[AnalysedFace]]:
+        """Per photo its detected faces -> per photo its analysed faces (one FaceNet batch)."""
         settings = self.settings
         crops = [
             crop(image, face, settings.crop_method, settings.margin, settings.crop_size)
@@ -82,14 +100,14 @@ class FaceAnalyser:
 
     def analyse_photo(self, data: bytes) -> tuple[np.ndarray, list[AnalysedFace]]:
         """Photo bytes -> (uint8 RGB image, its faces). Raises ImageError (bad photo),
-        NoFaceFound or TooManyFaces."""
+        NoFaceFound or TooManyFaces; both before any face is cropped or embedded."""
         image = decode_image(data, self.settings.image_limits)
-        faces = self.analyse([image])[0]
+        faces = self.detector.detect(image)
         if not faces:
             raise NoFaceFound("no face found in the photo")
         if len(faces) > self.settings.max_faces:
             raise TooManyFaces(f"{len(faces)} faces; at most {self.settings.max_faces}")
-        return image, faces
+        return image, self._crop_and_embed([image], [faces])[0]
 
     def describe(self) -> dict:
         """What a model's metadata records about how faces were found, cropped and embedded."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from facerec.core.settings import DetectorSettings
 
@@ -66,23 +68,31 @@ class FaceDetector:
         largest photo, which shifts the scale pyramid and can lose a borderline face (a
         sunglasses photo of the sample set scores 0.84 alone and is missed in a mixed batch).
         Within a same-shape batch, a box can still differ by a few pixels from the photo's
-        box when detected alone (1 of 64 LFW photos in bench/run.py), never the face count."""
+        box when detected alone (1 of 64 LFW photos in bench/run.py), never the face count.
+
+        A photo over ``settings.max_pixels`` is scanned downscaled to that budget and its faces
+        are mapped back to its own pixels; a call scans at most that many pixels in all (so
+        large photos go in smaller batches). Photos within the budget are scanned as they are.
+        """
         results: list[list[Face]] = [[] for _ in images]
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for index, image in enumerate(images):
             by_shape.setdefault(image.shape, []).append(index)
-        size = self.settings.batch_size
-        for indices in by_shape.values():
+        budget = self.settings.max_pixels
+        for shape, indices in by_shape.items():
+            height, width = scan_size(shape[:2], budget)
+            scale = (shape[1] / width, shape[0] / height)
+            size = max(1, min(self.settings.batch_size, budget // (height * width)))
             for start in range(0, len(indices), size):
                 chunk = indices[start : start + size]
                 rows = self._mtcnn.detect_faces(
-                    [images[i] for i in chunk],
+                    [_resized(images[i], (height, width)) for i in chunk],
                     box_format="xyxy",
                     output_type="numpy",
                     min_face_size=self.settings.min_face_size,
                 )
                 for row in np.asarray(rows).reshape(-1, 16):
-                    face = _face_from_row(row)
+                    face = _face_from_row(row, scale)
                     if (
                         face.confidence >= self.settings.min_confidence
                         and min(face.width, face.height) > 0
@@ -91,6 +101,27 @@ class FaceDetector:
         for faces in results:
             faces.sort(key=lambda face: face.confidence, reverse=True)
         return results
+
+
+def scan_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    """(height, width) of a photo -> the (height, width) MTCNN scans: the same within
+    ``max_pixels`` (at least 1), else downscaled with its aspect ratio kept (to the pixel, but
+    for sides that would fall under 1 px) to at most that many pixels."""
+    height, width = size
+    if height * width <= max_pixels:
+        return height, width
+    factor = math.sqrt(max_pixels / (height * width))
+    scanned_height = max(1, min(math.floor(height * factor), max_pixels))
+    return scanned_height, max(1, min(math.floor(width * factor), max_pixels // scanned_height))
+
+
+def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8 (height, width, 3) (antialiased bilinear); the same array
+    when it already has that size."""
+    if image.shape[:2] == size:
+        return image
+    resized = Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
 
 
 def _compile_networks(mtcnn) -> None:
@@ -109,10 +140,17 @@ def _compile_networks(mtcnn) -> None:
         )
 
 
-def _face_from_row(row: np.ndarray) -> Face:
-    x1, y1, x2, y2 = (round(float(value)) for value in row[1:5])
+def _face_from_row(row: np.ndarray, scale: tuple[float, float]) -> Face:
+    """One mtcnn numpy row -> a Face, its pixels multiplied by ``scale`` (x, y): from the
+    scanned photo's pixels to the photo's own (1.0 leaves every value as it was)."""
+    sx, sy = scale
+    x1, y1, x2, y2 = (
+        round(float(value) * factor)
+        for value, factor in zip(row[1:5], (sx, sy, sx, sy), strict=True)
+    )
     # mtcnn's numpy rows hold the five landmark x values, then the five y values.
-    landmarks = np.asarray(row[6:16], dtype=np.float32).reshape(2, 5).T
+    points = np.asarray(row[6:16], dtype=np.float64).reshape(2, 5).T * (sx, sy)
+    landmarks = points.astype(np.float32)
     return Face(box=(x1, y1, x2, y2), confidence=float(row[5]), landmarks=landmarks)
 
 

@@ -141,7 +141,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return Image.alpha_composite(background, rgba).convert("RGB")
     if image.mode == "I;16" or image.mode.startswith("I;16"):
         image = image.point(lambda value: value / 256).convert("L")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # no copy of a large photo
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

@@ -15,12 +15,16 @@ from moto import mock_aws
 
 from facerec.core.errors import InvalidLabel
 from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
-from facerec.flows.forget import forget_person
+from facerec.core.settings import TrainOptions
+from facerec.flows.forget import RETRAINING, forget_group_faces, forget_person, retrained
+from facerec.flows.forget import forget as forget_all
+from facerec.flows.train import train
 from facerec.storage.aws import DynamoCatalog, S3BlobStore
 from facerec.storage.local import local_stores
 from facerec.storage.ports import Stores
 from facerec.storage.rekognition import FaceCollection, FaceIndexTable, IndexRow, external_image_id
 from facerec.storage.vectors import VectorGallery
+from tests.factories import cluster, enrol_group, put_photo, unit_vector
 from tests.factories import face_record as face
 from tests.support import ENV, create_resources
 
@@ -40,7 +44,13 @@ def forget(stores: Stores, person: str = PERSON, rekognition=None, **cloud) -> d
 def store_model(stores: Stores, model_id: str, labels: list[str], register: bool) -> None:
     """A trained model in the models store (artifact + metadata.json) with its reports, and
     (``register``) its record in the catalog, which makes it the current model."""
-    metadata = {"labels": labels, "evaluation": {"accuracy": 0.9}}
+    metadata = {
+        "labels": labels,
+        "classifier": {"C": 3.0},
+        "split": {"test_size": 0.2, "seed": 7},
+        "open_set": {"far_target": 0.02},
+        "evaluation": {"accuracy": 0.9},
+    }
     stores.models.put(f"{model_id}/model.joblib", b"joblib " + model_id.encode())
     stores.models.put(f"{model_id}/metadata.json", json.dumps(metadata).encode())
     stores.reports.put(f"{model_id}/report.html", b"<html></html>")
@@ -51,10 +61,12 @@ def store_model(stores: Stores, model_id: str, labels: list[str], register: bool
 
 
 def quarantine(stores: Stores, name: str, key: str, with_bytes: bool = True) -> None:
+    """A quarantined photo as enrolment stores it: under its person's folder, by hash."""
+    folder = key.split("/")[0]
     record = {"key": key, "code": "no_face", "reason": "no face found"}
-    stores.quarantine.put(f"{name}.json", json.dumps(record).encode())
+    stores.quarantine.put(f"{folder}/{name}.json", json.dumps(record).encode())
     if with_bytes:
-        stores.quarantine.put(f"{name}.bin", b"\xff\xd8 photo bytes")
+        stores.quarantine.put(f"{folder}/{name}.bin", b"\xff\xd8 photo bytes")
 
 
 def fill(stores: Stores, current: str = "m1") -> dict[str, list[FaceRecord]]:
@@ -108,7 +120,12 @@ KEPT_CROPS = [
     "Ada_Lovelace/b-0.png",
     "Bob/a-0.png",
 ]
-KEPT_QUARANTINE = ["bbb111.bin", "bbb111.json", "ccc111.bin", "ccc111.json"]
+KEPT_QUARANTINE = [
+    "Ada_Lovelace/bbb111.bin",
+    "Ada_Lovelace/bbb111.json",
+    "Bob/ccc111.bin",
+    "Bob/ccc111.json",
+]
 KEPT_MODELS = ["m2/metadata.json", "m2/model.joblib"]
 KEPT_REPORTS = ["m2/charts/confusion.png", "m2/report.html"]
 DELETED = {
@@ -118,16 +135,18 @@ DELETED = {
     "quarantined": 3,
     "models": ["m1", "m3", "m4"],
     "current_model": True,
+    "retrain_options": {"C": 3.0, "select_c": False, "test_size": 0.2, "seed": 7, "far": 0.02},
     "photo_records": 4,  # a, b, none, bad
     "face_records": 3,
 }
 
 
 def assert_only_others_remain(stores: Stores) -> None:
+    """Only the others' objects and records remain (and the retraining owed, if one is)."""
     assert list(stores.ingest.keys()) == KEPT_INGEST
     assert list(stores.faces.keys()) == KEPT_CROPS
     assert list(stores.quarantine.keys()) == KEPT_QUARANTINE
-    assert list(stores.models.keys()) == KEPT_MODELS
+    assert [key for key in stores.models.keys("") if key != RETRAINING] == KEPT_MODELS
     assert list(stores.reports.keys()) == KEPT_REPORTS
     assert [model.model_id for model in stores.catalog.models()] == ["m2"]
     catalog = stores.catalog
@@ -192,6 +211,10 @@ def test_forgetting_twice_deletes_nothing_the_second_time(workspace):
     stores = workspace
     fill(stores)
     assert forget(stores) == DELETED
+    # nothing more is deleted; the retraining owed is asked for until it is settled
+    owed = {"retrain_options": DELETED["retrain_options"]}
+    assert forget(stores) == {**NOTHING, **owed}
+    retrained(stores)
     assert forget(stores) == NOTHING
     assert_only_others_remain(stores)
 
@@ -200,8 +223,10 @@ def test_the_current_model_stays_when_it_never_knew_the_person(workspace):
     stores = workspace
     fill(stores, current="m2")
     assert workspace.catalog.current_model().model_id == "m2"
-    assert forget(stores) == {**DELETED, "current_model": False}
+    kept = {name: value for name, value in DELETED.items() if name != "retrain_options"}
+    assert forget(stores) == {**kept, "current_model": False}
     assert workspace.catalog.current_model().model_id == "m2"
+    assert not stores.models.exists(RETRAINING)  # no retraining is owed
     assert_only_others_remain(stores)
 
 
@@ -277,9 +302,14 @@ def cloud(monkeypatch):
 def test_forget_in_the_cloud_also_clears_rekognition_and_the_vector_store(cloud):
     s3 = cloud.client("s3")
     blob = {name: S3BlobStore(s3, f"facerec-test-{name}") for name in BUCKETS}
-    catalog = DynamoCatalog(cloud.resource("dynamodb"), CATALOG_TABLE, "facenet@abc")
+    dynamodb = cloud.resource("dynamodb")
+    catalog = DynamoCatalog(dynamodb, CATALOG_TABLE, "facenet@abc")
     stores = Stores(**blob, catalog=catalog)
     labelled = fill(stores)
+    scans: list[dict] = []
+    dynamodb.meta.client.meta.events.register(
+        "provide-client-params.dynamodb.Scan", lambda params, **_: scans.append(params)
+    )
     stores.ingest.put("Ada/a.jpg", b"a second version of the photo")
     catalog.mark_object_handled("facerec-test-ingest", "Ada/a.jpg", "e1", "enrolled")
     claim = catalog.claim_indexing("c1", "Ada/a-0.png", "e1")
@@ -334,6 +364,7 @@ def test_forget_in_the_cloud_also_clears_rekognition_and_the_vector_store(cloud)
         result = forget(stores, face_index=face_index, rekognition=rekognition, vectors=gallery)
         stubber.assert_no_pending_responses()
 
+    assert scans == []  # the person's items come from the person-folder index
     assert [(call["CollectionId"], sorted(call["FaceIds"])) for call in sent] == [
         ("c1", [face_id(1), face_id(2)]),
         ("c2", [face_id(3)]),
@@ -352,7 +383,7 @@ def test_forget_in_the_cloud_also_clears_rekognition_and_the_vector_store(cloud)
     )
     assert vector_keys(vectors_client, CENTROIDS_INDEX) == ["Ada_Lovelace", "Bob"]
     # the versioned buckets keep no old version or delete marker of anything deleted
-    assert all_versions(s3, "facerec-test-models") == KEPT_MODELS
+    assert all_versions(s3, "facerec-test-models") == sorted([*KEPT_MODELS, RETRAINING])
     assert all_versions(s3, "facerec-test-ingest") == KEPT_INGEST
     assert catalog.indexing_state("c1", "Ada/a-0.png") is None
     assert catalog.object_handled("facerec-test-ingest", "Bob/a.jpg", "e1")
@@ -366,4 +397,106 @@ def test_forget_in_the_cloud_also_clears_rekognition_and_the_vector_store(cloud)
         "rekognition_faces": 0,
         "face_vectors": 0,
         "other_records": 0,
+        "retrain_options": DELETED["retrain_options"],  # owed until the Retrain step
     }
+
+
+# ---- the person's faces in other people's photos ------------------------------------------------
+
+
+def test_the_persons_faces_in_other_peoples_photos_are_found_and_deleted(workspace):
+    stores = workspace
+    enrol_group(stores, np.random.default_rng(11))
+    train(stores, "aligned", {}, TrainOptions(test_size=0))
+
+    assert forget_group_faces("Ada", stores) == {"person": "Ada", "group_photo_faces": 2}
+
+    assert not stores.faces.exists("Bob/party-1.png")
+    assert not stores.faces.exists("Cy/trip-1.png")
+    assert stores.faces.exists("Bob/party-2.png")  # the stranger stays
+    assert stores.faces.exists("Ada/group-1.png")  # Ada's own photos go with her folder
+    assert [f.face_id for f in stores.catalog.unlabelled_faces()] == [
+        "Ada/group.jpg#1",
+        "Bob/party.jpg#2",
+    ]
+    assert stores.catalog.get_photo("Bob/party.jpg").status == "enrolled"  # Bob's photo stays
+    assert [f.face_id for f in stores.catalog.faces("Bob")][-1] == "Bob/party.jpg#0"
+    assert forget_group_faces("Ada", stores) == {"person": "Ada", "group_photo_faces": 0}
+
+
+def test_someone_enrolled_after_the_last_training_is_found_too(workspace):
+    stores = workspace
+    rng = np.random.default_rng(12)
+    enrol_group(stores, rng)
+    train(stores, "aligned", {}, TrainOptions(test_size=0))
+    centre = unit_vector(rng.standard_normal(128))
+    for number, embedding in enumerate(cluster(rng, centre, 4)):
+        put_photo(stores, f"Fay/p{number}.jpg", [("Fay", embedding)])
+    put_photo(
+        stores,
+        "Dee/beach.jpg",
+        [("Dee", stores.catalog.faces("Dee")[0].embedding), (None, cluster(rng, centre, 1)[0])],
+    )
+
+    assert forget_group_faces("Fay", stores)["group_photo_faces"] == 1
+    assert not stores.faces.exists("Dee/beach-1.png")
+
+
+def test_without_a_trained_model_no_group_photo_is_searched_and_it_says_why(workspace):
+    stores = workspace
+    enrol_group(stores, np.random.default_rng(13))
+    result = forget_group_faces("Ada", stores)
+    assert result["group_photo_faces"] == 0
+    assert "no trained model" in result["group_photo_faces_unchecked"]
+    assert stores.faces.exists("Bob/party-1.png")
+
+
+def test_forget_removes_group_faces_then_the_person_then_retrains(workspace):
+    stores = workspace
+    enrol_group(stores, np.random.default_rng(14))
+    model, _ = train(stores, "aligned", {}, TrainOptions(test_size=0, far=0.05))
+    asked: list[TrainOptions] = []
+
+    def retrain(options: TrainOptions) -> dict:
+        asked.append(options)
+        return {"retrained": "next"}
+
+    deleted = forget_all(stores, "Ada", retrain)
+
+    assert deleted["group_photo_faces"] == 2 and deleted["models"] == [model.model_id]
+    assert deleted["retrained"] == "next" and "retrain_options" not in deleted
+    assert asked == [TrainOptions(test_size=0, far=0.05)]
+    assert stores.catalog.faces("Ada") == [] and not list(stores.faces.keys("Ada/"))
+
+
+def test_the_cloud_catalog_finds_unlabelled_faces_and_photos_through_its_indexes(cloud):
+    dynamodb = cloud.resource("dynamodb")
+    catalog = DynamoCatalog(dynamodb, CATALOG_TABLE, "facenet@abc")
+    blob = {name: S3BlobStore(cloud.client("s3"), f"facerec-test-{name}") for name in BUCKETS}
+    stores = Stores(**blob, catalog=catalog)
+    enrol_group(stores, np.random.default_rng(15))
+    catalog.put_photo(PhotoRecord("Ada/bad.jpg", "Ada", "sha-r", "rejected", "bad"), [])
+    scans: list[dict] = []
+    dynamodb.meta.client.meta.events.register(
+        "provide-client-params.dynamodb.Scan", lambda params, **_: scans.append(params)
+    )
+    unlabelled = catalog.unlabelled_faces()
+    assert [f.face_id for f in unlabelled] == [
+        "Ada/group.jpg#1",
+        "Bob/party.jpg#1",
+        "Bob/party.jpg#2",
+        "Cy/trip.jpg#1",
+    ]
+    assert [p.key for p in catalog.photos("Ada")] == [
+        "Ada/bad.jpg",
+        "Ada/group.jpg",
+        *(f"Ada/p{n}.jpg" for n in range(6)),
+    ]
+    assert catalog.delete_faces(unlabelled[1:2]) == 1
+    assert catalog.face_by_crop("Bob/party-1.png") is None
+    assert [f.face_id for f in catalog.unlabelled_faces()] == [
+        "Ada/group.jpg#1",
+        "Bob/party.jpg#2",
+        "Cy/trip.jpg#1",
+    ]
+    assert scans == []

@@ -167,7 +167,7 @@ def test_a_candidate_worse_on_the_same_faces_is_not_promoted(stores):
     assert comparison["current_only_correct"] == comparison["common_faces"] == 20
     assert comparison["p_worse"] < 0.05
     # the model stays in the models store, unregistered
-    assert stores.models.exists(model_keys(model.model_id)["artifact"])
+    assert stores.models.exists(model_keys(model.model_id, result["model_sha256"])["artifact"])
     assert [record.model_id for record in stores.catalog.models()] == [first.model_id]
 
 
@@ -279,7 +279,7 @@ def test_a_model_with_30k_held_out_faces_is_published_as_a_small_pointer(cloud_s
     ]
     assert all(len(bytes(item["metadata"])) < 2048 for item in pointers)
     record = cloud_stores.catalog.current_model()
-    assert record.artifact_key == model_keys(model.model_id)["artifact"]
+    assert record.artifact_key == model_keys(model.model_id, record.sha256)["artifact"]
     # the options it was trained with, from the pointer alone (a retraining reads them)
     assert TrainOptions.of(record.metadata) == TrainOptions(test_size=0.0)
     # reading the current model gives the whole metadata, from the models store

@@ -581,3 +581,19 @@ def test_the_catalog_gallery_is_rebuilt_when_the_catalog_changes(tmp_path):
     catalog.forget_person("Cy")
     assert "Cy" not in identifier().classes_
     assert [answer.person for answer in engine.identify(cy).answers] != ["Cy"]
+
+
+def test_purge_deletes_hidden_leftovers_of_a_stopped_write_too(store):
+    """A write stopped between its ``.partial`` file and the rename (a kill, a full disk)
+    leaves the bytes in a hidden file: forgetting the folder deletes it with the keys."""
+    store.put("Ada/a.png", b"crop")
+    (store.root / "Ada" / ".b.png.partial").write_bytes(b"half of a crop")
+    store.put("Ada_Lovelace/a.png", b"someone else")
+    (store.root / "Ada_Lovelace" / ".c.png.partial").write_bytes(b"someone else's")
+
+    assert list(store.keys("Ada/")) == ["Ada/a.png"]  # hidden files are never keys
+    assert store.purge("Ada/") == 1
+
+    assert not (store.root / "Ada").exists()
+    assert (store.root / "Ada_Lovelace" / ".c.png.partial").exists()
+    assert list(store.keys()) == ["Ada_Lovelace/a.png"]
