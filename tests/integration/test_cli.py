@@ -194,3 +194,46 @@ def test_the_default_cache_is_the_one_make_setup_fills(monkeypatch):
     assert "CACHE := .cache" in makefile.read_text()
     args = build_parser().parse_args(["status"])
     assert args.cache_dir == makefile.parent / ".cache"
+
+
+def test_train_strangers_calibrates_unknown_on_the_faces_in_a_folder(
+    assets, sample_set, tmp_path, capsys
+):
+    """3 of the 5 sample people enrolled, the other 2's photos as strangers: `train
+    --strangers DIR --far 0.25` calibrates both engines on every face found there (at least
+    ceil(10 / 0.25) = 40); a folder with fewer faces is refused in one line, exit 1."""
+    enrolled, strangers, few = tmp_path / "enrol", tmp_path / "strangers", tmp_path / "few"
+    for person in ("ben_afflek", "elton_john", "jerry_seinfeld"):
+        shutil.copytree(sample_set / "train" / person, enrolled / person)
+    for part in ("train", "val"):
+        for person in ("madonna", "mindy_kaling"):
+            shutil.copytree(sample_set / part / person, strangers / part / person)
+    shutil.copytree(sample_set / "val" / "madonna", few)
+    workspace = tmp_path / "workspace"
+    # EXIT_PARTIAL: one of elton_john's photos has no face.
+    assert main(run(workspace, assets, "ingest", str(enrolled), "--quiet")) == EXIT_PARTIAL
+    capsys.readouterr()
+
+    args = ("train", "--test-size", "0", "--far", "0.25", "--strangers")
+    assert main(run(workspace, assets, *args, str(strangers))) == EXIT_OK
+    out = capsys.readouterr().out
+    model_id = re.search(r"model (\S+):", out).group(1)
+    meta = json.loads((workspace / "models" / model_id / "metadata.json").read_text())
+    assert meta["labels"] == ["ben_afflek", "elton_john", "jerry_seinfeld"]
+    faces = meta["open_set"]["impostor_scores"]
+    assert 40 <= faces <= 60  # 51 photos, about one face each
+    for engine in ("open_set", "nearest"):
+        assert meta[engine]["method"] == "held-out strangers", engine
+        assert meta[engine]["impostor_scores"] == faces, engine
+        assert meta[engine]["far_target"] == 0.25, engine
+    assert f"0.25 false-accept rate on {faces} held-out strangers scores" in out
+
+    assert main(run(workspace, assets, *args, str(few))) == EXIT_ERROR
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "stranger faces found" in error and "needs at least 40" in error
+    assert main(run(workspace, assets, *args, str(tmp_path / "missing"))) == EXIT_ERROR
+    assert "missing is not a folder of stranger photos" in capsys.readouterr().err
+    from facerec.storage.local import local_stores
+
+    assert local_stores(workspace).catalog.current_model().model_id == model_id  # kept

@@ -3,8 +3,9 @@ needs no retraining, and "unknown" falls out of the open-set score (facerec.engi
 
 In process (``NearestEngine``) the gallery is an OpenSetIdentifier: the local catalog's
 faces (exact search, an HNSW index past ``gallery.APPROXIMATE_FROM`` faces, its own
-threshold, calibrated to the false-accept rate the current model was trained with:
-``model_far``) or a model's training part in an evaluation. In the cloud (``VectorNearest``)
+threshold, calibrated to the false-accept rate the current model was trained with, or the
+model's own threshold when it was calibrated on held-out strangers: ``model_calibration``)
+or a model's training part in an evaluation. In the cloud (``VectorNearest``)
 the faces and centroids live in S3 Vectors and the threshold is the one the training workflow
 calibrated on every labelled face (``metadata["nearest"]``). Either way one setting,
 ``TrainOptions.far`` (``facerec train --far``), calibrates both engines.
@@ -13,6 +14,7 @@ calibrated on every labelled face (``metadata["nearest"]``). Either way one sett
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Protocol
 
 import numpy as np
@@ -23,6 +25,8 @@ from facerec.core.settings import DEFAULT_FAR
 from facerec.engines.base import UNKNOWN, Answer, Identification, Probe, number
 from facerec.engines.openset import (
     COHORT,
+    HELD_OUT_STRANGERS,
+    Calibration,
     OpenSetIdentifier,
     accept,
     cohort_normalised,
@@ -93,43 +97,54 @@ class VersionedCatalog(Protocol):
     def faces(self, person: str | None = None, labelled_only: bool = True) -> list[FaceRecord]: ...
 
 
-def model_far(model: Callable) -> float:
-    """The false-accept rate the current model (``model()``, a TrainedModel) calibrated the
-    nearest engine to (``metadata["nearest"]["far_target"]``: its TrainOptions.far);
-    DEFAULT_FAR before the first training (ModelNotFound)."""
+def model_calibration(model: Callable) -> tuple[float, dict | None]:
+    """How the current model (``model()``, a TrainedModel) calibrated the nearest engine:
+    (its false-accept rate, ``metadata["nearest"]["far_target"]``; the recorded calibration
+    when it was made on held-out strangers, else None). (DEFAULT_FAR, None) before the first
+    training (ModelNotFound)."""
     try:
-        metadata = model().metadata
+        nearest = model().metadata["nearest"]
     except ModelNotFound:
-        return DEFAULT_FAR
-    return float(metadata["nearest"]["far_target"])
+        return DEFAULT_FAR, None
+    recorded = nearest if nearest.get("method") == HELD_OUT_STRANGERS else None
+    return float(nearest["far_target"]), recorded
 
 
 class CatalogIdentifier:
-    """The catalog's labelled faces as an OpenSetIdentifier, rebuilt and recalibrated (to
-    ``far()``, leave-one-person-out) when the catalog has changed since it was built (by this
-    process or another) or ``far()`` has (a model trained with another ``--far``).
-    ``labelled(catalog)`` reads the faces (it checks the crop method)."""
+    """The catalog's labelled faces as an OpenSetIdentifier, rebuilt when the catalog has
+    changed since it was built (by this process or another) or ``calibration()`` has (a
+    model trained with another ``--far`` or on strangers). ``calibration()`` ->
+    (far, recorded): recalibrated leave-one-person-out to ``far``, or, when ``recorded``
+    (a Calibration's fields, made on held-out strangers the catalog does not hold), that
+    threshold as it was recorded. ``labelled()`` reads the faces (it checks the crop
+    method)."""
 
     def __init__(
         self,
         catalog: VersionedCatalog,
         labelled: Callable[[], list[FaceRecord]],
-        far: Callable[[], float] = lambda: DEFAULT_FAR,
+        calibration: Callable[[], tuple[float, dict | None]] = lambda: (DEFAULT_FAR, None),
     ):
-        self.catalog, self.labelled, self.far = catalog, labelled, far
+        self.catalog, self.labelled, self.calibration = catalog, labelled, calibration
         self._identifier: OpenSetIdentifier | None = None
-        self._built_for: tuple[tuple[int, int], float] | None = None
+        self._built_for: tuple | None = None
 
     def __call__(self) -> OpenSetIdentifier:
         """NotEnoughData when fewer than 2 people are enrolled."""
-        state = (self.catalog.version(), self.far())
+        far, recorded = self.calibration()
+        state = (self.catalog.version(), far, recorded and recorded["threshold"])
         if self._identifier is None or state != self._built_for:
             faces = self.labelled()
-            self._identifier = OpenSetIdentifier(far=state[1]).fit(
+            self._identifier = OpenSetIdentifier(far=far).fit(
                 np.stack([face.embedding for face in faces]),
                 np.array([face.person for face in faces]),
                 np.array([face.face_id for face in faces]),
             )
+            if recorded is not None:
+                names = {field.name for field in fields(Calibration)}
+                self._identifier.calibration_ = Calibration(
+                    **{name: value for name, value in recorded.items() if name in names}
+                )
             self._built_for = state
         return self._identifier
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -33,6 +34,9 @@ CALIBRATION_FACES = 20_000  # leave-one-person-out scores at most this many enro
 SCORE = "centroid cosine minus mean of the {cohort} nearest other centroids"
 LEAVE_ONE_PERSON_OUT = "leave-one-person-out"
 HELD_OUT_STRANGERS = "held-out strangers"
+# Stranger faces training needs per FAR target: enough for this many expected false accepts
+# among them, so the threshold sits among >= 10 scores, not on one or two look-alikes.
+EXPECTED_FALSE_ACCEPTS = 10
 
 
 def open_set_scores(gallery: Gallery, vectors, labels, cohort: int = COHORT, exclude=None):
@@ -91,6 +95,30 @@ def calibrated_threshold(impostor_scores, far: float) -> float:
     below = min(int(np.floor(rank)), len(scores) - 1)
     above = min(below + 1, len(scores) - 1)
     return float(scores[below] + (rank - below) * (scores[above] - scores[below]))
+
+
+def min_stranger_faces(far: float) -> int:
+    """The fewest stranger faces training calibrates on at ``far``: ceil(EXPECTED_FALSE_
+    ACCEPTS / far), 1,000 at 1 %, 100 at 10 %."""
+    if not 0 < far < 1:
+        raise ValueError(f"far must be in (0, 1), got {far}")
+    return math.ceil(round(EXPECTED_FALSE_ACCEPTS / far, 9))
+
+
+def check_strangers(strangers, far: float, dimensions: int) -> np.ndarray:
+    """``strangers`` as float32 (S, ``dimensions``) when S >= min_stranger_faces(far); else
+    NotEnoughData (ValueError for another shape)."""
+    strangers = np.asarray(strangers, dtype=np.float32)
+    if strangers.ndim != 2 or strangers.shape[1] != dimensions:
+        raise ValueError(f"strangers must be (S, {dimensions}) embeddings, got {strangers.shape}")
+    needed = min_stranger_faces(far)
+    if len(strangers) < needed:
+        raise NotEnoughData(
+            f"{len(strangers)} stranger faces found; calibrating to a {far:g} false-accept rate "
+            f"needs at least {needed} (ceil({EXPECTED_FALSE_ACCEPTS} / far)): add photos of "
+            "people not enrolled, or raise --far"
+        )
+    return strangers
 
 
 def leave_one_person_out_scores(
@@ -176,9 +204,10 @@ def accept(labels, scores, threshold: float) -> np.ndarray:
 class OpenSetIdentifier(BaseEstimator):
     """Nearest-neighbour identification with a calibrated "unknown".
 
-    ``fit(X (N, D) unit vectors, y (N,) str, ids=None)`` enrols every face in ``gallery_`` and
-    calibrates ``calibration_`` to ``far`` (leave-one-person-out); ``predict`` -> (N,) labels
-    or "unknown". Enrol or forget people later through ``gallery_`` and ``recalibrate()``."""
+    ``fit(X (N, D) unit vectors, y (N,) str, ids=None, strangers=None)`` enrols every face in
+    ``gallery_`` and calibrates ``calibration_`` to ``far`` (leave-one-person-out, or on
+    ``strangers`` (S, D) unit vectors of people not enrolled); ``predict`` -> (N,) labels or
+    "unknown". Enrol or forget people later through ``gallery_`` and ``recalibrate()``."""
 
     def __init__(
         self,
@@ -194,18 +223,20 @@ class OpenSetIdentifier(BaseEstimator):
         self.approximate_from = approximate_from
         self.random_state = random_state
 
-    def fit(self, X, y, ids=None):
+    def fit(self, X, y, ids=None, strangers=None):
         X, y = check_X_y(X, y, dtype=np.float32)
         y = y.astype(str)
         ids = np.arange(len(y)).astype(str) if ids is None else ids
         self.gallery_ = Gallery(X.shape[1], self.approximate_from).add(ids, y, X)
-        return self.recalibrate()
+        return self.recalibrate(strangers)
 
-    def recalibrate(self):
-        """Recalibrate the threshold on the gallery as it is now; returns self."""
+    def recalibrate(self, strangers=None):
+        """Recalibrate the threshold on the gallery as it is now (on ``strangers`` (S, D)
+        when given, else leave-one-person-out); returns self."""
         self.calibration_ = calibrate(
             self.gallery_,
             self.far,
+            strangers,
             cohort=self.cohort,
             max_faces=self.calibration_faces,
             seed=self.random_state,

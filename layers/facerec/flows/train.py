@@ -43,7 +43,7 @@ from facerec.engines.classifier import FaceClassifier, cross_validate, holdout_s
 from facerec.engines.facenet import FaceNetEngine, TrainedModel, library_versions
 from facerec.engines.gallery import Gallery
 from facerec.engines.nearest import NearestEngine
-from facerec.engines.openset import OpenSetIdentifier, calibrate
+from facerec.engines.openset import OpenSetIdentifier, calibrate, check_strangers
 from facerec.engines.rekognition import RekognitionEngine
 from facerec.flows.chain import indexed_crops, not_indexed_reason
 from facerec.flows.evaluate import (
@@ -105,11 +105,15 @@ def gather(catalog: Catalog, crop_method: str) -> TrainingSet:
 
 
 def fit(
-    training_set: TrainingSet, options: TrainOptions, analysis: dict
+    training_set: TrainingSet, options: TrainOptions, analysis: dict, strangers=None
 ) -> tuple[TrainedModel, np.ndarray]:
-    """Split, (select C,) cross-validate, fit and calibrate "unknown" for both engines.
-    Returns the model and the held-out indices into ``training_set``."""
+    """Split, (select C,) cross-validate, fit and calibrate "unknown" for both engines:
+    leave-one-person-out, or on ``strangers`` (S, D) unit vectors of faces of people never
+    enrolled (NotEnoughData below openset.min_stranger_faces(options.far)). Returns the model
+    and the held-out indices into ``training_set``."""
     X, y = training_set.embeddings, training_set.labels
+    if strangers is not None:
+        strangers = check_strangers(strangers, options.far, X.shape[1])
     train_index, test_index = holdout_split(y, options.test_size, options.seed)
     started = time.perf_counter()
     C, c_table = (
@@ -120,17 +124,23 @@ def fit(
     cv = cross_validate(X[train_index], y[train_index], C, options.seed)
     classifier = FaceClassifier(C=C, random_state=options.seed).fit(X[train_index], y[train_index])
     open_set = OpenSetIdentifier(far=options.far, random_state=options.seed).fit(
-        X[train_index], y[train_index], training_set.face_ids[train_index]
+        X[train_index], y[train_index], training_set.face_ids[train_index], strangers
     )
     # The nearest-neighbour engine's gallery is every labelled face (the cloud's vector
     # store): its threshold is calibrated on all of them, the same way.
     nearest = calibrate(
-        Gallery(X.shape[1]).add(training_set.face_ids, y, X), options.far, seed=options.seed
+        Gallery(X.shape[1]).add(training_set.face_ids, y, X),
+        options.far,
+        strangers,
+        seed=options.seed,
     )
     created = datetime.now(UTC)
-    # The options are hashed too: the same faces trained again in the same second with
-    # another --far (or C, split) make another model, which CurrentModel must reload.
+    # The options and strangers are hashed too: the same faces trained again in the same
+    # second with another --far (or C, split, strangers) make another model, which
+    # CurrentModel must reload.
     trained_on = X[train_index].tobytes() + repr(options).encode()
+    if strangers is not None:
+        trained_on += strangers.tobytes()
     metadata = {
         "model_id": created.strftime("%Y%m%dT%H%M%SZ")
         + "-"
@@ -536,14 +546,19 @@ def _json(payload: dict) -> bytes:
 
 
 def train(
-    stores: Stores, crop_method: str, analysis: dict, options: TrainOptions = TrainOptions()
+    stores: Stores,
+    crop_method: str,
+    analysis: dict,
+    options: TrainOptions = TrainOptions(),
+    strangers=None,
 ) -> tuple[TrainedModel, dict | None]:
-    """The workflow's steps in one process: gather, fit, evaluate FaceNet and the nearest
-    face on the held-out part (each run stored), publish. ``analysis``: how the faces were
-    made (FaceAnalyser.describe). Returns the model and FaceNet's held-out evaluation
-    (core.metrics.evaluate_predictions; None when ``options.test_size`` is 0)."""
+    """The workflow's steps in one process: gather, fit (``strangers``: see fit), evaluate
+    FaceNet and the nearest face on the held-out part (each run stored), publish.
+    ``analysis``: how the faces were made (FaceAnalyser.describe). Returns the model and
+    FaceNet's held-out evaluation (core.metrics.evaluate_predictions; None when
+    ``options.test_size`` is 0)."""
     training_set = gather(stores.catalog, crop_method)
-    model, test_index = fit(training_set, options, analysis)
+    model, test_index = fit(training_set, options, analysis, strangers)
     if not len(test_index):
         return publish(stores, model, training_set, {})[0], None
     runs = evaluate(model, training_set, stores.faces.get)

@@ -127,6 +127,7 @@ def cmd_ingest(app: App, args) -> int:
 def cmd_train(app: App, args) -> int:
     from facerec.core.metrics import render_markdown
 
+    skipped: list[str] = []
     model, evaluation = app.local.train(
         TrainOptions(
             C=args.C,
@@ -134,7 +135,9 @@ def cmd_train(app: App, args) -> int:
             test_size=args.test_size,
             seed=args.seed,
             far=args.far,
-        )
+        ),
+        args.strangers,
+        lambda path, reason: skipped.append(path),
     )
     meta = model.metadata
     print(
@@ -142,6 +145,12 @@ def cmd_train(app: App, args) -> int:
         f"{meta['split']['train_faces']} training faces, C = {meta['classifier']['C']}, "
         f"{meta['cv']['folds']}-fold CV accuracy {meta['cv']['mean']:.3f} "
         f"(+/- {meta['cv']['std']:.3f}), crop {meta['crop']['method']}"
+    )
+    calibration = meta["open_set"]
+    print(
+        f'"unknown" calibrated to a {calibration["far_target"]:g} false-accept rate on '
+        f"{calibration['impostor_scores']} {calibration['method']} scores"
+        + (f" ({len(skipped)} files in {args.strangers} skipped)" if skipped else "")
     )
     if evaluation is not None:
         print(
@@ -545,6 +554,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "false-accept rate both engines' unknown thresholds are calibrated to, FaceNet's "
             f"and the nearest engine's (default {defaults.far:g}; kept in the model)"
+        ),
+    )
+    train.add_argument(
+        "--strangers",
+        type=Path,
+        metavar="DIR",
+        help=(
+            "photos of people never enrolled: every face in them calibrates both thresholds "
+            "(at least ceil(10 / far) faces; default: leave-one-person-out, no strangers)"
         ),
     )
     train.set_defaults(run=cmd_train)

@@ -15,10 +15,11 @@ from facerec.core.settings import TrainOptions
 from facerec.engines.base import Engine, UnavailableEngine
 from facerec.engines.facenet import FaceNetEngine, TrainedModel
 from facerec.engines.hybrid import HybridEngine
-from facerec.engines.nearest import CatalogIdentifier, NearestEngine, model_far
+from facerec.engines.nearest import CatalogIdentifier, NearestEngine, model_calibration
 from facerec.flows import forget, train
 from facerec.flows.enrol import Enrolment, PhotoInput, PhotoOutcome, read_labelled_folder
 from facerec.flows.evaluate import evaluate_photos, run_engine, summarise
+from facerec.flows.strangers import stranger_embeddings
 from facerec.interfaces.http import IdentifyService
 from facerec.storage.local import local_stores
 from facerec.storage.ports import labelled_faces
@@ -54,7 +55,7 @@ class LocalDeployment:
                 CatalogIdentifier(
                     self.stores.catalog,
                     self.labelled_faces,
-                    lambda: model_far(self.current_model),
+                    lambda: model_calibration(self.current_model),
                 )
             ),
             "rekognition": rekognition,
@@ -109,10 +110,20 @@ class LocalDeployment:
                 ingest.put(key, item.data)
             yield item
 
-    def train(self, options: TrainOptions = TrainOptions()) -> tuple[TrainedModel, dict | None]:
-        """flows.train.train on this workspace."""
+    def train(
+        self,
+        options: TrainOptions = TrainOptions(),
+        strangers: Path | None = None,
+        on_skip: Callable[[str, str], None] = lambda path, reason: None,
+    ) -> tuple[TrainedModel, dict | None]:
+        """flows.train.train on this workspace; ``strangers``: a folder of photos of people
+        never enrolled, every face in them calibrates "unknown" (flows.strangers; files that
+        are not usable photos go to ``on_skip(path, reason)``)."""
+        vectors = (
+            None if strangers is None else stranger_embeddings(self.analyser, strangers, on_skip)
+        )
         return train.train(
-            self.stores, self.settings.crop_method, self.analyser.describe(), options
+            self.stores, self.settings.crop_method, self.analyser.describe(), options, vectors
         )
 
     def forget(self, person: str) -> dict:

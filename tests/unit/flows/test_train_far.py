@@ -1,7 +1,8 @@
 """One false-accept rate (``TrainOptions.far``, ``facerec train --far``) calibrates both
 engines: FaceNet's open-set threshold and the nearest engine's, kept in the model's metadata
 and read back by the local nearest engine (CatalogIdentifier) and the cloud's
-(VectorNearest). Synthetic people in a real SQLite catalog."""
+(VectorNearest); ``train(..., strangers)`` calibrates both on faces of people never
+enrolled instead. Synthetic people in a real SQLite catalog."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ import dataclasses
 
 import pytest
 
-from facerec.core.errors import ModelNotFound
+from facerec.core.errors import ModelNotFound, NotEnoughData
 from facerec.core.records import PhotoRecord
 from facerec.core.settings import DEFAULT_FAR, TrainOptions
-from facerec.engines.nearest import CatalogIdentifier, model_far
+from facerec.engines.gallery import Gallery
+from facerec.engines.nearest import CatalogIdentifier, model_calibration
+from facerec.engines.openset import (
+    HELD_OUT_STRANGERS,
+    LEAVE_ONE_PERSON_OUT,
+    calibrate,
+    calibrated_threshold,
+    min_stranger_faces,
+    open_set_scores,
+)
 from facerec.flows.train import CurrentModel, gather, train
 from facerec.storage.local import local_stores
 from facerec.storage.ports import labelled_faces
@@ -42,11 +52,11 @@ def test_both_engines_are_calibrated_to_the_trained_far_and_the_nearest_engine_r
     nearest = CatalogIdentifier(
         stores.catalog,
         lambda: labelled_faces(stores.catalog, "aligned"),
-        lambda: model_far(current),
+        lambda: model_calibration(current),
     )
     with pytest.raises(ModelNotFound):
         current()
-    assert model_far(current) == DEFAULT_FAR  # before the first training
+    assert model_calibration(current) == (DEFAULT_FAR, None)  # before the first training
     assert nearest().calibration_.far_target == DEFAULT_FAR
 
     thresholds = {}
@@ -57,7 +67,7 @@ def test_both_engines_are_calibrated_to_the_trained_far_and_the_nearest_engine_r
         assert meta["open_set"]["far_target"] == meta["nearest"]["far_target"] == far
         assert TrainOptions.of(meta).far == far  # a retraining keeps it
         identifier = nearest()  # rebuilt: the far changed, the catalog did not
-        assert model_far(current) == identifier.calibration_.far_target == far
+        assert model_calibration(current)[0] == identifier.calibration_.far_target == far
         assert identifier.calibration_.threshold == meta["nearest"]["threshold"]
         thresholds[far] = identifier.calibration_.threshold
     assert thresholds[0.001] > thresholds[0.05]  # a lower FAR is a stricter threshold
@@ -71,3 +81,70 @@ def test_the_nearest_engines_gallery_is_every_labelled_face(stores):
     assert f"every labelled face ({len(everyone)})" == model.metadata["nearest"]["gallery"]
     assert model.metadata["nearest"]["impostor_scores"] == len(everyone)
     assert model.metadata["nearest"]["far_target"] == 0.05
+
+
+def stranger_vectors(count: int):
+    """(count, 128) faces of people never enrolled (their own centres, same spread)."""
+    _, _, vectors, _ = people(count, 1, seed=7, spread=1.0)
+    return vectors
+
+
+def expected_threshold(gallery: Gallery, strangers, far: float) -> float:
+    """The package's rule by hand: each stranger's open-set score for its nearest enrolled
+    person, then the rank far * (S + 1) of those scores."""
+    nearest_people = gallery.search(strangers, 1)[0][:, 0]
+    return calibrated_threshold(open_set_scores(gallery, strangers, nearest_people), far)
+
+
+def test_stranger_faces_calibrate_both_engines_on_them_and_the_metadata_says_so(stores):
+    strangers = stranger_vectors(120)  # min_stranger_faces(0.1) == 100
+    options = TrainOptions(test_size=0.25, far=0.1)
+    model, _ = train(stores, "aligned", ANALYSIS, options, strangers)
+    meta = model.metadata
+    everyone = gather(stores.catalog, "aligned")
+    galleries = {
+        "open_set": model.open_set.gallery_,  # the training part
+        "nearest": Gallery(everyone.embeddings.shape[1]).add(
+            everyone.face_ids, everyone.labels, everyone.embeddings
+        ),
+    }
+    for engine, gallery in galleries.items():
+        assert meta[engine]["method"] == HELD_OUT_STRANGERS, engine
+        assert meta[engine]["impostor_scores"] == 120, engine
+        assert meta[engine]["far_target"] == 0.1, engine
+        assert meta[engine]["threshold"] == pytest.approx(
+            expected_threshold(gallery, strangers, 0.1), abs=1e-6
+        ), engine
+    assert model.open_set.calibration_.threshold == meta["open_set"]["threshold"]
+    current = CurrentModel(stores.catalog, stores.models)
+    assert current().model_id == model.model_id
+    # the local nearest engine answers with that threshold (its catalog has no strangers)
+    nearest = CatalogIdentifier(
+        stores.catalog,
+        lambda: labelled_faces(stores.catalog, "aligned"),
+        lambda: model_calibration(current),
+    )
+    assert nearest().calibration_.threshold == meta["nearest"]["threshold"]
+    assert nearest().calibration_.method == HELD_OUT_STRANGERS
+
+    # The same faces and options without strangers: leave-one-person-out, another model.
+    without, _ = train(stores, "aligned", ANALYSIS, options)
+    assert without.model_id != model.model_id
+    for engine in ("open_set", "nearest"):
+        calibration = without.metadata[engine]
+        assert calibration["method"] == LEAVE_ONE_PERSON_OUT, engine
+        assert calibration["threshold"] != meta[engine]["threshold"], engine
+    assert without.metadata["nearest"]["impostor_scores"] == len(everyone)
+    assert without.metadata["open_set"]["threshold"] == pytest.approx(
+        calibrate(without.open_set.gallery_, 0.1, seed=options.seed).threshold
+    )
+
+
+def test_too_few_stranger_faces_are_refused_before_anything_is_published(stores):
+    assert [min_stranger_faces(far) for far in (0.001, 0.01, 0.1, 0.2)] == [10000, 1000, 100, 50]
+    with pytest.raises(NotEnoughData, match=r"99 stranger faces found.*at least 100"):
+        train(stores, "aligned", ANALYSIS, TrainOptions(far=0.1), stranger_vectors(99))
+    with pytest.raises(ValueError, match=r"strangers must be \(S, 128\)"):
+        train(stores, "aligned", ANALYSIS, TrainOptions(far=0.1), stranger_vectors(120)[:, :64])
+    with pytest.raises(ModelNotFound):
+        CurrentModel(stores.catalog, stores.models)()
