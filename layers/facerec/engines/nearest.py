@@ -97,7 +97,7 @@ class VersionedCatalog(Protocol):
     def faces(self, person: str | None = None, labelled_only: bool = True) -> list[FaceRecord]: ...
 
 
-def model_calibration(model: Callable) -> tuple[float, dict | None]:
+def model_calibration(model: Callable) -> tuple[float, Calibration | None]:
     """How the current model (``model()``, a TrainedModel) calibrated the nearest engine:
     (its false-accept rate, ``metadata["nearest"]["far_target"]``; the recorded calibration
     when it was made on held-out strangers, else None). (DEFAULT_FAR, None) before the first
@@ -106,8 +106,10 @@ def model_calibration(model: Callable) -> tuple[float, dict | None]:
         nearest = model().metadata["nearest"]
     except ModelNotFound:
         return DEFAULT_FAR, None
-    recorded = nearest if nearest.get("method") == HELD_OUT_STRANGERS else None
-    return float(nearest["far_target"]), recorded
+    if nearest.get("method") != HELD_OUT_STRANGERS:
+        return float(nearest["far_target"]), None
+    names = {field.name for field in fields(Calibration)}
+    return float(nearest["far_target"]), Calibration(**{name: nearest[name] for name in names})
 
 
 class CatalogIdentifier:
@@ -115,15 +117,14 @@ class CatalogIdentifier:
     changed since it was built (by this process or another) or ``calibration()`` has (a
     model trained with another ``--far`` or on strangers). ``calibration()`` ->
     (far, recorded): recalibrated leave-one-person-out to ``far``, or, when ``recorded``
-    (a Calibration's fields, made on held-out strangers the catalog does not hold), that
-    threshold as it was recorded. ``labelled()`` reads the faces (it checks the crop
-    method)."""
+    (a Calibration made on held-out strangers the catalog does not hold), kept as it is.
+    ``labelled()`` reads the faces (it checks the crop method)."""
 
     def __init__(
         self,
         catalog: VersionedCatalog,
         labelled: Callable[[], list[FaceRecord]],
-        calibration: Callable[[], tuple[float, dict | None]] = lambda: (DEFAULT_FAR, None),
+        calibration: Callable[[], tuple[float, Calibration | None]] = lambda: (DEFAULT_FAR, None),
     ):
         self.catalog, self.labelled, self.calibration = catalog, labelled, calibration
         self._identifier: OpenSetIdentifier | None = None
@@ -132,19 +133,15 @@ class CatalogIdentifier:
     def __call__(self) -> OpenSetIdentifier:
         """NotEnoughData when fewer than 2 people are enrolled."""
         far, recorded = self.calibration()
-        state = (self.catalog.version(), far, recorded and recorded["threshold"])
+        state = (self.catalog.version(), far, recorded)
         if self._identifier is None or state != self._built_for:
             faces = self.labelled()
             self._identifier = OpenSetIdentifier(far=far).fit(
                 np.stack([face.embedding for face in faces]),
                 np.array([face.person for face in faces]),
                 np.array([face.face_id for face in faces]),
+                calibration=recorded,
             )
-            if recorded is not None:
-                names = {field.name for field in fields(Calibration)}
-                self._identifier.calibration_ = Calibration(
-                    **{name: value for name, value in recorded.items() if name in names}
-                )
             self._built_for = state
         return self._identifier
 

@@ -206,7 +206,8 @@ class OpenSetIdentifier(BaseEstimator):
 
     ``fit(X (N, D) unit vectors, y (N,) str, ids=None, strangers=None)`` enrols every face in
     ``gallery_`` and calibrates ``calibration_`` to ``far`` (leave-one-person-out, or on
-    ``strangers`` (S, D) unit vectors of people not enrolled); ``predict`` -> (N,) labels or
+    ``strangers`` (S, D) unit vectors of people not enrolled, or keeps a recorded
+    ``calibration``); ``predict`` -> (N,) labels or
     "unknown". Enrol or forget people later through ``gallery_`` and ``recalibrate()``."""
 
     def __init__(
@@ -223,12 +224,17 @@ class OpenSetIdentifier(BaseEstimator):
         self.approximate_from = approximate_from
         self.random_state = random_state
 
-    def fit(self, X, y, ids=None, strangers=None):
+    def fit(self, X, y, ids=None, strangers=None, calibration: Calibration | None = None):
+        """``calibration``: one recorded before (on strangers this gallery does not hold),
+        kept as it is instead of calibrating."""
         X, y = check_X_y(X, y, dtype=np.float32)
         y = y.astype(str)
         ids = np.arange(len(y)).astype(str) if ids is None else ids
         self.gallery_ = Gallery(X.shape[1], self.approximate_from).add(ids, y, X)
-        return self.recalibrate(strangers)
+        if calibration is None:
+            return self.recalibrate(strangers)
+        self.calibration_, self.classes_ = calibration, self.gallery_.people
+        return self
 
     def recalibrate(self, strangers=None):
         """Recalibrate the threshold on the gallery as it is now (on ``strangers`` (S, D)

@@ -10,7 +10,8 @@ Commit order of one photo, so that a run stopped between any two writes leaves a
 next run completes (tests/unit/flows/test_crash_windows.py stops it at each write):
 
 1. its crops ``<Person>/<stem>-N.png`` (an enrolled photo), or its quarantined bytes
-   ``<sha256>.bin`` then their reason ``<sha256>.json`` (a refused one);
+   ``<Person>/<sha256>.bin`` then their reason ``<Person>/<sha256>.json`` (a refused one;
+   ``quarantine_key``);
 2. its catalog record, photo and faces in one transaction: the commit point. Until it is
    written the catalog still holds no record (or the replaced version's, with another
    sha256), so the next run enrols the photo again. Only a catalog record owns crops: a crop
@@ -300,16 +301,15 @@ class Enrolment:
         reason = {"key": key, "code": error.code, "reason": str(error), "bytes_copied": False}
         try:
             person, _ = parse_ingest_key(key)
+            valid = True
         except FaceRecError:
-            self.stores.quarantine.put(
-                f"{quarantine_key(None, marker)}.json",
-                json.dumps(reason, ensure_ascii=False).encode(),
-            )
-            return PhotoOutcome(key, person, "rejected", code=error.code, reason=str(error))
+            valid = False
         self.stores.quarantine.put(
-            f"{quarantine_key(key, marker)}.json", json.dumps(reason, ensure_ascii=False).encode()
+            f"{quarantine_key(key if valid else None, marker)}.json",
+            json.dumps(reason, ensure_ascii=False).encode(),
         )
-        self._replace_photo(PhotoRecord(key, person, marker, "rejected", str(error)), [])
+        if valid:
+            self._replace_photo(PhotoRecord(key, person, marker, "rejected", str(error)), [])
         return PhotoOutcome(key, person, "rejected", code=error.code, reason=str(error))
 
     def _replace_photo(self, photo: PhotoRecord, faces: list[FaceRecord]) -> None:

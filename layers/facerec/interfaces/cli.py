@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from facerec.core.errors import FaceRecError, ModelIntegrityError, WorkspaceError
@@ -70,6 +70,12 @@ class App:
                 analyser = build_analyser(weights, AnalysisSettings(crop_method=self.crop_method))
                 self._local = LocalDeployment(self.workspace, analyser, self.routing_threshold)
         return self._local
+
+    def close(self) -> None:
+        """Close the deployment's catalog, if one was opened (its SQLite write-ahead log is
+        checkpointed now, not whenever the garbage collector gets to it)."""
+        if self._local is not None:
+            self._local.stores.catalog.close()
 
 
 def _describe(outcome) -> str:
@@ -237,7 +243,8 @@ def _check_model_crop(app: App) -> None:
     from facerec.storage.local import local_stores
 
     stores = local_stores(app.workspace)
-    model = stores.catalog.current_model()
+    with closing(stores.catalog):
+        model = stores.catalog.current_model()
     if model is None:
         return  # refused later, as no model at all
     key = model_keys(model.model_id)["metadata"]
@@ -479,8 +486,9 @@ def cmd_status(app: App, args) -> int:
         if not path.is_file():
             raise
         catalog = SqliteCatalog(path, read_only=True)
-    print(json.dumps(catalog.counts()))
-    model = catalog.current_model()
+    with closing(catalog):
+        print(json.dumps(catalog.counts()))
+        model = catalog.current_model()
     print(f"current model: {model.model_id if model else 'none'}")
     return EXIT_OK
 
@@ -676,6 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # a file the command needed (a missing model file): one line
         print(f"error: {_os_error_line(error)}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        app.close()
 
 
 def _os_error_line(error: OSError) -> str:
