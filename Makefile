@@ -8,12 +8,14 @@ CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHEC
 
 .PHONY: setup demo test test-fast lint bench bench-open-set bench-far bench-scale bench-load bench-memory synth deploy clean
 
-# The asset check hashes the weights every time (0.1 s), so a corrupted file is re-fetched.
+# The asset check hashes the weights every time (0.1 s), so a corrupted file is re-fetched;
+# the networks are converted to ONNX once (about a minute) and checked against TensorFlow.
 setup: $(STAMP)
 	$(BIN)/python -m facerec.vision.assets --cache-dir $(CACHE)
+	$(BIN)/python -m facerec.vision.convert --cache-dir $(CACHE)
 
 # The venv with the pinned packages, and the pinned CDK CLI from npm (node_modules/).
-$(STAMP): requirements.txt requirements-dev.txt requirements-infra.txt pyproject.toml package-lock.json
+$(STAMP): requirements.txt requirements-convert.txt requirements-dev.txt requirements-infra.txt pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt

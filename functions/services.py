@@ -1,12 +1,14 @@
 """The functions' composition root, built once per container and lazily: AWS clients, the
-storage adapters as one ``Stores`` bundle, the engines and (only when a handler needs them)
-the models. Handlers take what they need from ``services()``.
+storage adapters as one ``Stores`` bundle, the engines and the networks. Handlers take what
+they need from ``services()``; a handler that detects or embeds calls ``load_at_init()`` at
+import, so that in Lambda the networks load in the init phase, once per environment.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict
 from functools import cached_property
 
@@ -22,8 +24,8 @@ RETRIES = Config(retries={"max_attempts": 8, "mode": "adaptive"})  # backs off o
 
 class Services:
     """The container's adapters, each built on first use. ``analyser`` may be passed in
-    (tests share one); otherwise MTCNN and FaceNet load from ``settings.weights_path`` the
-    first time a handler needs them."""
+    (tests share one); otherwise MTCNN and FaceNet load from ``settings.models_dir`` (FaceNet
+    at ``settings.precision``) the first time something needs them."""
 
     def __init__(self, settings: Settings, session=None, analyser=None):
         self.settings = settings
@@ -47,23 +49,30 @@ class Services:
         return self.client("stepfunctions")
 
     @cached_property
-    def weights_sha256(self) -> str:
-        if "analyser" in self.__dict__:
-            return self.analyser.embedder.weights_sha256
-        from facerec.vision.assets import verify_weights
+    def model_files(self):
+        """The converted networks (``ModelFiles`` of ``settings.models_dir``)."""
+        from facerec.vision.runtime import ModelFiles
 
-        return verify_weights(self.settings.weights_path)
+        return ModelFiles(self.settings.models_dir)
+
+    @cached_property
+    def embedding_stamp(self) -> str:
+        """Which network makes this container's embeddings: the loaded embedder's stamp once
+        the analyser is loaded (or passed in), else the manifest's, without loading it."""
+        if "analyser" in self.__dict__:
+            return self.analyser.embedder.stamp
+        from facerec.vision.embedding import describe_embedding, embedding_stamp
+
+        return embedding_stamp(describe_embedding(self.model_files, self.settings.precision))
 
     @cached_property
     def catalog(self):
-        """The catalog table; every face it writes is stamped with the weights that made
-        its embedding."""
+        """The catalog table; every face it writes is stamped with the network that made
+        its embedding (``embedding_stamp``)."""
         from facerec.storage.aws import DynamoCatalog
-        from facerec.vision.embedding import MODEL_ID
 
         resource = self.session.resource("dynamodb", config=RETRIES)
-        embedding_model = f"{MODEL_ID}@{self.weights_sha256[:12]}"
-        return DynamoCatalog(resource, self.settings.catalog_table, embedding_model)
+        return DynamoCatalog(resource, self.settings.catalog_table, self.embedding_stamp)
 
     @cached_property
     def stores(self):
@@ -105,19 +114,22 @@ class Services:
     def analysis_settings(self):
         from facerec.core.settings import AnalysisSettings
 
-        return AnalysisSettings(crop_method=self.settings.crop_method)
+        return AnalysisSettings(
+            crop_method=self.settings.crop_method, precision=self.settings.precision
+        )
 
     @cached_property
     def analyser(self):
         from facerec.vision.analyser import build_analyser
 
-        return build_analyser(self.settings.weights_path, self.analysis_settings)
+        return build_analyser(self.settings.models_dir, self.analysis_settings)
 
     def analysis(self) -> dict:
-        """How faces are made, for a model's metadata, without loading TensorFlow."""
+        """How faces are made, for a model's metadata, from the models' manifest (no network
+        loaded)."""
         from facerec.vision.analyser import describe_analysis
 
-        return describe_analysis(self.analysis_settings, self.weights_sha256)
+        return describe_analysis(self.analysis_settings, self.model_files)
 
     @cached_property
     def enrolment(self):
@@ -144,7 +156,9 @@ class Services:
         from facerec.engines.hybrid import HybridEngine
         from facerec.engines.nearest import VectorNearest
 
-        facenet = FaceNetEngine(self.current_model, self.settings.facenet_min_probability)
+        facenet = FaceNetEngine(
+            self.current_model, self.settings.facenet_min_probability, self.embedding_stamp
+        )
         rekognition = self.rekognition_engine()
 
         def metadata() -> dict:
@@ -158,15 +172,12 @@ class Services:
         }
 
     def warm(self) -> str | None:
-        """Load what an identify request needs: the analyser, each network traced once (a
-        blank photo, a blank crop), the engines and the current model. Returns its id, None
-        before the first training (FaceNet answers 503 until one is published)."""
+        """Load what an identify request needs: the analyser, each network run once
+        (``run_once``), the engines and the current model. Returns its id, None before the
+        first training (FaceNet answers 503 until one is published)."""
         from facerec.core.errors import ModelNotFound
 
-        analyser = self.identify_service.analyser
-        size = analyser.settings.crop_size
-        analyser.analyse([np.zeros((size, size, 3), np.uint8)])
-        analyser.embedder.embed(np.zeros((1, size, size, 3), np.uint8))
+        run_once(self.identify_service.analyser)
         try:
             return self.current_model().model_id
         except ModelNotFound:
@@ -235,6 +246,14 @@ class Services:
         return forget_status(forget_id, person, "FAILED", error=error)
 
 
+def run_once(analyser) -> None:
+    """Run MTCNN on a blank photo and FaceNet on a blank crop, so that ONNX Runtime's first
+    runs (buffer allocation) happen before any event."""
+    size = analyser.settings.crop_size
+    analyser.analyse([np.zeros((size, size, 3), np.uint8)])
+    analyser.embedder.embed(np.zeros((1, size, size, 3), np.uint8))
+
+
 _current: Services | None = None
 
 
@@ -248,6 +267,14 @@ def services() -> Services:
                 logging.getLogger(name).setLevel(settings.log_level)
         _current = Services(settings)
     return _current
+
+
+def load_at_init() -> None:
+    """In Lambda (``AWS_LAMBDA_FUNCTION_NAME`` is set), load and run the networks now: a
+    handler that detects or embeds calls this at import, so Lambda's init phase pays for them
+    once per environment, not its first event. Elsewhere (tests, the CLI) it does nothing."""
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        run_once(services().analyser)
 
 
 def install(instance: Services | None) -> None:

@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from facerec.core.settings import CROP_METHODS, DEFAULT_CROP_METHOD
+from facerec.core.settings import (
+    CROP_METHODS,
+    DEFAULT_CROP_METHOD,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+)
+
+MODELS_DIR = "/opt/facerec/models"  # where the image bakes in the converted networks
 
 REQUIRED = (
     "INGEST_BUCKET",
@@ -42,8 +49,9 @@ class Settings:
     vector_bucket: str
     face_vector_index: str
     centroid_vector_index: str
-    weights_path: Path = Path("/opt/facerec/facenet_keras.h5")
+    models_dir: Path = Path(MODELS_DIR)
     crop_method: str = DEFAULT_CROP_METHOD
+    precision: str = DEFAULT_PRECISION
     rekognition_min_similarity: float = 90.0
     facenet_min_probability: float = 0.0
     log_level: str = "INFO"
@@ -71,10 +79,14 @@ class Settings:
         crop_method = environ.get("CROP_METHOD", DEFAULT_CROP_METHOD)
         if crop_method not in CROP_METHODS:
             raise SettingsError(f"CROP_METHOD is one of {CROP_METHODS}; got {crop_method!r}")
+        precision = environ.get("EMBEDDING_PRECISION", DEFAULT_PRECISION)
+        if precision not in PRECISIONS:
+            raise SettingsError(f"EMBEDDING_PRECISION is one of {PRECISIONS}; got {precision!r}")
         return cls(
             *(environ[name] for name in REQUIRED),
-            weights_path=Path(environ.get("WEIGHTS_PATH", "/opt/facerec/facenet_keras.h5")),
+            models_dir=Path(environ.get("MODELS_DIR", MODELS_DIR)),
             crop_method=crop_method,
+            precision=precision,
             rekognition_min_similarity=similarity,
             facenet_min_probability=probability,
             log_level=environ.get("LOG_LEVEL", "INFO").upper(),

@@ -52,8 +52,8 @@ class EnvironmentConfig:
     embed_faces: FunctionSettings
     index_faces: FunctionSettings
     identify_faces: FunctionSettings
-    # Execution environments of identify's `live` alias kept initialised (TensorFlow, MTCNN,
-    # FaceNet and the current model loaded, one call traced) before any request; 0 = none.
+    # Execution environments of identify's `live` alias kept initialised (MTCNN, FaceNet and
+    # the current model loaded, each network run once) before any request; 0 = none.
     identify_provisioned_concurrency: int
     training: FunctionSettings
     # The training workflow's comparison report: it times FaceNet's identify path, so it gets
@@ -72,6 +72,8 @@ class EnvironmentConfig:
     rekognition_min_similarity: float  # 0-100, Rekognition's scale
     facenet_min_probability: float  # 0-1; under it FaceNet answers "unknown"
     crop_method: str
+    # FaceNet's precision, "fp32" or "int8"; a change needs the gallery re-embedded (re-index).
+    embedding_precision: str
     log_level: str
     # Workflows.
     training_timeout: Duration
@@ -112,15 +114,17 @@ _DEV = EnvironmentConfig(
     retain_data=False,
     point_in_time_recovery=False,
     log_retention=logs.RetentionDays.TWO_WEEKS,
-    # TensorFlow + MTCNN + FaceNet peak at about 1.3-1.9 GB in one process (bench/RESULTS.md).
-    # 3008 MB is the largest size a new account can always use.
+    # MTCNN + FaceNet in ONNX Runtime peak at about 0.3 GB in one process (bench/RESULTS.md);
+    # the memory buys CPU (Lambda gives about 2 vCPUs at 3008 MB, the largest size a new
+    # account can always use), which detection and embedding use.
     align_faces=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(3)),
     embed_faces=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(2)),
     index_faces=FunctionSettings(memory_mb=2048, timeout=Duration.minutes(1)),
     # API Gateway gives an integration at most 29 s.
     identify_faces=FunctionSettings(memory_mb=3008, timeout=Duration.seconds(29)),
-    # A cold start loads TensorFlow and both networks (about 20 s on 2 cores) inside the
-    # first request; dev accepts that rather than pay for idle environments.
+    # A cold start loads both networks in the init phase (about 3 s with the imports, on 2
+    # busy cores) and the current model in the first request; dev accepts that rather than
+    # pay for idle environments.
     identify_provisioned_concurrency=0,
     training=FunctionSettings(memory_mb=3008, timeout=Duration.minutes(15)),
     # Identify each held-out photo (0.44 s warm on 2 cores, bench/RESULTS.md), search each crop
@@ -138,6 +142,7 @@ _DEV = EnvironmentConfig(
     rekognition_min_similarity=90.0,
     facenet_min_probability=0.0,
     crop_method="aligned",
+    embedding_precision="int8",
     log_level="INFO",
     training_timeout=Duration.hours(2),
     reindex_max_concurrency=5,

@@ -4,7 +4,8 @@ training state machine, each recorded so its cdk-nag wildcard findings can be ac
 one by one).
 
 Every function runs the same image (functions/Dockerfile, built from the repo root so it holds
-`layers/facerec` and the verified FaceNet weights); only the image's CMD names the handler.
+`layers/facerec` and the converted networks, MTCNN and FaceNet as ONNX); only the image's CMD
+names the handler.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from infra.nag import acknowledge, finding
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = "functions/Dockerfile"
-WEIGHTS_PATH = "/opt/facerec/facenet_keras.h5"
+MODELS_DIR = "/opt/facerec/models"  # where functions/Dockerfile copies .cache/onnx
 
 # Kept out of the image's build context (and so out of the asset staged into cdk.out at every
 # synth). `.dockerignore` already admits only what the image needs; this list names the big
@@ -39,6 +40,7 @@ ASSET_EXCLUDE = (
     "cdk.out",
     "workspace",
     ".cache/sample-set",
+    ".cache/facenet",
     "tests",
     "bench",
     "**/__pycache__",

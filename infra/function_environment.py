@@ -12,7 +12,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import EnvironmentConfig, FunctionSettings
-from infra.face_function import WEIGHTS_PATH, FaceFunction
+from infra.face_function import MODELS_DIR, FaceFunction
 from infra.stateful_stack import DataResources
 
 
@@ -30,8 +30,9 @@ def function_environment(config: EnvironmentConfig, data: DataResources) -> dict
         "VECTOR_BUCKET": data.vector_bucket_name,
         "FACE_VECTOR_INDEX": data.face_vector_index,
         "CENTROID_VECTOR_INDEX": data.centroid_vector_index,
-        "WEIGHTS_PATH": WEIGHTS_PATH,
+        "MODELS_DIR": MODELS_DIR,
         "CROP_METHOD": config.crop_method,
+        "EMBEDDING_PRECISION": config.embedding_precision,
         "REKOGNITION_MIN_SIMILARITY": f"{config.rekognition_min_similarity:g}",
         "FACENET_MIN_PROBABILITY": f"{config.facenet_min_probability:g}",
         "LOG_LEVEL": config.log_level,

@@ -1,5 +1,6 @@
-"""Shared fixtures. The real weights and sample set come from `make setup` (never skipped:
-a missing asset fails with the command that fixes it). Nothing here reads ../shared."""
+"""Shared fixtures. The real weights, converted networks and sample set come from `make
+setup` (never skipped: a missing asset fails with the command that fixes it). Nothing here
+reads ../shared."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from facerec.vision.assets import AssetPaths, verify_weights
+from facerec.vision.runtime import ModelFiles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +39,7 @@ def pytest_collection_modifyitems(config, items):
 def assets() -> AssetPaths:
     paths = AssetPaths(Path(os.environ.get("FACEREC_CACHE_DIR", REPO_ROOT / ".cache")))
     verify_weights(paths.weights)
+    ModelFiles(paths.models).manifest()  # converted by `make setup`, or AssetError saying so
     return paths
 
 
@@ -48,10 +51,10 @@ def sample_set(assets) -> Path:
 
 @pytest.fixture(scope="session")
 def analyser(assets):
-    """MTCNN + FaceNet with the default settings, loaded once for the whole run."""
+    """MTCNN + FaceNet (ONNX Runtime) with the default settings, loaded once for the run."""
     from facerec.vision.analyser import build_analyser
 
-    return build_analyser(assets.weights)
+    return build_analyser(assets.models)
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ def create_resources(session: boto3.session.Session) -> None:
 
 
 @contextmanager
-def cloud_environment(analyser, weights: Path) -> Iterator[Cloud]:
+def cloud_environment(analyser, models: Path) -> Iterator[Cloud]:
     """The functions' environment variables, moto with the stack's resources, the container's
     Services installed with the shared analyser, and a Stubber on its Rekognition client."""
     from functions import services as services_module
@@ -113,7 +113,7 @@ def cloud_environment(analyser, weights: Path) -> Iterator[Cloud]:
 
     environment = {
         **ENV,
-        "WEIGHTS_PATH": str(weights),
+        "MODELS_DIR": str(models),
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",

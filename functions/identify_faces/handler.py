@@ -3,10 +3,10 @@ person (or "unknown") and its score. The contract is docs/openapi.yaml; facerec.
 shapes it for this handler and the local server alike. Bad input gets 4xx, never 500.
 
 An environment that Lambda initialises ahead of requests (provisioned concurrency on the
-``live`` alias) loads TensorFlow, MTCNN, FaceNet and the current model at import
-(``Services.warm``), so no request pays for them. An on-demand environment is initialised
-when a request arrives and may spend only 10 s on it (a longer init is run again inside the
-request): it loads them in its first request.
+``live`` alias) loads MTCNN, FaceNet and the current model at import (``Services.warm``), so
+no request pays for them. An on-demand environment is initialised when a request arrives and
+may spend only 10 s on it (a longer init is run again inside the request): it loads the
+networks at import (``load_at_init``) and the current model in its first request.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 from facerec.interfaces.http import ApiError, handle_identify, parse_body
 from functions.events import api_gateway, http_response
 from functions.logs import get_logger, log
-from functions.services import services
+from functions.services import load_at_init, services
 
 logger = get_logger(__name__)
 
@@ -43,3 +43,5 @@ def handler(event: dict, context=None) -> dict:
 
 if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == PROVISIONED:
     log(logger, "warm", model_id=services().warm())
+else:
+    load_at_init()

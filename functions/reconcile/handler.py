@@ -8,9 +8,10 @@ from __future__ import annotations
 from facerec.flows.chain import embed_crop, index_crop, store_vectors
 from facerec.flows.reconcile import delete_orphan, find_gaps, repair
 from functions.logs import get_logger, key_ref, log
-from functions.services import services
+from functions.services import load_at_init, services
 
 logger = get_logger(__name__)
+load_at_init()  # in Lambda: MTCNN and FaceNet load in the init phase
 
 
 def handler(event: dict, context=None) -> dict:

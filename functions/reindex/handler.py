@@ -15,9 +15,10 @@ from facerec.flows.chain import BatchFailed, embed_crop, index_crop, reindex_bat
 from facerec.storage.aws import permanent_failure
 from functions.events import batch_items
 from functions.logs import get_logger, key_ref, log
-from functions.services import services
+from functions.services import load_at_init, services
 
 logger = get_logger(__name__)
+load_at_init()  # in Lambda: MTCNN and FaceNet load in the init phase
 
 
 def handler(event: dict, context=None) -> dict:

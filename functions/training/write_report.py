@@ -11,10 +11,11 @@ from facerec.analysis.report.html import PUBLICATION, SECTIONS, save
 from facerec.core.costs import DEFAULT_LAMBDA_MEMORY_MB
 from facerec.engines.facenet import FaceNetEngine
 from functions.logs import get_logger, log
-from functions.services import services
+from functions.services import load_at_init, services
 from functions.training import state as saved
 
 logger = get_logger(__name__)
+load_at_init()  # in Lambda: MTCNN and FaceNet load in the init phase
 
 
 def handler(state: dict, context=None) -> dict:

@@ -315,7 +315,7 @@ def test_services_build_the_vector_gallery_on_an_s3vectors_client(assets):
     session = boto3.session.Session(
         region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )
-    settings = Settings.from_env({**ENV, "WEIGHTS_PATH": str(assets.weights)})
+    settings = Settings.from_env({**ENV, "MODELS_DIR": str(assets.models)})
     services = Services(settings, session=session)
     vectors = services.stores.vectors
     assert vectors is services.stores.vectors  # built once per container

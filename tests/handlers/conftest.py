@@ -12,5 +12,5 @@ from tests.support import cloud_environment
 def cloud(assets, analyser):
     """moto S3 + DynamoDB with the stack's resources, the container's Services installed
     (the session's analyser shared), and a Stubber on the Rekognition client."""
-    with cloud_environment(analyser, assets.weights) as environment:
+    with cloud_environment(analyser, assets.models) as environment:
         yield environment

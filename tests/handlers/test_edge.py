@@ -3,6 +3,8 @@ batches, and the settings read from the environment."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from functions.events import EventError, batch_items, object_event
@@ -92,8 +94,13 @@ def test_settings_name_what_is_missing_or_wrong():
         Settings.from_env({**ENV, "REKOGNITION_MIN_SIMILARITY": "0.9x"})
     with pytest.raises(SettingsError, match="0-100"):
         Settings.from_env({**ENV, "REKOGNITION_MIN_SIMILARITY": "900"})
+    with pytest.raises(SettingsError, match=r"EMBEDDING_PRECISION is one of .*'fp16'"):
+        Settings.from_env({**ENV, "EMBEDDING_PRECISION": "fp16"})
     settings = Settings.from_env(ENV)
     assert settings.rekognition_min_similarity == 90.0 and settings.crop_method == "aligned"
+    assert (settings.models_dir, settings.precision) == (Path("/opt/facerec/models"), "int8")
+    chosen = Settings.from_env({**ENV, "MODELS_DIR": "/models", "EMBEDDING_PRECISION": "fp32"})
+    assert (chosen.models_dir, chosen.precision) == (Path("/models"), "fp32")
     assert settings.function_memory_mb is None  # outside Lambda
     in_lambda = Settings.from_env({**ENV, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008"})
     assert in_lambda.function_memory_mb == 3008

@@ -229,3 +229,31 @@ def test_only_an_environment_initialised_ahead_of_requests_warms_at_import(
     assert (deployed.app.current_model._model is not None) is warmed
     status, body = call({"image": b64(blank_png())})
     assert (status, body["code"]) == (400, "no_face")
+
+
+NETWORK_HANDLERS = (
+    "functions.align_faces.handler",
+    "functions.embed_faces.handler",
+    "functions.identify_faces.handler",
+    "functions.reindex.handler",
+    "functions.reconcile.handler",
+    "functions.training.write_report",
+)
+
+
+@pytest.mark.parametrize("module", NETWORK_HANDLERS)
+@pytest.mark.parametrize("in_lambda", [True, False])
+def test_a_handler_that_detects_or_embeds_runs_the_networks_at_import_in_lambda_only(
+    cloud, monkeypatch, module, in_lambda
+):
+    # Lambda sets AWS_LAMBDA_FUNCTION_NAME in every environment; the init phase imports.
+    monkeypatch.delenv("AWS_LAMBDA_INITIALIZATION_TYPE", raising=False)
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    imported = importlib.import_module(module)  # as outside Lambda: nothing loaded
+    if in_lambda:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "facerec-dev-function")
+    detect_spy, embed_spy = spied_networks(cloud.app.analyser)
+    with detect_spy as detect, embed_spy as embed:
+        importlib.reload(imported)
+    assert detect.call_count == int(in_lambda)
+    assert [len(call.args[0]) for call in embed.call_args_list] == ([0, 1] if in_lambda else [])

@@ -15,6 +15,7 @@ from facerec.core.errors import NotEnoughData
 from facerec.core.naming import crop_key
 from facerec.engines.facenet import TrainedModel
 from facerec.flows.train import PROMOTION_RULE
+from facerec.vision.embedding import embedding_stamp
 from functions.training import (
     ended,
     evaluate,
@@ -106,7 +107,8 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
     model = TrainedModel.from_bytes(cloud.get(MODELS, state["model_key"]))
     assert model.model_id == state["model_id"]
     assert model.metadata["split"]["test_faces"] == state["test_faces"] == 23
-    assert model.metadata["embedding"]["weights_sha256"] == cloud.app.weights_sha256
+    assert model.metadata["embedding"] == cloud.app.analyser.embedder.description
+    assert embedding_stamp(model.metadata["embedding"]) == cloud.app.catalog.embedding_model
     assert model.metadata["crop"]["method"] == "aligned"
     open_set, nearest = model.metadata["open_set"], model.metadata["nearest"]
     assert open_set["method"] == nearest["method"] == "leave-one-person-out"

@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import subprocess
-from importlib.metadata import version
+from importlib.metadata import requires, version
 
 import aws_cdk as cdk
 import pytest
@@ -17,8 +17,14 @@ from aws_cdk.assertions import Annotations, Match
 from cdk_nag import AwsSolutionsChecks
 from cfnlint.api import ManualArgs, lint_file
 from infra_support import ACCOUNT, REGION, REPO_ROOT
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from facerec.vision.runtime import FACENET, MANIFEST, MTCNN
 from infra.application import app_context, build
+
+# What the image copies from .cache/onnx (make setup writes them), in the Dockerfile's order.
+NETWORK_FILES = (MANIFEST, "SHA256SUMS", *(f"{name}.onnx" for name in (*FACENET.values(), *MTCNN)))
 
 # ---- cdk-nag ---------------------------------------------------------------------------------
 
@@ -146,7 +152,7 @@ def test_all_functions_share_one_image_asset_built_from_the_repo_root(synthesize
     assert asset["source"]["platform"] == "linux/amd64"
 
 
-def test_the_build_context_holds_the_package_the_handlers_and_the_weights_only(synthesized):
+def test_the_build_context_holds_the_package_the_handlers_and_the_networks_only(synthesized):
     ((_, asset),) = docker_assets(synthesized).items()
     context = synthesized.outdir / asset["source"]["directory"]
     handlers = {
@@ -158,27 +164,50 @@ def test_the_build_context_holds_the_package_the_handlers_and_the_weights_only(s
         "functions/requirements.txt",
         *sorted(handlers),
         "layers/facerec/__init__.py",
-        ".cache/facenet/facenet_keras.h5",
     ):
         assert (context / needed).is_file(), needed
     top_level = {path.name for path in context.iterdir()}
     assert top_level <= {"functions", "layers", ".cache", ".dockerignore"}, top_level
-    assert {path.name for path in (context / ".cache").iterdir()} == {"facenet"}
+    assert {path.name for path in (context / ".cache").iterdir()} == {"onnx"}
+    networks = context / ".cache/onnx"
+    assert {path.name for path in networks.iterdir()} == set(NETWORK_FILES)
+    # The check the image build runs: every .onnx listed, every listed file intact.
+    listed = {
+        line.split(maxsplit=1)[1].lstrip("*")
+        for line in (networks / "SHA256SUMS").read_text().splitlines()
+    }
+    assert {name for name in NETWORK_FILES if name.endswith(".onnx")} <= listed
+    check = ["sha256sum", "--check", "--strict", "--quiet", "SHA256SUMS"]
+    assert subprocess.run(check, cwd=networks, capture_output=True).returncode == 0
     assert {path.name for path in (context / "layers").iterdir()} == {"facerec"}
     assert not list(context.rglob("__pycache__"))
 
 
-def test_the_dockerfile_bakes_in_the_verified_weights_and_the_package():
-    from facerec.vision.assets import WEIGHTS_SHA256  # tests may read the runtime's constants
-
+def test_the_dockerfile_bakes_in_the_checked_networks_and_the_package():
     dockerfile = (REPO_ROOT / "functions/Dockerfile").read_text()
     assert re.search(r"^FROM public\.ecr\.aws/lambda/python:3\.12$", dockerfile, re.MULTILINE)
-    assert "COPY .cache/facenet/facenet_keras.h5 /opt/facerec/facenet_keras.h5" in dockerfile
-    assert f"{WEIGHTS_SHA256}  /opt/facerec/facenet_keras.h5" in dockerfile
-    assert "sha256sum --check" in dockerfile
+    steps = instructions(dockerfile)
+    networks = [f".cache/onnx/{name}" for name in NETWORK_FILES]
+    assert [step for step in steps if ".cache/" in step] == [
+        " ".join(["COPY", *networks, "${MODELS_DIR}/"])
+    ]
+    assert "MODELS_DIR=/opt/facerec/models" in next(
+        step for step in steps if step.startswith("ENV ")
+    )
+    assert "RUN cd ${MODELS_DIR} && sha256sum --check --strict SHA256SUMS" in steps
+    assert "facenet_keras.h5" not in dockerfile
+    assert not re.search(r"TF_|KERAS", dockerfile)
     assert "COPY layers/facerec ${LAMBDA_TASK_ROOT}/facerec" in dockerfile
     assert "COPY functions/ ${LAMBDA_TASK_ROOT}/functions/" in dockerfile
     assert "pip install --no-cache-dir --only-binary=:all: -r" in dockerfile
+
+
+def instructions(dockerfile: str) -> list[str]:
+    """A Dockerfile's instructions, one string each: comments dropped, continued lines joined,
+    runs of white space as one space."""
+    lines = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
+    joined = "\n".join(lines).replace("\\\n", " ")
+    return [" ".join(line.split()) for line in joined.splitlines() if line.strip()]
 
 
 # ---- pinned versions ---------------------------------------------------------------------------
@@ -199,9 +228,61 @@ def test_the_image_installs_the_same_versions_the_tests_run():
     image = pins(REPO_ROOT / "functions/requirements.txt")
     runtime = pins(REPO_ROOT / "requirements.txt")
     shared = set(image) & set(runtime)
-    assert {"tensorflow-cpu", "keras", "mtcnn", "numpy", "scikit-learn", "pillow"} <= shared
+    assert {"onnxruntime", "numpy", "scikit-learn", "pillow"} <= shared
     assert {name: image[name] for name in shared} == {name: runtime[name] for name in shared}
     assert image["boto3"] == version("boto3")
+
+
+# The training stack the image no longer carries: the networks run on ONNX Runtime.
+NOT_IN_THE_IMAGE = {
+    "tensorflow",
+    "tensorflow-cpu",
+    "tf-keras",
+    "keras",
+    "h5py",
+    "mtcnn",
+    "tf2onnx",
+    "onnx",
+    "tensorboard",
+    "libclang",
+    "grpcio",
+    "ml-dtypes",
+}
+
+# What pip evaluates environment markers against in the image (CPython 3.12, Linux x86_64).
+IMAGE_MARKERS = {
+    "python_version": "3.12",
+    "python_full_version": "3.12.0",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "extra": "",
+}
+
+
+def test_the_image_installs_onnx_runtime_and_no_training_stack():
+    image = pins(REPO_ROOT / "functions/requirements.txt")
+    assert image["onnxruntime"] == "1.32.0"
+    assert not set(image) & NOT_IN_THE_IMAGE, set(image) & NOT_IN_THE_IMAGE
+
+
+def test_the_image_requirements_are_fully_resolved():
+    # Every dependency of every pin (as installed here, at the pinned version) is pinned too,
+    # at a version it accepts: pip in the image then resolves nothing of its own.
+    image = pins(REPO_ROOT / "functions/requirements.txt")
+    for name, pinned in image.items():
+        assert version(name) == pinned, f"{name}: {version(name)} installed, {pinned} pinned"
+        for requirement in map(Requirement, requires(name) or []):
+            if requirement.marker and not requirement.marker.evaluate(IMAGE_MARKERS):
+                continue
+            needed = canonicalize_name(requirement.name)
+            assert needed in image, f"{name} needs {requirement}, which is not pinned"
+            assert requirement.specifier.contains(image[needed], prereleases=True), (
+                f"{name} needs {requirement}; {image[needed]} is pinned"
+            )
 
 
 def test_the_infra_toolchain_is_pinned_and_installed_as_pinned():

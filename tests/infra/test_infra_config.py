@@ -65,6 +65,13 @@ def test_the_report_step_times_facenet_at_the_identify_functions_memory():
         assert config.report.timeout.to_seconds() == 15 * 60  # Lambda's longest
 
 
+def test_every_environment_serves_facenet_at_the_runtimes_default_precision():
+    from facerec.core.settings import DEFAULT_PRECISION  # infra cannot import the runtime
+
+    for name in ENVIRONMENTS:
+        assert load_config(name).embedding_precision == DEFAULT_PRECISION
+
+
 def test_the_config_is_frozen():
     config = load_config("dev")
     with pytest.raises(AttributeError):

@@ -99,6 +99,34 @@ def test_errors_exit_1_with_one_line_message(demo_run, assets, tmp_path, capsys)
         assert "trained without a held-out part" in capsys.readouterr().err
 
 
+def test_switching_precision_is_refused_until_the_gallery_is_reembedded_and_retrained(
+    demo_run, assets, tmp_path, capsys
+):
+    workspace = tmp_path / "workspace"
+    shutil.copytree(demo_run[0], workspace)
+    photo = str(sorted((assets.sample_set / "val" / "madonna").glob("*.jpg"))[0])
+    fp32 = run(workspace, assets, "--precision", "fp32")
+    assert main([*fp32, "identify", photo]) == EXIT_ERROR
+    error = capsys.readouterr().err
+    assert "trained on int8 embeddings; this run uses --precision fp32" in error
+    assert "facerec --precision fp32 reembed" in error
+    assert main([*fp32, "train"]) == EXIT_ERROR
+    assert "re-embed them first (`facerec reembed`" in capsys.readouterr().err
+
+    assert main([*fp32, "reembed", "--quiet"]) == EXIT_OK
+    done = json.loads(capsys.readouterr().out)
+    assert done["reembedded"] >= 92 and done["unchanged"] == 0
+    assert (
+        done["embedding_model"].endswith("@6acdd8fb3a3f") and "+int8" not in done["embedding_model"]
+    )
+    assert main([*fp32, "train"]) == EXIT_OK
+    capsys.readouterr()
+    assert main([*fp32, "identify", photo]) == EXIT_OK
+    assert ": facenet madonna (probability" in capsys.readouterr().out
+    assert main(run(workspace, assets, "identify", photo)) == EXIT_ERROR  # int8 now refused
+    assert "trained on fp32 embeddings" in capsys.readouterr().err
+
+
 def test_status_prints_counts(demo_run, assets, capsys):
     workspace, _, _ = demo_run
     assert main(run(workspace, assets, "status")) == EXIT_OK
@@ -106,11 +134,11 @@ def test_status_prints_counts(demo_run, assets, capsys):
     assert counts["people"] == 5 and counts["photos_no_face"] == 1
 
 
-def test_fresh_process_missing_weights_and_bad_usage(tmp_path):
+def test_fresh_process_missing_networks_and_bad_usage(tmp_path):
     command = [sys.executable, "-m", "facerec", "--cache-dir", str(tmp_path), "identify", "x.jpg"]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == EXIT_ERROR
-    assert "FaceNet weights not found" in result.stderr and "make setup" in result.stderr
+    assert "no converted networks in" in result.stderr and "make setup" in result.stderr
     usage = subprocess.run([sys.executable, "-m", "facerec"], capture_output=True, text=True)
     assert usage.returncode == EXIT_USAGE and "usage: facerec" in usage.stderr
 

@@ -248,7 +248,7 @@ def test_photos_to_identify_through_the_synthesized_workflow(assets, analyser, s
 
     environment = {
         **env,
-        "WEIGHTS_PATH": str(assets.weights),  # baked into the image at /opt/facerec in AWS
+        "MODELS_DIR": str(assets.models),  # baked into the image at /opt/facerec/models in AWS
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
@@ -404,7 +404,7 @@ def test_a_bad_photo_replacing_an_enrolled_one_keeps_the_upload_and_clears_its_f
     from functions.index_faces.handler import handler as index
 
     kept, replaced = sample_photos(sample_set, "train", 2)[:2]
-    with cloud_environment(analyser, assets.weights) as cloud:
+    with cloud_environment(analyser, assets.models) as cloud:
         ingest, faces = ENV["INGEST_BUCKET"], ENV["FACES_BUCKET"]
         face_ids = {}
         for number, photo in enumerate((kept, replaced)):

@@ -88,7 +88,7 @@ def cloud(synthesized, assets, analyser):
     }
     with (
         mock.patch.dict(support.ENV, {**names, **machines}),
-        cloud_environment(analyser, assets.weights) as cloud,
+        cloud_environment(analyser, assets.models) as cloud,
     ):
         cloud.checker = CallChecker(function_policies(template), where)
         cloud.handlers_by_arn = {

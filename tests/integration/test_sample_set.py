@@ -13,6 +13,7 @@ from facerec.core.settings import TrainOptions
 from facerec.engines.classifier import FaceClassifier
 from facerec.flows.enrol import read_labelled_folder
 from facerec.flows.identify import identify_photo
+from facerec.vision.assets import sha256_of
 from facerec.vision.images import decode_image
 
 pytestmark = pytest.mark.model
@@ -133,8 +134,12 @@ def test_train_with_holdout_records_metadata_and_evaluation(local, sample_set):
     assert meta["embedding"]["model_id"] == "facenet-keras-20170512-110547"
     assert len(meta["embedding"]["weights_sha256"]) == 64
     assert meta["embedding"]["preprocessing"] == "prewhiten"
+    assert meta["embedding"]["runtime"] == "onnxruntime"
+    assert meta["embedding"]["precision"] == local.analyser.embedder.precision
+    network = local.analyser.embedder.models.path(f"facenet-{meta['embedding']['precision']}")
+    assert meta["embedding"]["network_sha256"] == sha256_of(network)
     assert meta["crop"] == {"method": "aligned", "margin": 32, "size": 160}
-    assert {"scikit-learn", "tensorflow-cpu", "numpy", "mtcnn"} <= set(meta["libraries"])
+    assert {"scikit-learn", "onnxruntime", "numpy"} <= set(meta["libraries"])
     assert meta["labels"] == sorted(meta["labels"]) and len(meta["labels"]) == 5
     again = local.evaluate_holdout()
     assert again["accuracy"] == evaluation["accuracy"]

@@ -21,10 +21,16 @@ class PhotoRecord:
     height: int = 0
 
 
+# The stamp of embeddings made before stamps were stored: by the Keras FaceNet, whose numbers
+# the converted fp32 network has (vision.embedding.embedding_stamp of its description).
+LEGACY_EMBEDDING_MODEL = "facenet-keras-20170512-110547@6acdd8fb3a3f"
+
+
 @dataclass(frozen=True)
 class FaceRecord:
     """One face crop. ``person`` is None for faces that are not the photo's labelled person.
-    ``box`` (x1, y1, x2, y2) px; ``embedding`` float32 (D,) unit vector."""
+    ``box`` (x1, y1, x2, y2) px; ``embedding`` float32 (D,) unit vector, made by
+    ``embedding_model`` (as the catalog stamped it when it wrote the face; "" before it did)."""
 
     face_id: str
     photo_key: str
@@ -35,6 +41,7 @@ class FaceRecord:
     crop_key: str
     crop_method: str
     embedding: np.ndarray = field(repr=False)
+    embedding_model: str = ""  # what made the embedding (vision.embedding.embedding_stamp)
 
 
 @dataclass(frozen=True)

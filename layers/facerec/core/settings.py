@@ -9,6 +9,9 @@ EMBEDDING_SIZE = 128  # FaceNet's output: float32 unit vectors
 DEFAULT_FAR = 0.01  # the false-accept rate an "unknown" threshold is calibrated to
 CROP_METHODS = ("margin", "aligned")
 DEFAULT_CROP_METHOD = "aligned"  # measured better on LFW (docs/adr/0002)
+# FaceNet's weights as served by ONNX Runtime: as converted, or quantized to 8-bit integers.
+PRECISIONS = ("fp32", "int8")
+DEFAULT_PRECISION = "int8"  # within tolerance of fp32 on LFW, about 4x faster (bench/RESULTS.md)
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,11 @@ class DetectorSettings:
 @dataclass(frozen=True)
 class AnalysisSettings:
     """How faces are found, cropped and embedded, and enrolment's limits. Defaults are the
-    thesis's figures; ``crop_method`` is the measured better one."""
+    thesis's figures; ``crop_method`` is the measured better one; ``precision`` is FaceNet's
+    (PRECISIONS)."""
 
     crop_method: str = DEFAULT_CROP_METHOD
+    precision: str = DEFAULT_PRECISION
     margin: int = 32
     crop_size: int = 160
     max_faces: int = 100

@@ -16,12 +16,13 @@ from importlib import metadata as importlib_metadata
 
 import numpy as np
 
-from facerec.core.errors import ModelIntegrityError
+from facerec.core.errors import EngineUnavailable, ModelIntegrityError
 from facerec.engines.base import UNKNOWN, Answer, Identification, Probe, number
 from facerec.engines.classifier import FITTED_ARRAYS, FaceClassifier
 from facerec.engines.openset import OpenSetIdentifier, accept, open_set_scores
+from facerec.vision.embedding import embedding_stamp
 
-TRACKED_LIBRARIES = ("scikit-learn", "numpy", "tensorflow-cpu", "keras", "mtcnn")
+TRACKED_LIBRARIES = ("scikit-learn", "numpy", "onnxruntime")
 ARTIFACT_FORMAT = 3  # 2 added the open-set identifier; 3 arrays and JSON, no pickle
 
 
@@ -151,18 +152,32 @@ class TrainedModel:
 class FaceNetEngine:
     """The SVC's label, accepted by its open-set score (TrainedModel.identify); answers
     whose calibrated probability is under ``min_probability`` are "unknown" too (0: never).
-    ``model()`` returns the model to answer with (ModelNotFound before the first training)."""
+    ``model()`` returns the model to answer with (ModelNotFound before the first training).
+    ``embedding_model``: the stamp of the embeddings it is given (vision.embedding); a model
+    trained on another network's embeddings is refused ("": not checked)."""
 
     name = "facenet"
     available = True
     reason = ""
 
-    def __init__(self, model: Callable[[], TrainedModel], min_probability: float = 0.0):
+    def __init__(
+        self,
+        model: Callable[[], TrainedModel],
+        min_probability: float = 0.0,
+        embedding_model: str = "",
+    ):
         self.model, self.min_probability = model, min_probability
+        self.embedding_model = embedding_model
 
     def identify(self, faces: Sequence[Probe]) -> Identification:
         """Per face ``probability`` (0-1, reported only) and the open-set ``score``."""
         model = self.model()
+        trained_on = self.embedding_model and embedding_stamp(model.metadata["embedding"])
+        if trained_on != self.embedding_model:
+            raise EngineUnavailable(
+                f"model {model.model_id} was trained on embeddings of {trained_on}; faces are "
+                f"now embedded by {self.embedding_model}: re-embed the gallery and train again"
+            )
         found = model.identify(np.stack([face.embedding for face in faces]))
         labels = np.where(found.probabilities >= self.min_probability, found.labels, UNKNOWN)
         answers = tuple(

@@ -77,7 +77,7 @@ def embed_crop(
     weights (align embeds every face it crops). ``embedder()`` is only called when an
     embedding is needed (loading it is slow)."""
     face = _catalogued(catalog, crop_key)
-    if not force and catalog.embedding_model_of(face) == catalog.embedding_model:
+    if not force and face.embedding_model == catalog.embedding_model:
         return StepResult("unchanged", "embedded by the current weights")
     crop = decode_image(faces.get(crop_key))
     catalog.set_embedding(face, embedder().embed(crop[None])[0])

@@ -33,14 +33,14 @@ class Gap:
 
 
 def find_gaps(stores: Stores, collection_id: str | None = None) -> list[Gap]:
-    """Every gap, crop keys sorted. The embedding check needs a catalog that stamps the
-    weights on each face (``embedding_model``, the cloud's); the FaceId check needs
+    """Every gap, crop keys sorted. The embedding check needs a catalog that stamps what
+    embedded each face (``embedding_model``); the FaceId check needs
     ``collection_id`` and the face-index table; the vector check the vector store."""
     catalog, faces = stores.catalog, stores.faces
     labelled = catalog.faces()
     stored_crops = set(faces.keys())
     catalogued = {face.crop_key for face in catalog.faces(labelled_only=False)}
-    stamps = getattr(catalog, "embedding_model", None)
+    stamps = getattr(catalog, "embedding_model", "")
     indexed = refused = None
     if stores.face_index is not None and collection_id is not None:
         indexed = set(indexed_crops(stores.face_index, collection_id).values())
@@ -61,7 +61,7 @@ def find_gaps(stores: Stores, collection_id: str | None = None) -> list[Gap]:
         missing = []
         if face.crop_key not in stored_crops:
             missing.append("crop")
-        if stamps is not None and catalog.embedding_model_of(face) != stamps:
+        if stamps and face.embedding_model != stamps:
             missing.append("embedding")
         if vectors is not None and face.crop_key not in vectors:
             missing.append("vector")

@@ -13,31 +13,21 @@ import json
 import os
 import sys
 from collections import Counter
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 
 from facerec.core.errors import FaceRecError, ModelIntegrityError, WorkspaceError
-from facerec.core.settings import CROP_METHODS, DEFAULT_CROP_METHOD, TrainOptions
+from facerec.core.settings import (
+    CROP_METHODS,
+    DEFAULT_CROP_METHOD,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    TrainOptions,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]  # layers/facerec/interfaces/cli.py
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a tool ended by SIGPIPE
-
-
-@contextmanager
-def _native_stderr_muted():
-    """TensorFlow's C++ runtime prints start-up notices on file descriptor 2 before its
-    log level applies; mute them while the models load (Python errors still surface)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 class App:
@@ -50,25 +40,23 @@ class App:
         cache_dir: Path,
         crop_method: str,
         routing_threshold: float | None = None,
+        precision: str = DEFAULT_PRECISION,
     ):
         self.workspace, self.cache_dir, self.crop_method = workspace, cache_dir, crop_method
-        self.routing_threshold = routing_threshold
+        self.routing_threshold, self.precision = routing_threshold, precision
         self._local = None
 
     @property
     def local(self):
         if self._local is None:
-            from facerec.vision.assets import AssetPaths, verify_weights
+            from facerec.core.settings import AnalysisSettings
+            from facerec.interfaces.local import LocalDeployment
+            from facerec.vision.analyser import build_analyser
+            from facerec.vision.assets import AssetPaths
 
-            weights = AssetPaths(self.cache_dir).weights
-            verify_weights(weights)  # a clear error before muting
-            with _native_stderr_muted():
-                from facerec.core.settings import AnalysisSettings
-                from facerec.interfaces.local import LocalDeployment
-                from facerec.vision.analyser import build_analyser
-
-                analyser = build_analyser(weights, AnalysisSettings(crop_method=self.crop_method))
-                self._local = LocalDeployment(self.workspace, analyser, self.routing_threshold)
+            settings = AnalysisSettings(crop_method=self.crop_method, precision=self.precision)
+            analyser = build_analyser(AssetPaths(self.cache_dir).models, settings)
+            self._local = LocalDeployment(self.workspace, analyser, self.routing_threshold)
         return self._local
 
     def close(self) -> None:
@@ -195,7 +183,9 @@ def cmd_evaluate(app: App, args) -> int:
 
 
 def cmd_identify(app: App, args) -> int:
-    from facerec.flows.identify import identify_photo
+    from tqdm import tqdm
+
+    from facerec.flows.identify import identify_photos
     from facerec.interfaces.http import ENGINE_CHOICES
     from facerec.vision.images import read_photo
 
@@ -203,44 +193,68 @@ def cmd_identify(app: App, args) -> int:
     engines = ENGINE_CHOICES[args.engine]
     needs_model = "facenet" in engines or "hybrid" in engines
     if needs_model:
-        _check_model_crop(app)  # before the models load
+        _check_model_matches_run(app)  # before the models load
     local = app.local
     if needs_model:
         local.current_model()  # missing weights or model stop here, before any photo
-    for photo in args.photos:
+    limits = local.settings.image_limits
+
+    def read(photo: Path) -> bytes | Exception:
         try:
-            data = read_photo(photo, local.settings.image_limits)
-            results[str(photo)] = identify_photo(local.analyser, local.engines, engines, data)
+            return read_photo(photo, limits)
         except (FaceRecError, OSError) as error:
-            failed += 1
-            code = getattr(error, "code", "unreadable")
-            results[str(photo)] = {"error": code, "message": str(error)}
+            return error
+
+    def text(photo: Path, result: dict) -> list[str]:
+        if "error" in result:
+            return [f"{photo}: {result['error']}: {result['message']}"]
+        lines = []
+        for face in result["faces"]:
+            box = face["box"]
+            answers = "; ".join(
+                f"{engine} {_describe_answer(face[engine])}" for engine in engines if engine in face
+            )
+            lines.append(
+                f"{photo}: x={box['left']} y={box['top']} w={box['width']} "
+                f"h={box['height']}: {answers}"
+            )
+        return lines
+
+    progress = tqdm(
+        total=len(args.photos),
+        unit="photo",
+        desc="identify",
+        file=sys.stderr,
+        disable=not (args.progress or sys.stderr.isatty()),
+    )
+    answered = identify_photos(local.analyser, local.engines, engines, map(read, args.photos))
+    with closing(answered), closing(progress):
+        for photo, outcome in zip(args.photos, answered, strict=True):
+            if isinstance(outcome, Exception):
+                failed += 1
+                code = getattr(outcome, "code", "unreadable")
+                outcome = {"error": code, "message": str(outcome)}
+            results[str(photo)] = outcome
+            progress.update(1)
+            if args.jsonl:
+                line = json.dumps({"photo": str(photo), **outcome}, ensure_ascii=False)
+                progress.write(line, file=sys.stdout)
+            elif not args.json:
+                for line in text(photo, outcome):
+                    progress.write(line, file=sys.stdout)
+            sys.stdout.flush()
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
-    else:
-        for photo, result in results.items():
-            if "error" in result:
-                print(f"{photo}: {result['error']}: {result['message']}")
-                continue
-            for face in result["faces"]:
-                box = face["box"]
-                answers = "; ".join(
-                    f"{engine} {_describe_answer(face[engine])}"
-                    for engine in engines
-                    if engine in face
-                )
-                print(
-                    f"{photo}: x={box['left']} y={box['top']} w={box['width']} "
-                    f"h={box['height']}: {answers}"
-                )
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
-def _check_model_crop(app: App) -> None:
-    """Refuse a current model trained on other crops than this run's ``--crop``: its SVC and
-    threshold would score this run's embeddings wrongly."""
+def _check_model_matches_run(app: App) -> None:
+    """Refuse a current model trained on other crops than this run's ``--crop``, or on
+    embeddings of another ``--precision``: its SVC and threshold would score this run's
+    embeddings wrongly."""
     from facerec.flows.train import model_keys
     from facerec.storage.local import local_stores
+    from facerec.vision.embedding import trained_precision
 
     stores = local_stores(app.workspace)
     with closing(stores.catalog):
@@ -249,8 +263,9 @@ def _check_model_crop(app: App) -> None:
         return  # refused later, as no model at all
     key = model_keys(model.model_id)["metadata"]
     try:
-        trained = json.loads(stores.models.get(key))["crop"]["method"]
-    except (ValueError, KeyError, TypeError):
+        metadata = json.loads(stores.models.get(key))
+        trained, precision = metadata["crop"]["method"], trained_precision(metadata)
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise ModelIntegrityError(
             f"model metadata {key!r} in the models store is not the JSON training wrote "
             "(no crop method): damaged; restore it or retrain (`facerec train`)"
@@ -260,6 +275,13 @@ def _check_model_crop(app: App) -> None:
             f"the current model {model.model_id} was trained on {trained} crops; this run "
             f"uses --crop {app.crop_method}: run identify with --crop {trained} "
             f"(or train a model with --crop {app.crop_method})"
+        )
+    if precision != app.precision:
+        raise FaceRecError(
+            f"the current model {model.model_id} was trained on {precision} embeddings; this "
+            f"run uses --precision {app.precision}: run identify with --precision {precision}, "
+            f"or switch: `facerec --precision {app.precision} reembed`, then `facerec "
+            f"--precision {app.precision} train`"
         )
 
 
@@ -476,6 +498,31 @@ def cmd_reconcile(app: App, args) -> int:
     return EXIT_PARTIAL if unrepaired else EXIT_OK
 
 
+def cmd_reembed(app: App, args) -> int:
+    from tqdm import tqdm
+
+    from facerec.flows.reembed import reembed_stale
+
+    local = app.local
+    with tqdm(unit="face", desc="reembed", file=sys.stderr, disable=args.quiet) as progress:
+
+        def advance(done: int, total: int) -> None:
+            progress.total = total
+            progress.update(done - progress.n)
+
+        result = reembed_stale(
+            local.stores.catalog, local.stores.faces, local.analyser.embedder, advance
+        )
+    print(json.dumps({**result, "embedding_model": local.analyser.embedder.stamp}))
+    if result["reembedded"]:
+        print(
+            f"re-embedded at {app.precision}; train again to use them: "
+            f"`facerec --precision {app.precision} train`",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def cmd_status(app: App, args) -> int:
     from facerec.storage.local import SqliteCatalog
 
@@ -530,6 +577,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CROP_METHOD,
         help="face crop: 5-landmark alignment (default, measured better) or "
         "the thesis's box + 32 px margin",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=os.environ.get("FACEREC_PRECISION", DEFAULT_PRECISION),
+        help=f"FaceNet's weights in ONNX Runtime (default {DEFAULT_PRECISION}: about 4x faster "
+        "than fp32 within 0.003 of its LFW accuracy, bench/RESULTS.md); a gallery embedded "
+        "at another precision is re-embedded by `facerec reembed`",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -587,7 +642,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     identify = commands.add_parser("identify", help="name every face in photos")
     identify.add_argument("photos", type=Path, nargs="+")
-    identify.add_argument("--json", action="store_true", help="print JSON")
+    output = identify.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    output.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='print one JSON object per photo as it is answered, in order: {"photo": PATH, '
+        '...} with its faces, or {"photo": PATH, "error": CODE, "message": ...}',
+    )
+    identify.add_argument(
+        "--progress",
+        action="store_true",
+        help="show a progress bar on stderr even when it is not a terminal",
+    )
     identify.add_argument(
         "--engine",
         choices=("facenet", "nearest", "hybrid", "all"),
@@ -630,6 +697,14 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--dry-run", action="store_true", help="list only, repair nothing")
     reconcile.set_defaults(run=cmd_reconcile)
 
+    reembed = commands.add_parser(
+        "reembed",
+        help="embed every enrolled face again, from its stored crop, with this run's "
+        "--precision (after switching precision; then train again)",
+    )
+    reembed.add_argument("--quiet", action="store_true", help="no progress bar")
+    reembed.set_defaults(run=cmd_reembed)
+
     status = commands.add_parser("status", help="what the workspace holds")
     status.set_defaults(run=cmd_status)
 
@@ -668,7 +743,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    app = App(args.workspace, args.cache_dir, args.crop, getattr(args, "routing_threshold", None))
+    app = App(
+        args.workspace,
+        args.cache_dir,
+        args.crop,
+        getattr(args, "routing_threshold", None),
+        args.precision,
+    )
     try:
         code = args.run(app, args)
         sys.stdout.flush()  # a closed pipe is found here, not at interpreter exit

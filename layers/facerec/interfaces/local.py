@@ -44,10 +44,12 @@ class LocalDeployment:
         facenet_min_probability: float = 0.0,
     ):
         self.workspace, self.analyser, self.settings = workspace, analyser, analyser.settings
-        self.stores = local_stores(workspace)
+        self.stores = local_stores(workspace, analyser.embedder.stamp)
         self.enrolment = Enrolment(analyser, self.stores)
         self.current_model = train.CurrentModel(self.stores.catalog, self.stores.models)
-        facenet = FaceNetEngine(self.current_model, facenet_min_probability)
+        facenet = FaceNetEngine(
+            self.current_model, facenet_min_probability, analyser.embedder.stamp
+        )
         rekognition = UnavailableEngine("rekognition", LOCAL_REKOGNITION_REASON)
         self.engines: dict[str, Engine] = {
             "facenet": facenet,

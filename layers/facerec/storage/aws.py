@@ -288,13 +288,6 @@ class DynamoCatalog:
         ).get("Item")
         return _face(item) if item else None
 
-    def embedding_model_of(self, face: FaceRecord) -> str:
-        item = self.table.get_item(
-            Key={"pk": f"PHOTO#{face.photo_key}", "sk": _face_sk(face.index)},
-            ProjectionExpression="embedding_model",
-        ).get("Item")
-        return (item or {}).get("embedding_model", "")
-
     def set_embedding(self, face: FaceRecord, embedding: np.ndarray) -> None:
         """Replace one face's embedding (stamped with this catalog's embedding model)."""
         self.table.update_item(
@@ -615,6 +608,7 @@ def _face(item: dict) -> FaceRecord:
         item["crop_key"],
         item["crop_method"],
         np.frombuffer(bytes(item["embedding"]), dtype=np.float32).copy(),
+        item.get("embedding_model", ""),
     )
 
 

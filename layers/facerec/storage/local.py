@@ -15,7 +15,7 @@ from urllib.parse import quote
 import numpy as np
 
 from facerec.core.errors import InvalidLabel, WorkspaceError, WorkspaceFull
-from facerec.core.records import FaceRecord, ModelRecord, PhotoRecord
+from facerec.core.records import LEGACY_EMBEDDING_MODEL, FaceRecord, ModelRecord, PhotoRecord
 from facerec.storage.ports import Stores
 
 BUCKETS = ("ingest", "faces", "models", "reports", "quarantine")
@@ -151,7 +151,8 @@ CREATE INDEX IF NOT EXISTS photos_sha256 ON photos (sha256);
 CREATE TABLE IF NOT EXISTS faces (
     face_id TEXT PRIMARY KEY, photo_key TEXT NOT NULL REFERENCES photos (key) ON DELETE CASCADE,
     face_index INTEGER NOT NULL, person TEXT, box TEXT NOT NULL, confidence REAL NOT NULL,
-    crop_key TEXT NOT NULL, crop_method TEXT NOT NULL, embedding BLOB NOT NULL
+    crop_key TEXT NOT NULL, crop_method TEXT NOT NULL, embedding BLOB NOT NULL,
+    embedding_model TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS faces_person ON faces (person);
 CREATE TABLE IF NOT EXISTS models (
@@ -174,10 +175,12 @@ class SqliteCatalog:
     that cannot be written raises WorkspaceFull or WorkspaceError naming the file.
 
     ``read_only``: open an existing catalog only to read it (``facerec status``), which works
-    in a read-only workspace too (there as a snapshot: see ``_open_read_only``)."""
+    in a read-only workspace too (there as a snapshot: see ``_open_read_only``).
+    ``embedding_model`` is stamped on every face it writes (vision.embedding.embedding_stamp).
+    """
 
-    def __init__(self, path: Path, read_only: bool = False):
-        self.path = path
+    def __init__(self, path: Path, read_only: bool = False, embedding_model: str = ""):
+        self.path, self.embedding_model = path, embedding_model
         with _refusing(path):
             if read_only:
                 self._db = _open_read_only(path)
@@ -192,6 +195,7 @@ class SqliteCatalog:
                 self._db.execute("PRAGMA secure_delete = ON")
                 self._db.executescript(SCHEMA)
                 self._add_model_sha256()
+                self._add_embedding_model()
         self._writes = 0  # this connection's writes (see version)
 
     def close(self) -> None:
@@ -235,7 +239,7 @@ class SqliteCatalog:
                 ),
             )
             self._db.executemany(
-                "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         face.face_id,
@@ -247,6 +251,7 @@ class SqliteCatalog:
                         face.crop_key,
                         face.crop_method,
                         np.asarray(face.embedding, dtype=np.float32).tobytes(),
+                        self.embedding_model,
                     )
                     for face in faces
                 ],
@@ -256,7 +261,7 @@ class SqliteCatalog:
         """Faces ordered by face_id; ``person`` filters on the label."""
         query = (
             "SELECT face_id, photo_key, face_index, person, box, confidence, crop_key,"
-            " crop_method, embedding FROM faces"
+            " crop_method, embedding, embedding_model FROM faces"
         )
         clauses, arguments = [], []
         if person is not None:
@@ -278,6 +283,7 @@ class SqliteCatalog:
                     crop_key,
                     method,
                     np.frombuffer(blob, dtype=np.float32).copy(),
+                    stamp,
                 )
                 for (
                     face_id,
@@ -289,6 +295,7 @@ class SqliteCatalog:
                     crop_key,
                     method,
                     blob,
+                    stamp,
                 ) in cursor
             ]
 
@@ -352,6 +359,29 @@ class SqliteCatalog:
         if "sha256" not in columns:
             with self._db:
                 self._db.execute("ALTER TABLE models ADD COLUMN sha256 TEXT NOT NULL DEFAULT ''")
+
+    def _add_embedding_model(self) -> None:
+        """Give a catalog made before embedding stamps their column: its faces were embedded
+        by the Keras FaceNet, whose numbers the fp32 network has (LEGACY_EMBEDDING_MODEL)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(faces)")}
+        if "embedding_model" not in columns:
+            with self._db:
+                self._db.execute(
+                    "ALTER TABLE faces ADD COLUMN embedding_model TEXT NOT NULL DEFAULT ''"
+                )
+                self._db.execute("UPDATE faces SET embedding_model = ?", (LEGACY_EMBEDDING_MODEL,))
+
+    def set_embedding(self, face: FaceRecord, embedding: np.ndarray) -> None:
+        """Replace one face's embedding, stamped with this catalog's embedding model."""
+        with self._write():
+            self._db.execute(
+                "UPDATE faces SET embedding = ?, embedding_model = ? WHERE face_id = ?",
+                (
+                    np.asarray(embedding, dtype=np.float32).tobytes(),
+                    self.embedding_model,
+                    face.face_id,
+                ),
+            )
 
     def delete_model(self, model_id: str) -> None:
         with self._write():
@@ -417,11 +447,17 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{uri}&immutable=1", uri=True, check_same_thread=False)
 
 
-def local_stores(root: Path) -> Stores:
-    """The embedded default: ``root/<bucket>/`` folders and ``root/catalog.sqlite``."""
+def local_stores(root: Path, embedding_model: str = "") -> Stores:
+    """The embedded default: ``root/<bucket>/`` folders and ``root/catalog.sqlite`` (its
+    faces stamped with ``embedding_model``)."""
     ingest, faces, models, reports, quarantine = (
         FolderBlobStore(root / bucket) for bucket in BUCKETS
     )
     return Stores(
-        SqliteCatalog(root / "catalog.sqlite"), ingest, faces, quarantine, models, reports
+        SqliteCatalog(root / "catalog.sqlite", embedding_model=embedding_model),
+        ingest,
+        faces,
+        quarantine,
+        models,
+        reports,
     )

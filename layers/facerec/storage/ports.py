@@ -7,6 +7,7 @@ Rekognition, S3 Vectors) in ``storage.aws``, ``storage.rekognition`` and
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import EllipsisType
@@ -57,13 +58,12 @@ class Catalog(Protocol):
 
 
 class CropCatalog(Catalog, Protocol):
-    """The cloud's catalog: faces found by their crop, and which weights embedded them
-    (``embedding_model`` is stamped on every face it writes)."""
+    """The cloud's catalog: faces found by their crop, and what embedded them
+    (``embedding_model`` is stamped on every face it writes; FaceRecord.embedding_model)."""
 
     embedding_model: str
 
     def face_by_crop(self, crop_key: str) -> FaceRecord | None: ...
-    def embedding_model_of(self, face: FaceRecord) -> str: ...
     def set_embedding(self, face: FaceRecord, embedding: np.ndarray) -> None: ...
 
 
@@ -158,13 +158,27 @@ class Stores:
 
 
 def labelled_faces(catalog: Catalog, crop_method: str) -> list[FaceRecord]:
-    """Every labelled face; NotEnoughData when there are none or some were cropped otherwise."""
+    """Every labelled face; NotEnoughData when there are none, some were cropped otherwise or
+    (for a catalog that stamps its faces) embedded by another network than its own."""
     faces = catalog.faces()
     stale = [face for face in faces if face.crop_method != crop_method]
     if stale:
         raise NotEnoughData(
             f"{len(stale)} enrolled faces were cropped with another method than "
             f"{crop_method!r}; re-ingest them or use that method"
+        )
+    stamp = getattr(catalog, "embedding_model", "")
+    others = Counter(
+        face.embedding_model for face in faces if stamp and face.embedding_model != stamp
+    )
+    if others:
+        made_by = ", ".join(
+            f"{count} by {name or 'an unknown network'}" for name, count in others.items()
+        )
+        raise NotEnoughData(
+            f"enrolled faces were embedded by another network than this run's {stamp} "
+            f"({made_by}): re-embed them first (`facerec reembed`; in the cloud, the "
+            "re-index workflow) or run with the precision they were made with"
         )
     if not faces:
         raise NotEnoughData(

@@ -44,6 +44,11 @@ class AssetPaths:
         """Folder with ``train/`` and ``val/`` in LFW layout."""
         return self.cache_dir / "sample-set"
 
+    @property
+    def models(self) -> Path:
+        """The converted networks that serving loads (facerec.vision.runtime.ModelFiles)."""
+        return self.cache_dir / "onnx"
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
