@@ -68,7 +68,7 @@ def load_embeddings(
                 print(f"embeddings from {cache}")
                 return people, {m: arrays[m] for m in CROP_METHODS}, arrays["found"]
     print(f"embedding {len(paths)} photos (cached to {cache})", flush=True)
-    analyser = build_analyser(AssetPaths(cache_dir).weights, AnalysisSettings())
+    analyser = build_analyser(AssetPaths(cache_dir).models, AnalysisSettings())
     embeddings, found, _ = labelled_face_embeddings(analyser, paths, chunk=256)
     np.savez(cache, paths=relative, found=found, **embeddings)
     return people, embeddings, found

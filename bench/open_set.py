@@ -71,7 +71,7 @@ def load_embeddings(
                 print(f"embeddings from {cache}")
                 return relative, people, {v: arrays[v] for v in VARIANTS}, arrays["found"]
     print(f"embedding {len(paths)} photos (cached to {cache})")
-    analyser = build_analyser(AssetPaths(cache_dir).weights, AnalysisSettings())
+    analyser = build_analyser(AssetPaths(cache_dir).models, AnalysisSettings())
     embeddings, found, _ = labelled_face_embeddings(analyser, paths, flipped=True, chunk=256)
     np.savez(cache, paths=relative, found=found, **embeddings)
     return relative, people, embeddings, found

@@ -118,3 +118,7 @@ class VectorStoreError(FaceRecError):
     or index, a vector of the wrong dimension): a deployment or programming error."""
 
     code = "vector_store"
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An estimator used before ``fit`` (as scikit-learn's error of that name)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix
 
 DEFAULT_THRESHOLDS = tuple(round(value, 2) for value in np.arange(0.05, 1.0, 0.05))
 
@@ -63,6 +62,8 @@ def evaluate_predictions(
     correct = truth_array == predicted_array
     labels = sorted(set(labels) | set(truth_array) | set(predicted_array))
     if len(truth_array):
+        from sklearn.metrics import classification_report, confusion_matrix
+
         counts = confusion_matrix(truth_array, predicted_array, labels=labels)
         report = classification_report(
             truth_array, predicted_array, labels=labels, output_dict=True, zero_division=0

@@ -3,6 +3,8 @@ calibrated class probabilities reported beside it; splitting, cross-validation a
 
 Taking the most probable class of a calibrated SVC instead of its decision drops top-1 from
 0.99 to 0.61 on a 125-person LFW gallery, so probabilities never change a label.
+
+scikit-learn fits (imported then); a fitted classifier predicts with NumPy alone.
 """
 
 from __future__ import annotations
@@ -12,20 +14,15 @@ from collections.abc import Mapping, Sequence
 from itertools import combinations
 
 import numpy as np
-from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
-from sklearn.svm import SVC
-from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from facerec.core.errors import NotEnoughData
+from facerec.engines.base import Estimator, as_samples, sigmoid
 
 C_GRID = (0.01, 0.25, 0.5, 1.0, 2.0, 10.0, 100.0)  # the grid the thesis cross-validated
 MAX_FOLDS = 10
 
 
-class FaceClassifier(ClassifierMixin, BaseEstimator):
+class FaceClassifier(Estimator):
     """Linear SVC (one-vs-one votes decide) plus sigmoid-calibrated probabilities.
 
     ``fit(X (N, D) float, y (N,) str)``; ``predict`` -> (N,) labels;
@@ -43,7 +40,13 @@ class FaceClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y)
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.model_selection import StratifiedKFold
+        from sklearn.svm import SVC
+
+        X, y = as_samples(X), np.asarray(y)
+        if len(X) != len(y):
+            raise ValueError(f"{len(X)} samples but {len(y)} labels")
         require_photos_per_class(y, 2, "train a classifier with calibrated probabilities")
         folds = min(self.calibration_folds, min(Counter(y).values()))
         splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
@@ -61,7 +64,7 @@ class FaceClassifier(ClassifierMixin, BaseEstimator):
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted state as plain arrays (no object dtype: saved without pickle)."""
-        check_is_fitted(self)
+        self.require_fitted("coef_")
         return {name: np.asarray(getattr(self, name)) for name in FITTED_ARRAYS}
 
     @classmethod
@@ -76,9 +79,8 @@ class FaceClassifier(ClassifierMixin, BaseEstimator):
 
     def _decisions(self, X) -> np.ndarray:
         """(N, P) one-vs-one decisions; > 0 favours the pair's first class."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
-        return X @ self.coef_.T + self.intercept_
+        self.require_fitted("coef_")
+        return as_samples(X, self.n_features_in_) @ self.coef_.T + self.intercept_
 
     def _votes(self, decisions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, K) one-vs-one votes and (N, K) summed confidences, in libsvm's pair order."""
@@ -102,12 +104,12 @@ class FaceClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         decisions = self._decisions(X)
         if len(self.classes_) == 2:
-            positive = expit(-(self.sigmoid_[0, 0] * decisions[:, 0] + self.sigmoid_[0, 1]))
+            positive = sigmoid(-(self.sigmoid_[0, 0] * decisions[:, 0] + self.sigmoid_[0, 1]))
             return np.stack([1.0 - positive, positive], axis=1)
         votes, confidences = self._votes(decisions)
         # scikit-learn's one-vs-rest decision: votes, ties broken by the confidences.
         ovr = votes + confidences / (3 * (np.abs(confidences) + 1))
-        proba = expit(-(self.sigmoid_[:, 0] * ovr + self.sigmoid_[:, 1]))
+        proba = sigmoid(-(self.sigmoid_[:, 0] * ovr + self.sigmoid_[:, 1]))
         total = proba.sum(axis=1, keepdims=True)
         uniform = np.full_like(proba, 1 / len(self.classes_))
         return np.divide(proba, total, out=uniform, where=total != 0)
@@ -142,6 +144,8 @@ def holdout_split(
     indices = np.arange(len(labels))
     if test_size == 0:
         return indices, indices[:0]
+    from sklearn.model_selection import train_test_split
+
     require_photos_per_class(labels, 2, f"hold out {test_size:.0%} stratified")
     train, test = train_test_split(
         indices, test_size=test_size, stratify=list(labels), random_state=seed
@@ -151,6 +155,9 @@ def holdout_split(
 
 def cross_validate(X: np.ndarray, y: np.ndarray, C: float, seed: int) -> dict:
     """Stratified k-fold accuracy of the linear SVC, k = min(10, smallest class size)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.svm import SVC
+
     require_photos_per_class(y, 2, "cross-validate")
     folds = min(MAX_FOLDS, min(Counter(y).values()))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)

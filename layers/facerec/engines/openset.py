@@ -21,12 +21,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted, check_X_y
 
 from facerec.core.errors import NotEnoughData
 from facerec.core.settings import DEFAULT_FAR
-from facerec.engines.base import UNKNOWN
+from facerec.engines.base import UNKNOWN, Estimator, as_samples
 from facerec.engines.gallery import APPROXIMATE_FROM, Gallery
 
 COHORT = 20  # other people's centroids averaged; 10-200 measured within 0.005 DIR of it
@@ -201,7 +199,7 @@ def accept(labels, scores, threshold: float) -> np.ndarray:
     return np.where(np.asarray(scores) > threshold, np.asarray(labels, dtype=str), UNKNOWN)
 
 
-class OpenSetIdentifier(BaseEstimator):
+class OpenSetIdentifier(Estimator):
     """Nearest-neighbour identification with a calibrated "unknown".
 
     ``fit(X (N, D) unit vectors, y (N,) str, ids=None, strangers=None)`` enrols every face in
@@ -227,8 +225,9 @@ class OpenSetIdentifier(BaseEstimator):
     def fit(self, X, y, ids=None, strangers=None, calibration: Calibration | None = None):
         """``calibration``: one recorded before (on strangers this gallery does not hold),
         kept as it is instead of calibrating."""
-        X, y = check_X_y(X, y, dtype=np.float32)
-        y = y.astype(str)
+        X, y = as_samples(X, dtype=np.float32), np.asarray(y).astype(str)
+        if len(X) != len(y):
+            raise ValueError(f"{len(X)} samples but {len(y)} labels")
         ids = np.arange(len(y)).astype(str) if ids is None else ids
         self.gallery_ = Gallery(X.shape[1], self.approximate_from).add(ids, y, X)
         if calibration is None:
@@ -255,12 +254,12 @@ class OpenSetIdentifier(BaseEstimator):
 
     def predict_with_score(self, X) -> tuple[np.ndarray, np.ndarray]:
         """(N,) labels or "unknown", and (N,) float32 open-set scores."""
-        check_is_fitted(self)
+        self.require_fitted("calibration_")
         return identify(self.gallery_, X, self.calibration_.threshold, self.cohort)
 
     def to_bytes(self) -> bytes:
         """Parameters, calibration and gallery as one .npz (no pickle)."""
-        check_is_fitted(self)
+        self.require_fitted("calibration_")
         state = {"params": self.get_params(), "calibration": self.calibration_.to_dict()}
         buffer = io.BytesIO()
         np.savez(

@@ -8,9 +8,8 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-from sklearn.exceptions import NotFittedError
 
-from facerec.core.errors import NotEnoughData
+from facerec.core.errors import NotEnoughData, NotFittedError
 from facerec.engines.gallery import Gallery
 from facerec.engines.openset import (
     HELD_OUT_STRANGERS,

@@ -23,7 +23,16 @@ from facerec.vision.convert import (
 from facerec.vision.embedding import FaceNetEmbedder, prewhiten
 from facerec.vision.runtime import FACENET, MANIFEST, MTCNN, ModelFiles
 
-SERVING_NEVER_IMPORTS = ("tensorflow", "keras", "mtcnn", "tf2onnx", "h5py")
+SERVING_NEVER_IMPORTS = (
+    "tensorflow",
+    "keras",
+    "mtcnn",
+    "tf2onnx",
+    "h5py",
+    "sklearn",
+    "scipy",
+    "matplotlib",
+)
 
 
 def test_the_manifest_names_every_network_with_its_hash_and_its_converter(assets):
