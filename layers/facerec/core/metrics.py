@@ -102,8 +102,48 @@ def _fmt(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def render_markdown(evaluation: dict, title: str) -> str:
-    """The evaluation dict as a readable Markdown summary (also fine in a terminal)."""
+def worst_classes(evaluation: dict, count: int) -> list[str]:
+    """The ``count`` labels with the lowest F1 (then recall, then the most support), worst
+    first."""
+    per_class = evaluation["per_class"]
+    return sorted(
+        evaluation["labels"],
+        key=lambda label: (
+            per_class[label]["f1-score"],
+            per_class[label]["recall"],
+            -per_class[label]["support"],
+            label,
+        ),
+    )[:count]
+
+
+def top_confusions(evaluation: dict, count: int) -> list[tuple[str, str, int]]:
+    """The ``count`` largest (truth, predicted, faces) cells off the confusion matrix's
+    diagonal, largest first."""
+    labels = evaluation["labels"]
+    counts = np.asarray(evaluation["confusion_matrix"])
+    if counts.size == 0:
+        return []
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    cells = np.argsort(off, axis=None, kind="stable")[::-1][:count]
+    rows, columns = np.unravel_index(cells, off.shape)
+    return [
+        (labels[row], labels[column], int(off[row, column]))
+        for row, column in zip(rows, columns, strict=True)
+        if off[row, column] > 0
+    ]
+
+
+def render_markdown(evaluation: dict, title: str, max_classes: int | None = None) -> str:
+    """The evaluation dict as a readable Markdown summary (also fine in a terminal). With
+    more than ``max_classes`` labels it stays short: the per-class table holds the worst
+    ``max_classes`` (``worst_classes``), the confusion matrix gives way to the largest
+    confusions, the wrong answers are cut at ``max_classes``, and a note says what was left
+    out (everything is in the evaluation dict, the JSON)."""
+    labels = evaluation["labels"]
+    summarised = max_classes is not None and len(labels) > max_classes
+    shown = worst_classes(evaluation, max_classes) if summarised else labels
     lines = [f"## {title}", ""]
     lines.append(
         f"Accuracy: **{_fmt(evaluation['accuracy'])}** "
@@ -111,8 +151,15 @@ def render_markdown(evaluation: dict, title: str) -> str:
     )
     for note in evaluation.get("notes", []):
         lines.append(f"- {note}")
+    if summarised:
+        lines.append(
+            f"- {len(labels)} people: only the {len(shown)} with the lowest F1 are listed, "
+            f"the {max_classes} largest confusions instead of the {len(labels)} x "
+            f"{len(labels)} matrix, and at most {max_classes} wrong answers; the JSON "
+            "(`--json FILE`) holds them all"
+        )
     lines += ["", "| person | precision | recall | f1 | support |", "|---|---|---|---|---|"]
-    for label in evaluation["labels"]:
+    for label in shown:
         row = evaluation["per_class"][label]
         lines.append(
             f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | "
@@ -124,11 +171,21 @@ def render_markdown(evaluation: dict, title: str) -> str:
             f"| *{name.replace('_', ' ')}* | {row['precision']:.3f} | {row['recall']:.3f} "
             f"| {row['f1-score']:.3f} | {int(row['support'])} |"
         )
-    lines += ["", "Confusion matrix (rows: truth, normalised per class):", ""]
-    short = [label[:12] for label in evaluation["labels"]]
-    lines += ["| truth \\ predicted | " + " | ".join(short) + " |", "|---" * (len(short) + 1) + "|"]
-    for label, row in zip(short, evaluation["confusion_matrix_normalised"], strict=True):
-        lines.append(f"| {label} | " + " | ".join(f"{value:.2f}" for value in row) + " |")
+    if summarised:
+        lines += ["", "Largest confusions:", "", "| truth | taken for | faces |", "|---|---|---|"]
+        lines += [
+            f"| {truth} | {predicted} | {faces} |"
+            for truth, predicted, faces in top_confusions(evaluation, max_classes)
+        ]
+    else:
+        lines += ["", "Confusion matrix (rows: truth, normalised per class):", ""]
+        short = [label[:12] for label in labels]
+        lines += [
+            "| truth \\ predicted | " + " | ".join(short) + " |",
+            "|---" * (len(short) + 1) + "|",
+        ]
+        for label, row in zip(short, evaluation["confusion_matrix_normalised"], strict=True):
+            lines.append(f"| {label} | " + " | ".join(f"{value:.2f}" for value in row) + " |")
     lines += [
         "",
         "Winning probability:",
@@ -148,10 +205,14 @@ def render_markdown(evaluation: dict, title: str) -> str:
             f"({row['correct_discarded_rate']:.1%}) | {row['wrong_accepted']} "
             f"({row['wrong_accepted_rate']:.1%}) |"
         )
-    if evaluation["errors"]:
+    errors = evaluation["errors"]
+    if errors:
+        listed = errors[:max_classes] if summarised else errors
         lines += ["", "Wrong answers:", ""]
         lines += [
             f"- {error['truth']} taken for {error['predicted']} (p = {error['score']:.3f})"
-            for error in evaluation["errors"]
+            for error in listed
         ]
+        if len(listed) < len(errors):
+            lines.append(f"- ... and {len(errors) - len(listed)} more (in the JSON)")
     return "\n".join(lines) + "\n"

@@ -28,6 +28,9 @@ from facerec.core.settings import (
 REPO_ROOT = Path(__file__).resolve().parents[3]  # layers/facerec/interfaces/cli.py
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a tool ended by SIGPIPE
+# An evaluation of more people than this prints its worst classes and largest confusions, not
+# every class and the whole matrix (`--json FILE` keeps everything).
+TERMINAL_CLASSES = 20
 
 
 class App:
@@ -149,7 +152,9 @@ def cmd_train(app: App, args) -> int:
     if evaluation is not None:
         print(
             render_markdown(
-                evaluation, f"Held-out {args.test_size:.0%} ({evaluation['faces']} faces)"
+                evaluation,
+                f"Held-out {args.test_size:.0%} ({evaluation['faces']} faces)",
+                TERMINAL_CLASSES,
             )
         )
     return EXIT_OK
@@ -175,7 +180,7 @@ def cmd_evaluate(app: App, args) -> int:
         evaluation["notes"] += [
             f"refused {item['photo']}: {item['reason']}" for item in evaluation["refused"]
         ]
-    print(render_markdown(evaluation, title))
+    print(render_markdown(evaluation, title, TERMINAL_CLASSES))
     if args.json:
         args.json.write_text(json.dumps(evaluation, indent=2, ensure_ascii=False))
         print(f"evaluation written to {args.json}")

@@ -46,3 +46,43 @@ def test_markdown_summary_has_every_section():
         "b taken for a (p = 0.400)",
     ):
         assert part in text
+
+
+def many_people(people: int = 125, faces: int = 4, seed: int = 0) -> dict:
+    """An evaluation of ``people`` classes, ``faces`` each, about 10 % answered wrongly."""
+    rng = np.random.default_rng(seed)
+    labels = [f"Person_{n:03d}" for n in range(people)]
+    truth = [label for label in labels for _ in range(faces)]
+    predicted = [
+        label if rng.random() > 0.1 else labels[int(rng.integers(people))] for label in truth
+    ]
+    return evaluate_predictions(truth, predicted, rng.random(len(truth)), labels=labels)
+
+
+def test_a_large_evaluation_prints_its_worst_classes_and_largest_confusions():
+    result = many_people()
+    full = render_markdown(result, "Held out")
+    short = render_markdown(result, "Held out", max_classes=20)
+    assert len(full.splitlines()) > 250 and max(map(len, full.splitlines())) > 1000
+    assert len(short.splitlines()) < 120 and max(map(len, short.splitlines())) < 300
+    larger = render_markdown(many_people(people=1000), "Held out", max_classes=20)
+    assert len(larger.splitlines()) == len(short.splitlines())  # whatever the gallery's size
+    assert "125 people: only the 20 with the lowest F1 are listed" in short
+    assert "Confusion matrix" not in short and "Largest confusions:" in short
+    rows = [line for line in short.splitlines() if line.startswith("| Person_")]
+    listed = [row.split(" | ")[0].removeprefix("| ") for row in rows[:20]]
+    f1 = [result["per_class"][label]["f1-score"] for label in listed]
+    assert (
+        f1 == sorted(f1)
+        and max(f1)
+        <= sorted(
+            row["f1-score"] for row in (result["per_class"][label] for label in result["labels"])
+        )[19]
+    )
+    confusions = rows[20:]
+    assert 0 < len(confusions) <= 20
+    faces = [int(row.rstrip(" |").split(" | ")[-1]) for row in confusions]
+    assert faces == sorted(faces, reverse=True)
+    wrong = len(result["errors"])
+    assert f"... and {wrong - 20} more (in the JSON)" in short
+    assert render_markdown(result, "Held out", max_classes=125) == full
