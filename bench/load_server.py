@@ -65,7 +65,6 @@ def facerec(workspace: Path, *arguments: str, accept: tuple[int, ...] = (0,)) ->
     done = subprocess.run(
         command(workspace, *arguments),
         stdout=subprocess.DEVNULL,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     if done.returncode not in accept:
         sys.exit(f"facerec {arguments[0]} failed (exit {done.returncode})")
@@ -91,7 +90,7 @@ class Served:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         threading.Thread(target=self.log.extend, args=(self.process.stderr,), daemon=True).start()
         started = time.perf_counter()

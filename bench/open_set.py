@@ -599,7 +599,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if not (args.lfw / "images").is_dir():
         print(f"skipped: {args.lfw / 'images'} not found")
         return 0
