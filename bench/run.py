@@ -53,7 +53,7 @@ from facerec.vision.alignment import crop
 from facerec.vision.analyser import FaceAnalyser, build_analyser
 from facerec.vision.assets import AssetPaths
 from facerec.vision.detection import Face, select_labelled_face
-from facerec.vision.embedding import MODEL_ID, describe_embedding, embedding_stamp
+from facerec.vision.embedding import describe_embedding, embedding_stamp
 from facerec.vision.images import decode_image
 from facerec.vision.runtime import ModelFiles
 
@@ -211,7 +211,6 @@ def keras_embedder(assets: AssetPaths):
 
     embedder = KerasFaceNet(assets.weights)
     embedder.models, embedder.precision = ModelFiles(assets.models), "fp32"
-    embedder.model_id = MODEL_ID
     embedder.description = describe_embedding(embedder.models, "fp32")
     embedder.stamp = embedding_stamp(embedder.description)
     return embedder

@@ -203,8 +203,8 @@ def test_warm_runs_both_networks_once_and_loads_the_current_model(deployed, enro
         assert deployed.app.warm() == model.model_id
     assert deployed.app.current_model._model.model_id == model.model_id
     assert detect.call_count == 1
-    # The second call embeds one blank crop: the first saw no face and skipped FaceNet.
-    assert [len(call.args[0]) for call in embed.call_args_list] == [0, 1]
+    # The blank photo has no face, so FaceNet is not called for it; then one blank crop.
+    assert [len(call.args[0]) for call in embed.call_args_list] == [1]
 
 
 def test_warm_before_the_first_training_loads_the_networks_and_no_model(cloud):
@@ -256,4 +256,4 @@ def test_a_handler_that_detects_or_embeds_runs_the_networks_at_import_in_lambda_
     with detect_spy as detect, embed_spy as embed:
         importlib.reload(imported)
     assert detect.call_count == int(in_lambda)
-    assert [len(call.args[0]) for call in embed.call_args_list] == ([0, 1] if in_lambda else [])
+    assert [len(call.args[0]) for call in embed.call_args_list] == ([1] if in_lambda else [])

@@ -15,7 +15,7 @@ import numpy as np
 from facerec.core.errors import NoFaceFound, TooManyFaces
 from facerec.core.settings import AnalysisSettings
 from facerec.vision.alignment import crop
-from facerec.vision.detection import Face, FaceDetector
+from facerec.vision.detection import Face, FaceDetector, by_shape
 from facerec.vision.embedding import RUNTIME, FaceNetEmbedder, describe_embedding
 from facerec.vision.images import decode_image
 from facerec.vision.pipeline import batches, pipelined
@@ -59,10 +59,7 @@ class FaceAnalyser:
         embedded. Batches of ``settings.detector.batch_size`` photos, ordered so that photos
         of one shape are together (they share MTCNN calls); FaceNet embeds one batch while
         MTCNN detects the next (``pipelined``)."""
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for index, image in enumerate(images):
-            by_shape.setdefault(image.shape, []).append(index)
-        in_shape_order = [index for indices in by_shape.values() for index in indices]
+        in_shape_order = [index for indices in by_shape(images).values() for index in indices]
         groups = list(batches(in_shape_order, self.settings.detector.batch_size))
         results: list = [None] * len(images)
         analysed = pipelined(
@@ -116,10 +113,7 @@ class FaceAnalyser:
             for image, faces in zip(images, detections, strict=True)
             for face in faces
         ]
-        size = settings.crop_size
-        embeddings = self.embedder.embed(
-            np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
-        )
+        embeddings = self.embedder.embed(np.stack(crops)) if crops else []  # none: no call
         results, position = [], 0
         for faces in detections:
             results.append(

@@ -22,7 +22,6 @@ its hash. The new folder is built beside the old one and swapped in whole.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -33,8 +32,8 @@ import numpy as np
 
 from facerec.core.errors import AssetError, FaceRecError
 from facerec.core.settings import CROP_METHODS, AnalysisSettings
-from facerec.vision.assets import WEIGHTS_SHA256, AssetPaths, ensure_assets, sha256_of
-from facerec.vision.runtime import FACENET, MANIFEST, MTCNN, ModelFiles
+from facerec.vision.assets import WEIGHTS_SHA256, AssetPaths, ensure_assets
+from facerec.vision.runtime import FACENET, MTCNN, ModelFiles
 
 OPSET = 17
 FP32_MIN_COSINE = 0.9999
@@ -159,7 +158,7 @@ def convert(paths: AssetPaths, log=print) -> ModelFiles:
             f"the converted FaceNet does not match TensorFlow on the sample set's crops "
             f"(lowest cosine {fp32['min']:.6f} < {FP32_MIN_COSINE})"
         )
-    staging.record(FACENET["fp32"], **source, parity={"crops": "sample-set/val", **fp32})
+    staging.annotate(FACENET["fp32"], parity={"crops": "sample-set/val", **fp32})
 
     calibration = sample_crops(staging, paths.sample_set / "train")
     quantize(staging.path(FACENET["fp32"]), staging.path(FACENET["int8"]), prewhiten(calibration))
@@ -170,9 +169,8 @@ def convert(paths: AssetPaths, log=print) -> ModelFiles:
             f"the int8 FaceNet is far from TensorFlow on the sample set's crops (lowest "
             f"cosine {int8['min']:.4f} < {INT8_MIN_COSINE}): the quantization is broken"
         )
-    staging.record(
+    staging.annotate(
         FACENET["int8"],
-        **source,
         calibration={"crops": "sample-set/train", "faces": len(calibration)},
         parity={"crops": "sample-set/val", **int8},
     )
@@ -186,14 +184,10 @@ def convert(paths: AssetPaths, log=print) -> ModelFiles:
 
 def finish(staging: ModelFiles, current: ModelFiles) -> None:
     """Record the converter, write SHA256SUMS and swap the staged folder in."""
-    manifest = staging.manifest()
-    manifest["converter"] = converter()
-    (staging.root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    manifest = {**staging.manifest(), "converter": converter()}
+    staging.write_manifest(manifest)
     lines = [f"{entry['sha256']}  {name}.onnx" for name, entry in sorted(manifest["files"].items())]
     (staging.root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
-    for name in manifest["files"]:
-        if sha256_of(staging.path(name)) != manifest["files"][name]["sha256"]:
-            raise AssetError(f"{staging.path(name)} changed while it was being converted")
     old = current.root.with_name(current.root.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if current.root.exists():

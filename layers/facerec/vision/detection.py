@@ -78,11 +78,8 @@ class BatchDetector:
         large photos go in smaller batches). Photos within the budget are scanned as they are.
         """
         results: list[list[Face]] = [[] for _ in images]
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for index, image in enumerate(images):
-            by_shape.setdefault(image.shape, []).append(index)
         budget = self.settings.max_pixels
-        for shape, indices in by_shape.items():
+        for shape, indices in by_shape(images).items():
             height, width = scan_size(shape[:2], budget)
             scale = (shape[1] / width, shape[0] / height)
             size = max(1, min(self.settings.batch_size, budget // (height * width)))
@@ -118,6 +115,14 @@ class FaceDetector(BatchDetector):
 
     def scan(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return self.cascade.detect(np.stack(images))
+
+
+def by_shape(images: Sequence[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
+    """Photos' array shapes -> the indices of the photos of each shape, in input order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(index)
+    return groups
 
 
 def scan_size(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:

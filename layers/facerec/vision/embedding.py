@@ -95,7 +95,6 @@ class FaceNetEmbedder:
         self.models, self.precision, self.batch_size = models, precision, batch_size
         self.description = describe_embedding(models, precision)
         self.stamp = embedding_stamp(self.description)
-        self.model_id = MODEL_ID
         self._session = models.session(FACENET[precision])
         self._output = self._session.get_outputs()[0].name
 

@@ -47,7 +47,7 @@ class KerasFaceNet:
     served embedder's (uint8 (N, 160, 160, 3) -> float32 (N, 128) unit vectors)."""
 
     def __init__(self, weights: Path, batch_size: int = 32):
-        self.weights_sha256 = verify_weights(weights)  # before the slow imports: fail fast
+        verify_weights(weights)  # before the slow imports: fail fast
         import keras
         import tensorflow as tf
 

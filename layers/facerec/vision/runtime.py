@@ -76,16 +76,32 @@ class ModelFiles:
         """Add (or replace) one converted file in the manifest, with its sha256 and size and
         ``details`` (JSON values); returns its entry."""
         path = self.path(name)
-        try:
-            document = self.manifest()
-        except AssetError:
-            document = {"files": {}}
+        document = self._document()
         entry = {"sha256": sha256_of(path), "bytes": path.stat().st_size, **details}
         document["files"][name] = entry
+        self.write_manifest(document)
+        return entry
+
+    def annotate(self, name: str, **details) -> dict:
+        """Add ``details`` (JSON values) to a recorded file's entry (its hash is kept, not
+        computed again); returns the entry."""
+        document = self._document()
+        entry = document["files"][name]
+        entry.update(details)
+        self.write_manifest(document)
+        return entry
+
+    def write_manifest(self, document: dict) -> None:
+        """Replace the manifest with ``document`` (written beside it, then renamed)."""
         temporary = self.root / f".{MANIFEST}.partial"
         temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         os.replace(temporary, self.root / MANIFEST)
-        return entry
+
+    def _document(self) -> dict:
+        try:
+            return self.manifest()
+        except AssetError:
+            return {"files": {}}
 
     def session(self, name: str, threads: int = 0):
         """An ONNX Runtime CPU session for one network, its file checked first."""

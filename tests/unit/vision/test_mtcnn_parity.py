@@ -4,11 +4,6 @@ IoU over 0.99, landmarks within 1 px, on every sample-set photo and on edge case
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,7 +12,6 @@ from facerec.core.errors import AssetError
 from facerec.vision.detection import FaceDetector
 from facerec.vision.images import decode_image
 from facerec.vision.runtime import MTCNN, ModelFiles
-from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.model
 
@@ -110,36 +104,6 @@ def test_non_square_photos_give_what_the_package_gives(detector, package, photos
         assert_same_rows(detector.scan([image]), package.scan([image]), label)
     wide_faces = detector.detect(wide)
     assert len(wide_faces) >= 1 and width <= wide_faces[0].box[0] < 2 * width
-
-
-def test_serving_the_detector_never_imports_tensorflow(assets, photos, tmp_path):
-    np.save(tmp_path / "photo.npy", photos[0])
-    script = textwrap.dedent(
-        f"""
-        import json, sys
-        from pathlib import Path
-        import numpy as np
-        from facerec.vision.detection import FaceDetector
-        from facerec.vision.runtime import ModelFiles
-        detector = FaceDetector(ModelFiles(Path({str(assets.models)!r})))
-        image = np.load({str(tmp_path / "photo.npy")!r})
-        faces = detector.detect_batch([image, image[:, ::-1].copy()])
-        heavy = ("tensorflow", "keras", "mtcnn", "tf2onnx")
-        loaded = [name for name in heavy if name in sys.modules]
-        print(json.dumps({{"faces": [len(f) for f in faces], "loaded": loaded}}))
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        cwd=REPO_ROOT,
-        env={"PYTHONPATH": f"{REPO_ROOT / 'layers'}:{REPO_ROOT}", "PATH": "/usr/bin:/bin"},
-        timeout=120,
-        check=True,
-    )
-    result = json.loads(done.stdout)
-    assert result["loaded"] == []
-    assert result["faces"][0] >= 1 and result["faces"][1] >= 1
 
 
 def test_export_writes_checks_and_records_the_three_networks(tmp_path, sample_set):
