@@ -13,8 +13,11 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from facerec.analysis.report.numbers import engine_title, threshold_text
+from facerec.core.metrics import confusion_cells, has_matrix
 
 THUMBNAIL_PX = 96
+HEAT_MAP_CLASSES = 40  # a readable heat map: at most 40 rows and columns of names
+TOP_CONFUSIONS = 30  # bars drawn instead of a larger matrix
 COLOURS = {
     "correct": "#2e7d32",
     "wrong": "#c62828",
@@ -37,8 +40,19 @@ def figure_uri(figure: Figure) -> str:
     return _data_uri(buffer.getvalue())
 
 
+def heat_map_fits(evaluation: dict) -> bool:
+    """Whether the confusion matrix is drawn whole: a dense one of at most
+    ``HEAT_MAP_CLASSES`` classes (larger ones show their largest confusions instead)."""
+    return has_matrix(evaluation) and len(evaluation["labels"]) <= HEAT_MAP_CLASSES
+
+
 def confusion_figure(evaluation: dict, title: str) -> Figure:
-    """Heat map of the confusion matrix normalised per true class (rows sum to 1)."""
+    """Heat map of the confusion matrix normalised per true class (rows sum to 1) when it
+    fits (``heat_map_fits``); otherwise a bar chart of the ``TOP_CONFUSIONS`` largest
+    confusions (faces per truth -> answer cell, with the share of the true class), its title
+    saying how many were left out."""
+    if not heat_map_fits(evaluation):
+        return top_confusions_figure(evaluation, title)
     labels = evaluation["labels"]
     matrix = np.array(evaluation["confusion_matrix_normalised"])
     counts = np.array(evaluation["confusion_matrix"])
@@ -66,6 +80,41 @@ def confusion_figure(evaluation: dict, title: str) -> Figure:
                         color="white" if value > 0.5 else "black",
                     )
     figure.colorbar(image, ax=axes, shrink=0.8, label="fraction of the true class")
+    return figure
+
+
+def top_confusions_figure(evaluation: dict, title: str) -> Figure:
+    """Horizontal bars of the ``TOP_CONFUSIONS`` largest (truth, answer, faces) cells off
+    the diagonal, largest on top, each labelled with its faces and share of the true class;
+    the title says how many confusions and people are left out."""
+    cells = confusion_cells(evaluation)
+    shown = cells[:TOP_CONFUSIONS]
+    people = len(evaluation["labels"])
+    figure = Figure(figsize=(10, 1.6 + 0.3 * max(len(shown), 3)), layout="constrained")
+    axes = figure.subplots()
+    if not shown:
+        axes.set_axis_off()
+        axes.text(0.5, 0.5, "no wrong answers", ha="center", va="center", fontsize=14)
+        axes.set_title(f"{title}: {people:,} people, no confusion")
+        return figure
+    faces = [count for _, _, count in shown]
+    positions = range(len(shown))
+    axes.barh(positions, faces, color=COLOURS["wrong"], alpha=0.75)
+    axes.set_yticks(positions, [f"{truth} → {answer}" for truth, answer, _ in shown], fontsize=8)
+    axes.invert_yaxis()
+    per_class = evaluation["per_class"]
+    for position, (truth, _, count) in zip(positions, shown, strict=True):
+        share = count / per_class[truth]["support"]
+        axes.text(count, position, f" {count} ({share:.0%})", va="center", fontsize=8)
+    axes.set_xlim(0, max(faces) * 1.2)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("faces answered wrongly (in brackets: share of the true person's faces)")
+    left_out = len(cells) - len(shown)
+    axes.set_title(
+        f"{title}: the {len(shown)} largest confusions (truth → answer)\n"
+        f"of {len(cells):,} among {people:,} people"
+        + (f"; {left_out:,} smaller ones left out" if left_out else "")
+    )
     return figure
 
 

@@ -14,9 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from facerec.analysis.report.figures import (
+    HEAT_MAP_CLASSES,
+    TOP_CONFUSIONS,
     confusion_figure,
     cost_figure,
     figure_uri,
+    heat_map_fits,
     history_figure,
     hybrid_figure,
     score_figure,
@@ -33,9 +36,11 @@ from facerec.analysis.report.numbers import (
     threshold_text,
     usd,
 )
+from facerec.core.metrics import confusion_cells, worst_classes
 from facerec.storage.ports import BlobStore
 
 MAX_GALLERY_FACES = 60
+PER_CLASS_ROWS = 50  # the worst classes listed; the JSON holds every imperfect one
 OPEN_SET_BENCHMARK = "bench/OPEN_SET.md"
 # bench/OPEN_SET.md, LFW dev-train, aligned crops: nearest-face label, cohort-normalised
 # centroid (K=20), mean over 5 split seeds.
@@ -242,35 +247,69 @@ def _each_engine(data: dict, body: Callable[[str, dict], str]) -> str:
 
 def _confusion(data: dict, read_crop) -> str:
     def body(name: str, engine: dict) -> str:
-        figure = confusion_figure(engine["evaluation"], engine_title(name))
-        return _img(figure_uri(figure), f"confusion matrix of {engine_title(name)}")
+        evaluation = engine["evaluation"]
+        figure = confusion_figure(evaluation, engine_title(name))
+        if heat_map_fits(evaluation):
+            return _img(figure_uri(figure), f"confusion matrix of {engine_title(name)}")
+        cells = confusion_cells(evaluation)
+        people = len(evaluation["labels"])
+        image = _img(figure_uri(figure), f"the largest confusions of {engine_title(name)}")
+        if not cells:
+            return f'<p class="muted">{people:,} people and no confusion.</p>' + image
+        shown = cells[:TOP_CONFUSIONS]
+        left_out = len(cells) - len(shown)
+        note = (
+            f'<p class="muted">{people:,} people: too many for a readable matrix, so the '
+            f"{len(shown)} largest of the {len(cells):,} confusions (cells off the diagonal) "
+            "are drawn, and listed below"
+            + (f"; the other {left_out:,} are left out here" if left_out else "")
+            + ". The JSON holds every one.</p>"
+        )
+        per_class = evaluation["per_class"]
+        rows = [
+            [_e(truth), _e(answer), str(faces), _pct(faces / per_class[truth]["support"])]
+            for truth, answer, faces in shown
+        ]
+        table = _table(["true person", "answer", "faces", "share of the person"], rows, (0, 1))
+        return note + image + table
 
     return (
-        "<p>Rows are the true person, columns the answer; each row is normalised to 1 and "
-        "each cell also shows its count. A perfect engine fills the diagonal.</p>"
+        f"<p>Up to {HEAT_MAP_CLASSES} people, a heat map: rows are the true person, columns "
+        "the answer; each row is normalised to 1 and each cell also shows its count. A perfect "
+        "engine fills the diagonal. With more people, the largest confusions as bars: true "
+        "person → answer, faces, and their share of the true person's faces.</p>"
         + _each_engine(data, body)
     )
 
 
 def _per_class(data: dict, read_crop) -> str:
     def body(name: str, engine: dict) -> str:
+        evaluation = engine["evaluation"]
+        labels = evaluation["labels"]
         imperfect = data["report"]["engines"][name]["imperfect_classes"]
         if not imperfect:
-            return (
-                f"<p>Every one of the {len(engine['evaluation']['labels'])} classes has "
-                "precision and recall 1.</p>"
-            )
+            return f"<p>Every one of the {len(labels)} classes has precision and recall 1.</p>"
+        worst = [label for label in worst_classes(evaluation, len(labels)) if label in imperfect]
+        shown = worst[:PER_CLASS_ROWS]
         rows = [
             [
                 _e(label),
-                _f(row["precision"]),
-                _f(row["recall"]),
-                _f(row["f1-score"]),
-                str(int(row["support"])),
+                _f(imperfect[label]["precision"]),
+                _f(imperfect[label]["recall"]),
+                _f(imperfect[label]["f1-score"]),
+                str(int(imperfect[label]["support"])),
             ]
-            for label, row in imperfect.items()
+            for label in shown
         ]
-        return _table(["person", "precision", "recall", "f1", "support"], rows)
+        note = (
+            f'<p class="muted">The {len(shown)} worst (lowest F1, then recall) of the '
+            f"{len(imperfect):,} classes that are not perfect, among {len(labels):,}; the "
+            f"other {len(imperfect) - len(shown):,} are left out here and the JSON holds them "
+            "all.</p>"
+            if len(shown) < len(imperfect)
+            else ""
+        )
+        return note + _table(["person", "precision", "recall", "f1", "support"], rows)
 
     return _each_engine(data, body)
 
@@ -373,7 +412,9 @@ def _errors(data: dict, read_crop) -> str:
         )
         lines = [f"<b>truth: {_e(face['truth'])}</b>"]
         for name in ran:
-            answer = face["answers"][name]
+            answer = face["answers"].get(name)
+            if answer is None:  # not in the sample this engine was asked about
+                continue
             css = "ok" if answer["person"] == face["truth"] else "bad"
             if answer["score"] is None:
                 said = f"refused: {_e(answer.get('reason', ''))}"
@@ -673,9 +714,10 @@ def render_html(
     )
     lead = (
         f"{model['people']} people; the model was trained on {model['train_faces']} faces and "
-        f"every engine answered for the same {model['test_faces']} held-out faces (a seeded "
-        f"stratified {model['test_size']:.0%} split, seed {model['seed']}). FaceNet classifies "
-        "with the trained SVC; "
+        f"the engines answered the same {model['test_faces']} held-out faces (a seeded "
+        f"stratified {model['test_size']:.0%} split, seed {model['seed']}; Rekognition, whose "
+        "calls are capped, a seeded sample of them: its figures say how many). FaceNet "
+        "classifies with the trained classifier; "
         + (
             "the nearest face names the person of the nearest training face; "
             if "nearest" in engines

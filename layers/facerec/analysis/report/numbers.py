@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from facerec.core.metrics import threshold_table
+from facerec.core.metrics import confusion_cells, threshold_table
 
 DEFAULT_TARGET_WRONG_RATE = 0.01
 COLLECTION_FACE_LIMIT = 20_000_000
@@ -58,15 +58,15 @@ def pick_threshold(correct: np.ndarray, scores: np.ndarray, grid: Sequence[float
 
 
 def imperfect_classes(evaluation: dict) -> dict[str, dict]:
-    """Classes seen in truth or answers whose precision or recall is not 1."""
-    counts = np.array(evaluation["confusion_matrix"])
-    seen = counts.sum(axis=0) + counts.sum(axis=1)
+    """Classes seen in truth or answers whose precision or recall is not 1 (from either
+    confusion form)."""
+    per_class = evaluation["per_class"]
+    answered_wrongly = {predicted for _, predicted, _ in confusion_cells(evaluation)}
     return {
-        label: row
-        for label, row, present in zip(
-            evaluation["labels"], evaluation["per_class"].values(), seen > 0, strict=True
-        )
-        if present and (row["precision"] < 1 or row["recall"] < 1)
+        label: per_class[label]
+        for label in evaluation["labels"]
+        if (per_class[label]["support"] > 0 or label in answered_wrongly)
+        and (per_class[label]["precision"] < 1 or per_class[label]["recall"] < 1)
     }
 
 
