@@ -169,11 +169,13 @@ class FaceFunction(Construct):
         """Exactly the DynamoDB ``actions`` (``"GetItem"``, ...) on ``table``, and Query on
         each of its indexes named in ``query_indexes``: none of the Scan, DeleteItem or
         BatchWriteItem that grant_read_write_data adds unless named, no index wildcard."""
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[f"dynamodb:{action}" for action in actions], resources=[table.table_arn]
+        if actions:
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=[f"dynamodb:{action}" for action in actions],
+                    resources=[table.table_arn],
+                )
             )
-        )
         if query_indexes:
             self.role.add_to_principal_policy(
                 iam.PolicyStatement(

@@ -9,7 +9,7 @@ from aws_cdk import aws_events as events
 from constructs import Construct
 
 from infra.function_environment import FunctionDefaults
-from infra.stateful_stack import DataResources
+from infra.stateful_stack import LABELLED_INDEX, DataResources
 
 SCHEDULE = Duration.days(1)
 
@@ -34,11 +34,12 @@ class Reconciliation(Construct):
         )
         self.function.read(data.faces_bucket)  # lists the crops and reads them
         self.function.delete_objects(data.faces_bucket)  # crops no catalogued face holds
-        # The faces (a scan), their embeddings, crop pointers and indexing claims.
+        # The faces (gsi3 the labelled, gsi1 the others), their embeddings, crop pointers and
+        # indexing claims.
         self.function.table(
             data.catalog_table,
-            *("Scan", "GetItem", "PutItem", "UpdateItem", "DeleteItem"),
-            query_indexes=("gsi1",),  # a person's faces, for their centroid
+            *("GetItem", "PutItem", "UpdateItem", "DeleteItem"),
+            query_indexes=("gsi1", LABELLED_INDEX),  # gsi1: also a person's faces, for a centroid
         )
         self.function.table(data.face_index_table, "Scan", "PutItem", "DeleteItem")
         self.function.rekognition(data.collection_arn, "IndexFaces", "DeleteFaces")

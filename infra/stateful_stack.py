@@ -27,6 +27,9 @@ from infra.nag import acknowledge
 BUCKETS = ("ingest", "faces", "models", "reports", "quarantine")
 CATALOG_INDEX = "gsi1"
 FOLDER_INDEX = "gsi2"  # a person's items (keys only), for forgetting them without a scan
+# The labelled faces only, whole, in 16 write shards (gsi3pk LABELLED#00..15, sort face_id):
+# the training gather pages through them instead of scanning the table.
+LABELLED_INDEX = "gsi3"
 FACE_INDEX_INDEX = "person-index"
 # S3 Vectors (docs/adr/0004-vector-store.md): one vector per face crop, and one per person.
 VECTOR_BUCKET = "vectors"
@@ -165,6 +168,14 @@ class StatefulStack(Stack):
             index_name=FOLDER_INDEX,
             partition_key=dynamodb.Attribute(name="gsi2pk", type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        # Every attribute: gathering reads the whole face (its embedding is most of the item),
+        # and a face attribute added later needs no new index (a projection never changes).
+        self.catalog_table.add_global_secondary_index(
+            index_name=LABELLED_INDEX,
+            partition_key=dynamodb.Attribute(name="gsi3pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="face_id", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
         )
         self.face_index_table = self._table(
             "FaceIndexTable",

@@ -20,7 +20,7 @@ from constructs import Construct
 from infra.face_function import FaceFunction
 from infra.function_environment import FunctionDefaults
 from infra.nag import acknowledge, finding
-from infra.stateful_stack import DataResources
+from infra.stateful_stack import LABELLED_INDEX, DataResources
 from infra.workflows import LambdaStep, acknowledge_role_findings, standard_state_machine
 
 TRAINING_FAILURES_PREFIX = "training/failures/"  # functions/training/ended.py writes here too
@@ -143,7 +143,7 @@ class TrainingWorkflow(Construct):
             for state, module, description in STEPS
         }
         gather, fit, evaluate, rekognition, publish, report = self.functions.values()
-        gather.table(data.catalog_table, "Scan")  # every labelled face
+        gather.table(data.catalog_table, query_indexes=[LABELLED_INDEX])  # every labelled face
         gather.items(data.catalog_table, ["PutItem"], LOCK_KEYS)
         gather.put(data.models_bucket)
         fit.read(data.models_bucket)
@@ -176,7 +176,7 @@ class TrainingWorkflow(Construct):
             data.quarantine_bucket,
         ):
             report.read(bucket)
-        report.table(data.catalog_table, "Scan", "GetItem")
+        report.table(data.catalog_table, "GetItem", query_indexes=[LABELLED_INDEX])
         report.put(data.reports_bucket)
 
         begin = sfn.Pass(

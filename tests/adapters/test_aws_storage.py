@@ -3,6 +3,7 @@ and the DynamoDB catalog's items and claims (moto)."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from unittest import mock
@@ -383,3 +384,149 @@ def test_forget_person_on_dynamodb_deletes_every_item_of_theirs(dynamo):
         "other_records": 0,
     }
     assert len(items()) == len(lovelace) + 2
+
+
+def labelled_index(table) -> dict[str, str]:
+    """face_id -> gsi3 partition of every face the labelled-face index holds."""
+    items = [
+        item
+        for shard in range(aws.LABELLED_SHARDS)
+        for item in table.query(
+            IndexName=aws.LABELLED_INDEX,
+            KeyConditionExpression="gsi3pk = :shard",
+            ExpressionAttributeValues={":shard": f"LABELLED#{shard:02d}"},
+        )["Items"]
+    ]
+    return {item["face_id"]: item["gsi3pk"] for item in items}
+
+
+def group_photos(catalog: DynamoCatalog, photos: int) -> list[FaceRecord]:
+    """``photos`` photos of 10 faces, every tenth face unlabelled; every face put."""
+    faces = []
+    for number in range(photos):
+        person, key = f"p{number % 7}", f"p{number % 7}/photo{number:03d}.jpg"
+        photo_faces = [face(key, index, None if index == 9 else person) for index in range(10)]
+        catalog.put_photo(PhotoRecord(key, person, f"sha-{number}", "enrolled"), photo_faces)
+        faces += photo_faces
+    return faces
+
+
+def test_the_labelled_faces_come_back_whole_and_ordered_from_every_shard_page_by_page(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"], "facenet@abc")
+    written = group_photos(catalog, 40)  # 360 labelled faces, about 22 a shard
+    queries = []
+
+    def small_pages(params, **_):  # DynamoDB pages at 1 MB: here at 7 items
+        params["Limit"] = 7
+
+    def sent(params, **_):  # (partition, whether a later page) of each Query as sent
+        body = json.loads(params["body"])
+        (partition,) = body["ExpressionAttributeValues"].values()
+        queries.append((partition["S"], "ExclusiveStartKey" in body))
+
+    events = catalog.table.meta.client.meta.events
+    events.register("before-parameter-build.dynamodb.Query", small_pages)
+    events.register("before-call.dynamodb.Query", sent)
+    faces = catalog.faces()
+
+    labelled = sorted((f for f in written if f.person is not None), key=lambda f: f.face_id)
+    assert [f.face_id for f in faces] == [f.face_id for f in labelled]
+    same = ("photo_key", "index", "person", "box", "crop_key", "crop_method")
+    for got, put in zip(faces, labelled, strict=True):
+        assert [getattr(got, name) for name in same] == [getattr(put, name) for name in same]
+        assert got.embedding_model == "facenet@abc" and got.confidence == pytest.approx(0.99)
+        assert np.array_equal(got.embedding, put.embedding)
+    partitions = {partition for partition, _ in queries}
+    assert partitions == {f"LABELLED#{shard:02d}" for shard in range(aws.LABELLED_SHARDS)}
+    assert sum(follow for _, follow in queries) >= 360 // 7 - aws.LABELLED_SHARDS  # later pages
+
+    queries.clear()
+    everyone = catalog.faces(labelled_only=False)
+    assert [f.face_id for f in everyone] == sorted(f.face_id for f in written)
+    assert {partition for partition, _ in queries} == partitions | {aws.UNLABELLED}
+
+
+def test_gathering_for_training_queries_and_never_scans(dynamo):
+    from facerec.flows.train import gather
+
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"], "facenet@abc")
+    written = group_photos(catalog, 4)
+    operations = []
+
+    def record(event_name, **_):
+        operations.append(event_name.rsplit(".", 1)[-1])
+
+    def refuse_scan(**_):
+        raise AssertionError("the gather path scanned the catalog table")
+
+    events = catalog.table.meta.client.meta.events
+    events.register("before-call.dynamodb", record)
+    events.register("before-call.dynamodb.Scan", refuse_scan)
+    training_set = gather(catalog, "aligned")
+    catalog.faces(labelled_only=False)
+    catalog.unlabelled_faces()
+
+    assert len(training_set) == sum(f.person is not None for f in written) == 36
+    assert list(training_set.labels[:2]) == ["p0", "p0"] and training_set.embeddings.shape == (
+        36,
+        128,
+    )
+    assert set(operations) == {"Query"}
+    assert len(operations) == 2 * aws.LABELLED_SHARDS + 2  # twice every shard, gsi1 twice
+
+
+def test_only_labelled_faces_are_in_the_index_through_relabelling_and_deletion(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"], "facenet@abc")
+    photo = PhotoRecord("ann/a.jpg", "ann", "sha-a", "enrolled", "", 2, 640, 480)
+    catalog.put_photo(photo, [face("ann/a.jpg", 0, "ann"), face("ann/a.jpg", 1, None)])
+    shard = aws._labelled_shard("ann/a.jpg#0")
+    assert labelled_index(catalog.table) == {"ann/a.jpg#0": shard}
+    assert (
+        "gsi3pk"
+        not in catalog.table.get_item(Key={"pk": "PHOTO#ann/a.jpg", "sk": "FACE#0001"})["Item"]
+    )
+
+    catalog.put_photo(
+        photo, [face("ann/a.jpg", 0, None), face("ann/a.jpg", 1, "bob")]
+    )  # relabelled
+    assert labelled_index(catalog.table) == {"ann/a.jpg#1": aws._labelled_shard("ann/a.jpg#1")}
+    assert [f.person for f in catalog.faces()] == ["bob"]
+
+    catalog.set_embedding(catalog.faces()[0], np.ones(128, np.float32))  # stays indexed
+    assert catalog.faces()[0].embedding.sum() == 128
+    catalog.delete_faces(catalog.faces())
+    assert labelled_index(catalog.table) == {} and catalog.faces() == []
+    assert [f.face_id for f in catalog.faces(labelled_only=False)] == ["ann/a.jpg#0"]
+
+    catalog.put_photo(photo, [face("ann/a.jpg", 0, "ann")])
+    catalog.forget_person("ann")
+    assert labelled_index(catalog.table) == {}
+
+
+def test_faces_written_before_the_index_are_added_to_it_once(dynamo):
+    catalog = DynamoCatalog(dynamo.resource("dynamodb"), ENV["CATALOG_TABLE"], "facenet@abc")
+    written = group_photos(catalog, 3)  # 27 labelled, 3 unlabelled
+    for item in catalog.table.scan()["Items"]:  # as every face was before the index existed
+        if "gsi3pk" in item:
+            catalog.table.update_item(
+                Key={"pk": item["pk"], "sk": item["sk"]}, UpdateExpression="REMOVE gsi3pk"
+            )
+    assert catalog.faces() == []
+    relabelled = written[0]
+
+    def relabel_first(params, **_):  # a photo unlabelled between the backfill's scan and updates
+        events.unregister("before-call.dynamodb.UpdateItem", relabel_first)
+        catalog.put_photo(
+            PhotoRecord(relabelled.photo_key, "p0", "sha-0", "enrolled"),
+            [face(relabelled.photo_key, index, None) for index in range(10)],
+        )
+
+    events = catalog.table.meta.client.meta.events
+    events.register("before-call.dynamodb.UpdateItem", relabel_first)
+    assert catalog.index_labelled_faces() == 18  # 27 but the 9 unlabelled after the scan
+    assert catalog.index_labelled_faces() == 0
+    expected = {f.face_id for f in written[10:] if f.person is not None}
+    assert {f.face_id for f in catalog.faces()} == expected
+    assert labelled_index(catalog.table) == {
+        face_id: aws._labelled_shard(face_id) for face_id in expected
+    }

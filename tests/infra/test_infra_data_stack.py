@@ -125,11 +125,19 @@ def test_catalog_table_matches_the_contract(synthesized):
                     "KeySchema": [{"AttributeName": "gsi2pk", "KeyType": "HASH"}],
                     "Projection": {"ProjectionType": "KEYS_ONLY"},
                 },
+                {  # the labelled faces, whole, for the training gather (storage.aws)
+                    "IndexName": "gsi3",
+                    "KeySchema": [
+                        {"AttributeName": "gsi3pk", "KeyType": "HASH"},
+                        {"AttributeName": "face_id", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                },
             ],
             "AttributeDefinitions": Match.array_with(
                 [
                     {"AttributeName": name, "AttributeType": "S"}
-                    for name in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk")
+                    for name in ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi3pk", "face_id")
                 ]
             ),
             "BillingMode": "PAY_PER_REQUEST",

@@ -2,22 +2,31 @@
 DynamoDB table (single-table design). Clients, resources and names come in as arguments.
 
 Catalog table items (partition ``pk``, sort ``sk``; overloaded GSI ``gsi1`` on ``gsi1pk`` /
-``gsi1sk``; the person-folder GSI ``gsi2`` on ``gsi2pk`` alone, keys only)::
+``gsi1sk``; the person-folder GSI ``gsi2`` on ``gsi2pk`` alone, keys only; the labelled-face
+GSI ``gsi3`` on ``gsi3pk`` / ``face_id``)::
 
-    pk                           sk           gsi1pk          gsi1sk       gsi2pk     what
-    PHOTO#<ingest key>           META         SHA#<sha256>    PHOTO#<key>  FOLDER#<p> a photo
-    PHOTO#<ingest key>           FACE#<nnnn>  PERSON#<name>   FACE#<id>    FOLDER#<p> labelled face
-    PHOTO#<ingest key>           FACE#<nnnn>  UNLABELLED      FACE#<id>    FOLDER#<p> other face
-    CROP#<crop key>              META         -               -            FOLDER#<p> crop -> face
-    MODEL#<model id>             META         -               -            MODELS     a model
-    MODEL                        CURRENT      -               -            -          current model
-    TRAINING                     LOCK         -               -            -          training lock
-    OBJECT#<bucket>#<key>        ETAG#<etag>  -               -            FOLDER#<p> event handled
-    REKOGNITION#<collection id>  CROP#<key>   -               -            FOLDER#<p> index claim
+    pk                    sk          gsi1pk        gsi1sk      gsi2pk     gsi3pk      what
+    PHOTO#<ingest key>    META        SHA#<sha256>  PHOTO#<key> FOLDER#<p> -           a photo
+    PHOTO#<ingest key>    FACE#<nnnn> PERSON#<name> FACE#<id>   FOLDER#<p> LABELLED#nn labelled face
+    PHOTO#<ingest key>    FACE#<nnnn> UNLABELLED    FACE#<id>   FOLDER#<p> -           other face
+    CROP#<crop key>       META        -             -           FOLDER#<p> -           crop -> face
+    MODEL#<model id>      META        -             -           MODELS     -           a model
+    MODEL                 CURRENT     -             -           -          -           current model
+    TRAINING              LOCK        -             -           -          -           training lock
+    OBJECT#<bucket>#<key> ETAG#<etag> -             -           FOLDER#<p> -           event handled
+    REKOGNITION#<coll>    CROP#<key>  -             -           FOLDER#<p> -           index claim
 
 ``<p>`` is the first segment of the item's object key (``<Person>/...``): forgetting a person
 reads their items from ``gsi2`` instead of scanning the table, and the other faces of every
 photo (group photos) are one ``gsi1`` partition.
+
+``gsi3`` holds the labelled faces only (sparse: ``gsi3pk`` is written with a face's label and
+is absent from an unlabelled face, which a rewrite of the face item drops), all attributes
+projected, spread over LABELLED_SHARDS partitions (``nn``: the CRC-32 of the face_id modulo
+LABELLED_SHARDS), so that gathering every labelled face for training is one paged Query per
+shard instead of a Scan of the table, and no one partition takes every labelled face's writes.
+Faces written before ``gsi3`` existed lack ``gsi3pk``: ``DynamoCatalog.index_labelled_faces``
+adds it, once, after the index is deployed.
 
 Faces carry their embedding as float32 bytes and ``embedding_model`` (which weights made it).
 """
@@ -63,6 +72,8 @@ TRANSIENT_CODES = (
 MODELS = "MODELS"  # gsi2 partition of the registered models
 UNLABELLED = "UNLABELLED"  # gsi1 partition of the faces that are nobody's label
 FOLDER_INDEX = "gsi2"  # the person-folder index: keys only, partition ``gsi2pk``
+LABELLED_INDEX = "gsi3"  # the labelled faces only: partition ``gsi3pk``, sort ``face_id``
+LABELLED_SHARDS = 16  # gsi3 partitions, LABELLED#00 .. LABELLED#15
 TRAINING_LOCK = {"pk": "TRAINING", "sk": "LOCK"}  # one training at a time (lock_training)
 _DESERIALIZE = TypeDeserializer()
 
@@ -166,6 +177,16 @@ def _face_sk(index: int) -> str:
     return f"FACE#{index:04d}"
 
 
+def _labelled_partition(shard: int) -> str:
+    return f"LABELLED#{shard:02d}"
+
+
+def _labelled_shard(face_id: str) -> str:
+    """The ``gsi3`` partition of a labelled face: ``LABELLED#nn``, ``nn`` the CRC-32 of its
+    face_id modulo LABELLED_SHARDS (the same in every process, unlike ``hash``)."""
+    return _labelled_partition(zlib.crc32(face_id.encode()) % LABELLED_SHARDS)
+
+
 def _folder(key: str) -> dict:
     """The person-folder index attribute of an item about object ``key`` (``<Person>/...``);
     none for a key outside any folder."""
@@ -238,7 +259,7 @@ class DynamoCatalog:
         )
 
     def _photo_items(self, key: str) -> list[dict]:
-        return _query_all(self.table, KeyConditionExpression=Key("pk").eq(f"PHOTO#{key}"))
+        return list(_items(self.table.query, KeyConditionExpression=Key("pk").eq(f"PHOTO#{key}")))
 
     def _face_item(self, face: FaceRecord) -> dict:
         item = {
@@ -257,26 +278,63 @@ class DynamoCatalog:
             **_folder(face.photo_key),
         }
         if face.person is not None:
-            item.update(person=face.person, gsi1pk=f"PERSON#{face.person}")
+            item.update(
+                person=face.person,
+                gsi1pk=f"PERSON#{face.person}",
+                gsi3pk=_labelled_shard(face.face_id),
+            )
         else:
             item["gsi1pk"] = UNLABELLED
         return item
 
     def faces(self, person: str | None = None, labelled_only: bool = True) -> list[FaceRecord]:
-        """Faces ordered by face_id; ``person`` filters on the label (a GSI query), otherwise
-        a scan of the face items."""
+        """Faces ordered by face_id, by paged queries, never a scan: ``person``'s (their
+        ``gsi1`` partition), else every labelled face (the LABELLED_SHARDS partitions of
+        ``gsi3``) and, unless ``labelled_only``, the unlabelled ones (``gsi1``) too."""
         if person is not None:
-            items = _query_all(
-                self.table,
-                IndexName="gsi1",
-                KeyConditionExpression=Key("gsi1pk").eq(f"PERSON#{person}"),
-            )
+            partitions = [("gsi1", Key("gsi1pk").eq(f"PERSON#{person}"))]
         else:
-            condition = Attr("sk").begins_with("FACE#")
-            if labelled_only:
-                condition &= Attr("person").exists()
-            items = _scan_all(self.table, FilterExpression=condition)
-        return sorted((_face(item) for item in items), key=lambda face: face.face_id)
+            partitions = [
+                (LABELLED_INDEX, Key("gsi3pk").eq(_labelled_partition(shard)))
+                for shard in range(LABELLED_SHARDS)
+            ]
+            if not labelled_only:
+                partitions.append(("gsi1", Key("gsi1pk").eq(UNLABELLED)))
+        faces = [
+            _face(item)
+            for index, condition in partitions
+            for item in _items(self.table.query, IndexName=index, KeyConditionExpression=condition)
+        ]
+        return sorted(faces, key=lambda face: face.face_id)
+
+    def index_labelled_faces(self) -> int:
+        """Give ``gsi3pk`` to the labelled faces written before ``gsi3`` existed (one paged
+        scan of the face items that lack it); the count given. Run it once after deploying the
+        index, as someone allowed Scan and UpdateItem on the table, e.g.
+        ``DynamoCatalog(boto3.resource("dynamodb"), "<catalog table>").index_labelled_faces()``;
+        a second run finds nothing to do. A face relabelled or deleted meanwhile is skipped:
+        its new item is already right."""
+        missing = (
+            Attr("sk").begins_with("FACE#") & Attr("person").exists() & Attr("gsi3pk").not_exists()
+        )
+        given = 0
+        for item in _items(
+            self.table.scan, FilterExpression=missing, ProjectionExpression="pk, sk, face_id"
+        ):
+            try:
+                self.table.update_item(
+                    Key={"pk": item["pk"], "sk": item["sk"]},
+                    UpdateExpression="SET gsi3pk = :shard",
+                    ConditionExpression=Attr("person").exists()
+                    & Attr("face_id").eq(item["face_id"]),
+                    ExpressionAttributeValues={":shard": _labelled_shard(item["face_id"])},
+                )
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                continue
+            given += 1
+        return given
 
     def face_by_crop(self, crop_key: str) -> FaceRecord | None:
         """The face a crop belongs to, or None if no enrolled photo holds it."""
@@ -412,8 +470,8 @@ class DynamoCatalog:
     def unlabelled_faces(self) -> list[FaceRecord]:
         """The faces that are nobody's label (the other faces of group photos), by face_id:
         one ``gsi1`` partition."""
-        items = _query_all(
-            self.table, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq(UNLABELLED)
+        items = _items(
+            self.table.query, IndexName="gsi1", KeyConditionExpression=Key("gsi1pk").eq(UNLABELLED)
         )
         return sorted((_face(item) for item in items), key=lambda face: face.face_id)
 
@@ -427,8 +485,8 @@ class DynamoCatalog:
 
     def _folder_keys(self, partition: str) -> list[tuple[str, str]]:
         """(pk, sk) of every item in one ``gsi2`` partition."""
-        items = _query_all(
-            self.table,
+        items = _items(
+            self.table.query,
             IndexName=FOLDER_INDEX,
             KeyConditionExpression=Key("gsi2pk").eq(partition),
         )
@@ -540,8 +598,8 @@ class DynamoCatalog:
         )
         people = set()
         projection = "pk, sk, #status, person"
-        for item in _scan_all(
-            self.table,
+        for item in _items(
+            self.table.scan,
             ProjectionExpression=projection,
             ExpressionAttributeNames={"#status": "status"},
         ):
@@ -566,22 +624,14 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _query_all(table, **arguments) -> list[dict]:
-    items, page = [], table.query(**arguments)
-    items += page["Items"]
+def _items(call, **arguments) -> Iterator[dict]:
+    """Every item of a ``table.query`` or ``table.scan``, page by page (LastEvaluatedKey),
+    one page (at most 1 MB) held at a time."""
+    page = call(**arguments)
+    yield from page["Items"]
     while "LastEvaluatedKey" in page:
-        page = table.query(ExclusiveStartKey=page["LastEvaluatedKey"], **arguments)
-        items += page["Items"]
-    return items
-
-
-def _scan_all(table, **arguments) -> list[dict]:
-    items, page = [], table.scan(**arguments)
-    items += page["Items"]
-    while "LastEvaluatedKey" in page:
-        page = table.scan(ExclusiveStartKey=page["LastEvaluatedKey"], **arguments)
-        items += page["Items"]
-    return items
+        page = call(ExclusiveStartKey=page["LastEvaluatedKey"], **arguments)
+        yield from page["Items"]
 
 
 def _photo(item: dict) -> PhotoRecord:
