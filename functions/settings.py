@@ -54,6 +54,10 @@ class Settings:
     precision: str = DEFAULT_PRECISION
     rekognition_min_similarity: float = 90.0
     facenet_min_probability: float = 0.0
+    # The training workflow: Rekognition searched for at most this many held-out faces (a
+    # seeded sample), FaceNet's identify path timed on at most this many held-out photos.
+    rekognition_evaluation_faces: int = 1000
+    report_timed_photos: int = 200
     log_level: str = "INFO"
     # Lambda sets AWS_LAMBDA_FUNCTION_MEMORY_SIZE in every function; None outside Lambda.
     function_memory_mb: int | None = None
@@ -79,6 +83,12 @@ class Settings:
         crop_method = environ.get("CROP_METHOD", DEFAULT_CROP_METHOD)
         if crop_method not in CROP_METHODS:
             raise SettingsError(f"CROP_METHOD is one of {CROP_METHODS}; got {crop_method!r}")
+        limits = {
+            name: environ.get(name, str(getattr(cls, name.lower())))
+            for name in ("REKOGNITION_EVALUATION_FACES", "REPORT_TIMED_PHOTOS")
+        }
+        if not all(value.isdigit() and int(value) > 0 for value in limits.values()):
+            raise SettingsError(f"the training limits are positive whole numbers; got {limits}")
         precision = environ.get("EMBEDDING_PRECISION", DEFAULT_PRECISION)
         if precision not in PRECISIONS:
             raise SettingsError(f"EMBEDDING_PRECISION is one of {PRECISIONS}; got {precision!r}")
@@ -89,6 +99,8 @@ class Settings:
             precision=precision,
             rekognition_min_similarity=similarity,
             facenet_min_probability=probability,
+            rekognition_evaluation_faces=int(limits["REKOGNITION_EVALUATION_FACES"]),
+            report_timed_photos=int(limits["REPORT_TIMED_PHOTOS"]),
             log_level=environ.get("LOG_LEVEL", "INFO").upper(),
             function_memory_mb=int(environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"])
             if environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")

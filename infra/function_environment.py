@@ -35,6 +35,8 @@ def function_environment(config: EnvironmentConfig, data: DataResources) -> dict
         "EMBEDDING_PRECISION": config.embedding_precision,
         "REKOGNITION_MIN_SIMILARITY": f"{config.rekognition_min_similarity:g}",
         "FACENET_MIN_PROBABILITY": f"{config.facenet_min_probability:g}",
+        "REKOGNITION_EVALUATION_FACES": str(config.rekognition_evaluation_faces),
+        "REPORT_TIMED_PHOTOS": str(config.report_timed_photos),
         "LOG_LEVEL": config.log_level,
     }
 

@@ -1,6 +1,7 @@
 """Training step 4: Rekognition on the same held-out faces, in the deployment's collection
-(flows.train.evaluate_rekognition: their own FaceIds never match, closed set as FaceNet);
-the run goes to the reports bucket."""
+(flows.train.evaluate_rekognition: their own FaceIds never match, closed set as FaceNet), at
+most ``settings.rekognition_evaluation_faces`` of them (a seeded sample: one billed call per
+face, at the account's TPS quota); the run goes to the reports bucket."""
 
 from __future__ import annotations
 
@@ -21,12 +22,23 @@ def handler(state: dict, context=None) -> dict:
         app.stores,
     )
     run = evaluate_rekognition(
-        model, training_set, stores.faces.get, app.collection, stores.face_index, app.catalog
+        model,
+        training_set,
+        stores.faces.get,
+        app.collection,
+        stores.face_index,
+        app.catalog,
+        app.settings.rekognition_evaluation_faces,
     )
     run.describe["configured_min_similarity"] = app.settings.rekognition_min_similarity
     _, faces = held_out(model, training_set, stores.faces.get)
     figures = summarise(run, faces, model.metadata["labels"])
     key = save_run(stores.reports, model.model_id, run, figures)
-    summary = {"accuracy": figures["accuracy_all"], "faces": len(faces), "key": key}
+    summary = {
+        "accuracy": figures["accuracy_all"],
+        "faces": figures["held_out_faces"],  # the faces searched
+        "held_out_faces": len(faces),
+        "key": key,
+    }
     log(logger, "rekognition evaluated", model_id=model.model_id, **summary)
     return {**state, "rekognition": summary}

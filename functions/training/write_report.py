@@ -1,6 +1,7 @@
 """Training step 6: the comparison report of the model just published, from the runs the
 evaluation steps stored (analysis.comparison), with FaceNet's identify path timed here on
-each held-out photo (this function is sized as the identify function): ``<model_id>/
+the photos of at most ``settings.report_timed_photos`` held-out faces (a seeded sample; this
+function is sized as the identify function): ``<model_id>/
 comparison.html`` and ``.json`` in the reports bucket. It runs after publishing, so its
 failure never holds a model back; the report says whether the model was promoted."""
 
@@ -31,6 +32,7 @@ def handler(state: dict, context=None) -> dict:
         saved.runs(app, state),
         memory_mb or DEFAULT_LAMBDA_MEMORY_MB,
         measured_in=where if memory_mb else MEASURED_LOCALLY,
+        max_photos=app.settings.report_timed_photos,
     )
     comparison["publication"] = {key: state[key] for key in ("promoted", "reason")}
     comparison["publication"]["evaluation_key"] = state["report_key"]

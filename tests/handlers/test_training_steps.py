@@ -14,8 +14,10 @@ import pytest
 from facerec.core.errors import NotEnoughData
 from facerec.core.naming import crop_key
 from facerec.engines.facenet import TrainedModel
+from facerec.flows.evaluate import sample_faces
 from facerec.flows.train import PROMOTION_RULE
 from facerec.vision.embedding import embedding_stamp
+from facerec.vision.images import decode_image, encode_png
 from functions.training import (
     ended,
     evaluate,
@@ -30,7 +32,7 @@ from tests.support import ACCOUNT, ENV, REGION, copy_gallery, search_params, sea
 
 pytestmark = pytest.mark.model
 
-MODELS, REPORTS = ENV["MODELS_BUCKET"], ENV["REPORTS_BUCKET"]
+MODELS, REPORTS, FACES = ENV["MODELS_BUCKET"], ENV["REPORTS_BUCKET"], ENV["FACES_BUCKET"]
 LEASE = 7200  # the dev state machine's timeout, as the Begin state passes it
 
 
@@ -55,29 +57,33 @@ def held_out_crops(model: TrainedModel) -> list[str]:
     return keys
 
 
-def queue_searches(cloud, gallery: dict[str, str], held_out: list[str]) -> None:
-    """What Rekognition answers for each held-out crop, in the order ``held_out`` lists them
-    (the order they are searched): first the crop's own FaceId (indexed at enrolment), then
-    another held-out face of someone else, then a training face of the right person. Only the
-    last may count. The first held-out crop gets "no face" instead. Then DescribeCollection."""
+def queue_searches(
+    cloud, gallery: dict[str, str], held_out: list[str], searched: list[str] | None = None
+) -> None:
+    """What Rekognition answers for each crop ``searched`` (default: every held-out crop), in
+    the order they are searched, each call expecting that crop's own pixels: first the
+    crop's own FaceId (indexed at enrolment), then another held-out face of someone else,
+    then a training face of the right person. Only the last may count. The first crop
+    searched gets "no face" instead. Every held-out FaceId is excluded, searched or not.
+    Then DescribeCollection."""
     person = {key: key.split("/")[0] for key in gallery}
     training = [key for key in gallery if key not in held_out]
     exclude = len(held_out)
-    for number, key in enumerate(held_out):
+    for number, key in enumerate(held_out if searched is None else searched):
+        png = encode_png(decode_image(cloud.get(FACES, key)))  # as the engine sends the crop
+        params = {**search_params(1 + exclude), "Image": {"Bytes": png}}
         if number == 0:
             cloud.stubber.add_client_error(
                 "search_faces_by_image",
                 "InvalidParameterException",
                 "There are no faces in the image. Should be at least 1.",
-                expected_params=search_params(1 + exclude),
+                expected_params=params,
             )
             continue
         stranger = next(other for other in held_out if person[other] != person[key])
         same = next(other for other in training if person[other] == person[key])
         matches = [(gallery[key], 99.99), (gallery[stranger], 99.5), (gallery[same], 97.25)]
-        cloud.stubber.add_response(
-            "search_faces_by_image", search_response(matches), search_params(1 + exclude)
-        )
+        cloud.stubber.add_response("search_faces_by_image", search_response(matches), params)
     cloud.stubber.add_response(
         "describe_collection",
         {
@@ -230,6 +236,74 @@ def test_the_steps_in_order_train_evaluate_publish_and_report(cloud, gallery, en
     assert comparison["common_faces"] == 23 and comparison["candidate_correct"] == 0
     assert comparison["current_correct"] == round(facenet["closed_set_accuracy"] * 23)
     assert comparison["p_worse"] < 0.05
+
+
+def test_rekognition_and_the_timed_path_run_on_a_seeded_sample_of_the_held_out_faces(
+    cloud, gallery
+):
+    settings = cloud.app.settings
+    cloud.app.settings = dataclasses.replace(
+        settings, rekognition_evaluation_faces=10, report_timed_photos=5
+    )
+    state = {"seed": 42, "test_size": 0.25, **execution("exec-1")}
+    state = evaluate.handler(fit.handler(gather.handler(state)))
+    model = TrainedModel.from_bytes(cloud.get(MODELS, state["model_key"]))
+    held_out = held_out_crops(model)
+    sampled, _ = sample_faces(held_out, 10, 42)  # the split's seed
+    assert len(held_out) == 23 and len(sampled) == 10 and set(sampled) < set(held_out)
+    about = "10 of 23 held-out faces (a seeded sample, seed 42)"
+
+    # exactly the sampled crops are searched, in held-out order; every held-out FaceId excluded
+    queue_searches(cloud, gallery, held_out, sampled)
+    state = evaluate_rekognition.handler(state)
+    cloud.stubber.assert_no_pending_responses()
+    assert state["rekognition"]["faces"] == 10 and state["rekognition"]["held_out_faces"] == 23
+    stored = json.loads(cloud.get(REPORTS, state["rekognition"]["key"]))
+    assert sorted(stored["answers"]) == sorted(
+        model.metadata["split"]["test_face_ids"][held_out.index(key)] for key in sampled
+    )
+    rekognition = stored["figures"]
+    assert rekognition["held_out_faces"] == 10 and rekognition["correct"] == 9  # one no-face
+    assert rekognition["accuracy_all"] == state["rekognition"]["accuracy"] == 0.9
+    assert rekognition["describe"]["sample"] == {
+        "faces": 10,
+        "held_out_faces": 23,
+        "limit": 10,
+        "seed": 42,
+        "about": about,
+    }
+    assert rekognition["describe"]["excluded_face_ids"] == 23
+
+    state = publish.handler(state)
+    assert state["promoted"] is True
+    report = json.loads(cloud.get(REPORTS, state["report_key"]))
+    engines = report["engines"]
+    assert engines["facenet"]["held_out_faces"] == 23  # FaceNet still answers every face
+    assert engines["rekognition"]["held_out_faces"] == 10
+    assert engines["rekognition"]["describe"]["sample"]["about"] == about
+    assert engines["hybrid"]["faces"] == 10  # replayed on the faces both answered
+    current = cloud.app.current_model()
+    evaluation = current.metadata["rekognition_evaluation"]
+    assert (evaluation["accuracy"], evaluation["faces"]) == (0.9, 10)
+    assert evaluation["sample"]["about"] == about  # the model says it was a sample
+    assert current.metadata["routing"]["chosen_on"] == "this model's 10 held-out faces"
+
+    state = write_report.handler(state)
+    cloud.stubber.assert_no_pending_responses()  # the stored run is read, nothing searched
+    numbers = json.loads(cloud.get(REPORTS, state["report_json_key"]))
+    assert len(numbers["faces"]) == 23
+    asked = [face["face_id"] for face in numbers["faces"] if "rekognition" in face["answers"]]
+    assert sorted(asked) == sorted(stored["answers"])
+    assert numbers["engines"]["rekognition"]["held_out_faces"] == 10
+    assert any(about in item for item in numbers["hybrid"]["assumptions"])
+    facenet = numbers["engines"]["facenet"]
+    assert facenet["seconds"]["count"] == 5  # the photos of 5 of the 23 faces, timed
+    assert facenet["describe"]["timed_on"]["about"] == (
+        "5 of 23 held-out faces (a seeded sample, seed 42)"
+    )
+    page = cloud.get(REPORTS, state["report_html_key"]).decode()
+    assert about in page and "on the photos of 5 of 23 held-out faces" in page
+    assert len(json.dumps(state)) < 4096
 
 
 def test_nothing_enrolled_fails_the_first_step_with_its_reason(cloud):

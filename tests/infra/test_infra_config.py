@@ -65,6 +65,23 @@ def test_the_report_step_times_facenet_at_the_identify_functions_memory():
         assert config.report.timeout.to_seconds() == 15 * 60  # Lambda's longest
 
 
+def test_the_training_evaluation_limits_fit_inside_lambdas_15_minutes():
+    lowest_search_tps, usd_per_search, identify_seconds = 5, 0.001, 0.44
+    for name in ENVIRONMENTS:
+        config = load_config(name)
+        searches = config.rekognition_evaluation_faces
+        seconds = config.training.timeout.to_seconds()
+        # every call at the lowest default quota of SearchFacesByImage, with room to spare
+        assert searches >= 500 and searches / lowest_search_tps <= seconds / 2
+        assert searches * usd_per_search <= 2.0  # USD a training
+        # the standard error of an accuracy near 0.99 over the sample
+        assert (0.99 * 0.01 / searches) ** 0.5 < 0.005
+        timed = config.report_timed_photos
+        assert timed >= 100 and timed * identify_seconds <= config.report.timeout.to_seconds() / 5
+    assert load_config("prod").rekognition_evaluation_faces == 2_000
+    assert load_config("dev").rekognition_evaluation_faces == 1_000
+
+
 def test_every_environment_serves_facenet_at_the_runtimes_default_precision():
     from facerec.core.settings import DEFAULT_PRECISION  # infra cannot import the runtime
 

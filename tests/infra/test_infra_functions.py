@@ -128,7 +128,7 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
         vectors("QueryVectors", "GetVectors")
     elif handler == GATHER:
         put("models")
-        table_actions("catalog", "Scan", "PutItem")  # the faces; the training lock only
+        table_actions("catalog", "PutItem", query=("gsi3",))  # the training lock; the faces
     elif handler == TRAIN:
         read("models"), put("models")
     elif handler == EVALUATE_FACENET:
@@ -144,7 +144,7 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
     elif handler == REPORT:
         for bucket in ("models", "reports", "ingest", "faces", "quarantine"):
             read(bucket)
-        put("reports"), table_actions("catalog", "Scan", "GetItem")
+        put("reports"), table_actions("catalog", "GetItem", query=("gsi3",))
     elif handler == REINDEX:
         read("faces"), table_actions("catalog", "GetItem", "PutItem", "UpdateItem", query=("gsi1",))
         table_actions("face-index", "PutItem", "DeleteItem")
@@ -176,7 +176,7 @@ def expected_permissions(s: Synthesized, handler: str) -> dict[str, set[str]]:
     elif handler == RECONCILE:
         read("faces"), allow(f"{s.bucket_arn('faces')}/*", {"s3:DeleteObject"})  # orphans
         table_actions(
-            "catalog", "Scan", "GetItem", "PutItem", "UpdateItem", "DeleteItem", query=("gsi1",)
+            "catalog", "GetItem", "PutItem", "UpdateItem", "DeleteItem", query=("gsi1", "gsi3")
         )
         table_actions("face-index", "Scan", "PutItem", "DeleteItem")
         rekognition("IndexFaces", "DeleteFaces")
@@ -286,6 +286,8 @@ def test_every_function_gets_the_contract_environment(synthesized, handler):
         "EMBEDDING_PRECISION": "int8",
         "REKOGNITION_MIN_SIMILARITY": "90",
         "FACENET_MIN_PROBABILITY": "0",
+        "REKOGNITION_EVALUATION_FACES": str(config.rekognition_evaluation_faces),
+        "REPORT_TIMED_PHOTOS": str(config.report_timed_photos),
         "LOG_LEVEL": "INFO",
     }
 

@@ -195,6 +195,37 @@ def test_every_task_has_a_timeout_just_above_its_functions(synthesized, purpose)
             assert task["TimeoutSeconds"] == 60
 
 
+@pytest.mark.parametrize(("state", "handler"), TRAINING_ORDER)
+def test_training_functions_get_lambdas_longest_timeout_and_the_evaluation_limits(
+    synthesized, state, handler
+):
+    config = synthesized.config
+    _, properties = function_by_handler(synthesized.service_json, handler)
+    settings = config.report if state == "WriteReport" else config.training
+    assert properties["Timeout"] == 15 * 60
+    assert properties["MemorySize"] == settings.memory_mb
+    variables = properties["Environment"]["Variables"]
+    # Rekognition is searched for a seeded sample of the held-out faces, and FaceNet's
+    # identify path timed on the photos of one: both bounded inside the 15 minutes.
+    assert variables["REKOGNITION_EVALUATION_FACES"] == str(config.rekognition_evaluation_faces)
+    assert variables["REPORT_TIMED_PHOTOS"] == str(config.report_timed_photos)
+
+
+def test_prod_trains_with_more_memory_and_searches_a_larger_sample_than_dev(dev, prod):
+    for handler in ("functions.training.fit.handler", "functions.training.evaluate.handler"):
+        memory = [
+            function_by_handler(s.service_json, handler)[1]["MemorySize"] for s in (dev, prod)
+        ]
+        assert memory == [3008, 6144]
+    searched = [
+        function_by_handler(s.service_json, "functions.training.evaluate_rekognition.handler")[1][
+            "Environment"
+        ]["Variables"]["REKOGNITION_EVALUATION_FACES"]
+        for s in (dev, prod)
+    ]
+    assert searched == ["1000", "2000"]
+
+
 def test_a_failure_is_recorded_in_the_reports_bucket_and_fails_with_its_cause(synthesized):
     logical_id, _ = state_machine(synthesized, "training")
     states = definition_of(synthesized.service_json, logical_id)["States"]

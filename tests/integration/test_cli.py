@@ -265,3 +265,32 @@ def test_train_strangers_calibrates_unknown_on_the_faces_in_a_folder(
     from facerec.storage.local import local_stores
 
     assert local_stores(workspace).catalog.current_model().model_id == model_id  # kept
+
+
+def test_train_classifier_ovr_fits_and_serves_one_svm_per_person(
+    demo_run, assets, tmp_path, capsys
+):
+    """`train --classifier ovr` reaches TrainOptions: the model is one-vs-rest SVMs, chosen
+    by name, cross-validated on its calibration folds, and identify answers with it; a
+    classifier not offered is a usage error."""
+    workspace = tmp_path / "workspace"
+    shutil.copytree(demo_run[0], workspace)
+    args = ("train", "--classifier", "ovr", "--test-size", "0")
+    assert main(run(workspace, assets, *args)) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "3-fold CV accuracy" in out  # OneVsRestSVM's folds, not the SVC's 10
+    model_id = re.search(r"model (\S+):", out).group(1)
+    meta = json.loads((workspace / "models" / model_id / "metadata.json").read_text())
+    assert meta["classifier"]["kind"] == "one-vs-rest SVMs"
+    assert meta["classifier"]["choice"] == "ovr"
+
+    photo = sorted((assets.sample_set / "val" / "madonna").glob("*.jpg"))[0]
+    assert main(run(workspace, assets, "identify", "--json", str(photo))) == EXIT_OK
+    result = json.loads(capsys.readouterr().out)[str(photo)]
+    assert result["model_id"] == model_id
+    assert result["faces"][0]["facenet"]["person"] == "madonna"
+
+    with pytest.raises(SystemExit) as usage:
+        main(run(workspace, assets, "train", "--classifier", "knn"))
+    assert usage.value.code == EXIT_USAGE
+    assert "invalid choice: 'knn'" in capsys.readouterr().err

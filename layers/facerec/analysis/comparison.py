@@ -6,11 +6,14 @@ routing replayed on them.
   stored embeddings (the model's training part as the gallery), Rekognition on their crops
   in a collection whose held-out FaceIds never match. When Rekognition could not run (no
   credentials, no collection) its run says why; it is never simulated.
+  The training workflow searches Rekognition for a seeded sample of the held-out faces
+  only (its run's ``describe["sample"]``); its figures and the hybrid's are over that sample.
 - FaceNet's identify path (decode, detect, crop, embed, classify) is timed per held-out
-  photo (``time_identify``) for the cost model, which puts Rekognition's tiered price per
-  image and its face storage against the Lambda cost of that path.
+  photo (``time_identify``; at most ``max_photos``, a seeded sample) for the cost model,
+  which puts Rekognition's tiered price per image and its face storage against the Lambda
+  cost of that path.
 - When both ran, the hybrid (FaceNet first, Rekognition for the faces FaceNet is not sure
-  of) is replayed on the same faces for every routing threshold.
+  of) is replayed on the faces both were asked about for every routing threshold.
 
 ``compare`` returns one JSON-ready dict; ``facerec.analysis.report`` turns it into HTML.
 """
@@ -47,6 +50,7 @@ from facerec.flows.evaluate import (
     HeldOutFace,
     hybrid_curve,
     run_engine,
+    sample_faces,
     seconds_statistics,
     summarise,
 )
@@ -259,8 +263,9 @@ def hybrid_routing(
         "Not included: face storage (the hybrid keeps the collection just as Rekognition alone "
         "does), the Lambda time spent waiting for Rekognition's answer (median "
         f"{recognition_seconds:.3f} s measured here), cold starts.",
-        "A Rekognition refusal or a match outside the gallery is a miss; accuracy is over all "
-        f"{len(faces)} held-out faces.",
+        "A Rekognition refusal or a match outside the gallery is a miss; accuracy is over "
+        + rekognition.describe.get("sample", {}).get("about", f"all {len(faces)} held-out faces")
+        + ", the faces Rekognition was asked about.",
         "The best threshold is chosen on these same held-out faces: its accuracy is an "
         "optimistic estimate; judge it on faces it was not chosen on.",
     ]
@@ -320,13 +325,15 @@ def compare(
     volumes: Sequence[int] = DEFAULT_VOLUMES,
     prices: Prices = PRICES,
     measured_in: str = MEASURED_LOCALLY,
+    timed_on: Mapping | None = None,
 ) -> dict:
-    """The comparison as one JSON-ready dict: per held-out face every engine's answer, per
-    engine its summary (flows.evaluate.summarise; FaceNet's durations are those of its whole
-    identify path, ``identify_seconds``), the model (with its unknown thresholds'
-    calibrations), the enrolment refusals, the training history, the cost model and the
-    hybrid routing. ``runs`` must hold FaceNet's; ``measured_in``: where the identify path
-    was timed, in words."""
+    """The comparison as one JSON-ready dict: per held-out face every engine's answer (of
+    the engines asked about it), per engine its summary (flows.evaluate.summarise; FaceNet's
+    durations are those of its whole identify path, ``identify_seconds``), the model (with
+    its unknown thresholds' calibrations), the enrolment refusals, the training history, the
+    cost model and the hybrid routing. ``runs`` must hold FaceNet's; ``measured_in``: where
+    the identify path was timed, in words; ``timed_on``: the photos of which faces
+    (flows.evaluate.sample_faces' description; None: every held-out face's)."""
     if "facenet" not in runs or runs["facenet"].reason:
         raise NotEnoughData("the FaceNet run is missing: it is the reference of every comparison")
     meta = model.metadata
@@ -336,7 +343,9 @@ def compare(
     engines["facenet"]["seconds"] = seconds
     engines["facenet"]["describe"]["timed"] = (
         "per photo: decode, detect, crop, embed, classify, open-set score"
+        + (f"; on the photos of {timed_on['about']}" if timed_on else "")
     )
+    engines["facenet"]["describe"]["timed_on"] = dict(timed_on) if timed_on else None
     rekognition = engines.get("rekognition", {})
     refused = [item for item in rekognition.get("refusals", []) if item["stage"] == "gallery"]
     hybrid = hybrid_routing(
@@ -373,7 +382,9 @@ def compare(
                 "crop_key": face.crop_key,
                 "truth": face.truth,
                 "answers": {
-                    name: run.answers[face.face_id] for name, run in runs.items() if not run.reason
+                    name: run.answers[face.face_id]
+                    for name, run in runs.items()
+                    if face.face_id in run.answers
                 },
             }
             for face in faces
@@ -403,18 +414,31 @@ def compare_model(
     memory_mb: int = DEFAULT_LAMBDA_MEMORY_MB,
     volumes: Sequence[int] = DEFAULT_VOLUMES,
     measured_in: str = MEASURED_LOCALLY,
+    max_photos: int | None = None,
 ) -> dict:
     """``compare`` for the model's held-out faces in ``stores``: FaceNet's identify path is
-    timed here on the held-out photos (``facenet``, the engine identify answers with)."""
+    timed here (``facenet``, the engine identify answers with) on the photos of at most
+    ``max_photos`` held-out faces (None: all), a sample seeded by the model's split seed."""
     training_set = gather(stores.catalog, analyser.settings.crop_method)
     training, faces = held_out(model, training_set, stores.faces.get)
+    timed, sample = sample_faces(faces, max_photos, model.metadata["split"]["seed"])
     photos = []
-    for face in faces:
+    for face in timed:
         try:
             photos.append(stores.ingest.get(face.photo_key))
         except FileNotFoundError:
             continue
     seconds = time_identify(analyser, facenet, photos)
     return compare(
-        stores, model, faces, len(training), runs, seconds, memory_mb, volumes, PRICES, measured_in
+        stores,
+        model,
+        faces,
+        len(training),
+        runs,
+        seconds,
+        memory_mb,
+        volumes,
+        PRICES,
+        measured_in,
+        sample,
     )

@@ -12,6 +12,11 @@ DEFAULT_CROP_METHOD = "aligned"  # measured better on LFW (docs/adr/0002)
 # FaceNet's weights as served by ONNX Runtime: as converted, or quantized to 8-bit integers.
 PRECISIONS = ("fp32", "int8")
 DEFAULT_PRECISION = "int8"  # within tolerance of fp32 on LFW, about 4x faster (bench/RESULTS.md)
+CLASSIFIER_CHOICES = ("auto", "svc", "ovr")  # engines.classifier.choose_classifier
+# "auto" fits the thesis's SVC up to this many people and OneVsRestSVM above. Past it the
+# SVC's pairwise weights cost identify milliseconds (one BLAS thread, one face: 0.3 ms at 100
+# people, 3.6 ms at 200, 18 ms at 400) and its calibrated fit minutes (bench/SCALE.md).
+SVC_MAX_PEOPLE = 100
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,9 @@ class AnalysisSettings:
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """``test_size`` 0 trains on everything (no held-out evaluation); ``far`` is the
+    """``classifier``: "svc" (the thesis's one-vs-one SVC), "ovr" (one-vs-rest SVMs, for
+    thousands of people) or "auto" (the SVC up to SVC_MAX_PEOPLE people);
+    ``test_size`` 0 trains on everything (no held-out evaluation); ``far`` is the
     false-accept rate the "unknown" threshold is calibrated to."""
 
     C: float = 10.0
@@ -71,18 +78,22 @@ class TrainOptions:
     test_size: float = 0.25
     seed: int = 42
     far: float = DEFAULT_FAR
+    classifier: str = "auto"
 
     @classmethod
     def of(cls, metadata: dict) -> TrainOptions:
         """The options a model was trained with (its C as chosen), to train it again."""
         split = metadata["split"]
         far = (metadata.get("open_set") or {}).get("far_target", DEFAULT_FAR)
-        return cls(metadata["classifier"]["C"], False, split["test_size"], split["seed"], far)
+        choice = metadata["classifier"].get("choice", "auto")
+        C = metadata["classifier"]["C"]
+        return cls(C, False, split["test_size"], split["seed"], far, choice)
 
     @classmethod
     def from_request(cls, values: dict) -> TrainOptions:
         """Options from a workflow input or request (``C``, ``select_c``, ``test_size``,
-        ``seed``, ``far``; each optional). ValueError names a value out of range."""
+        ``seed``, ``far``, ``classifier``; each optional). ValueError names a value out of
+        range."""
         defaults = cls()
         options = cls(
             C=float(values.get("C", defaults.C)),
@@ -90,7 +101,13 @@ class TrainOptions:
             test_size=float(values.get("test_size", defaults.test_size)),
             seed=int(values.get("seed", defaults.seed)),
             far=float(values.get("far", defaults.far)),
+            classifier=str(values.get("classifier", defaults.classifier)),
         )
+        if options.classifier not in CLASSIFIER_CHOICES:
+            raise ValueError(
+                f"classifier must be one of {', '.join(CLASSIFIER_CHOICES)}; "
+                f"got {options.classifier!r}"
+            )
         if not 0 <= options.test_size < 1:
             raise ValueError(f"test_size must be in [0, 1); got {options.test_size}")
         if not 0 < options.far < 1:

@@ -1,5 +1,5 @@
 """The FaceNet engine: a trained model as one artifact of arrays and JSON, which loading cannot
-make run code (the SVC, its open-set identifier with the training faces and the calibrated
+make run code (the classifier, its open-set identifier with the training faces and the calibrated
 "unknown" threshold, and its metadata, with a clear warning when it is loaded under library
 versions other than those it was made with) and the engine that answers with it."""
 
@@ -18,12 +18,19 @@ import numpy as np
 
 from facerec.core.errors import EngineUnavailable, ModelIntegrityError
 from facerec.engines.base import UNKNOWN, Answer, Identification, Probe, number
-from facerec.engines.classifier import FITTED_ARRAYS, FaceClassifier
+from facerec.engines.classifier import (
+    FITTED_ARRAYS,
+    FaceClassifier,
+    LinearClassifier,
+    OneVsRestSVM,
+)
 from facerec.engines.openset import OpenSetIdentifier, accept, open_set_scores
 from facerec.vision.embedding import embedding_stamp
 
 TRACKED_LIBRARIES = ("scikit-learn", "numpy", "onnxruntime")
 ARTIFACT_FORMAT = 3  # 2 added the open-set identifier; 3 arrays and JSON, no pickle
+# The classifier types an artifact names (``classifier_type``; absent: FaceClassifier).
+CLASSIFIER_TYPES = {kind.__name__: kind for kind in (FaceClassifier, OneVsRestSVM)}
 
 
 class ModelVersionWarning(UserWarning):
@@ -42,10 +49,10 @@ def library_versions() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class FaceNetAnswers:
-    """The FaceNet engine's answers for N faces: ``labels`` (N,) str, the SVC's label
+    """The FaceNet engine's answers for N faces: ``labels`` (N,) str, the classifier's label
     (``candidates`` (N,) str) or "unknown" when ``scores`` (N,) float32, the open-set score,
     is not above ``threshold``; ``probabilities`` (N,) the calibrated probability of the
-    SVC's label (reported only)."""
+    classifier's label (reported only)."""
 
     labels: np.ndarray
     candidates: np.ndarray
@@ -65,12 +72,12 @@ class TrainedModel:
     libraries, evaluation summary. ``open_set`` None (a model made without one):
     its answers are never "unknown"."""
 
-    classifier: FaceClassifier
+    classifier: LinearClassifier
     metadata: dict
     open_set: OpenSetIdentifier | None = None
 
     def identify(self, embeddings) -> FaceNetAnswers:
-        """float32 (N, D) unit vectors -> the SVC's labels, accepted or "unknown" by the
+        """float32 (N, D) unit vectors -> the classifier's labels, accepted or "unknown" by the
         open-set score of that label (facerec.engines.openset; bench/OPEN_SET.md measures it)."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         labels, probabilities = self.classifier.predict_with_probability(embeddings)
@@ -88,11 +95,12 @@ class TrainedModel:
         return self.metadata["model_id"]
 
     def to_bytes(self) -> bytes:
-        """One .npz, no pickle: ``document`` (JSON: format, the classifier's parameters,
-        metadata), the classifier's arrays (``classifier.<name>``) and ``open_set`` (its
+        """One .npz, no pickle: ``document`` (JSON: format, the classifier's type and
+        parameters, metadata), the classifier's arrays (``classifier.<name>``) and ``open_set`` (its
         own .npz as bytes; absent for a model without one)."""
         document = {
             "format": ARTIFACT_FORMAT,
+            "classifier_type": type(self.classifier).__name__,
             "classifier": self.classifier.get_params(),
             "metadata": self.metadata,
         }
@@ -113,7 +121,8 @@ class TrainedModel:
                 document = json.loads(str(arrays["document"]))
                 if document.get("format") != ARTIFACT_FORMAT:
                     raise ValueError(f"format {document.get('format')}")
-                classifier = FaceClassifier.from_arrays(
+                kind = CLASSIFIER_TYPES[document.get("classifier_type", "FaceClassifier")]
+                classifier = kind.from_arrays(
                     {k: arrays[f"classifier.{k}"] for k in FITTED_ARRAYS},
                     **document["classifier"],
                 )
@@ -150,7 +159,7 @@ class TrainedModel:
 
 
 class FaceNetEngine:
-    """The SVC's label, accepted by its open-set score (TrainedModel.identify); answers
+    """The classifier's label, accepted by its open-set score (TrainedModel.identify); answers
     whose calibrated probability is under ``min_probability`` are "unknown" too (0: never).
     ``model()`` returns the model to answer with (ModelNotFound before the first training).
     ``embedding_model``: the stamp of the embeddings it is given (vision.embedding); a model

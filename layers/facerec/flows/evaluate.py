@@ -159,6 +159,26 @@ def held_out_faces(
     return [i for i in range(len(face_ids)) if i not in chosen], faces
 
 
+def sample_faces(
+    faces: Sequence[HeldOutFace], limit: int | None, seed: int
+) -> tuple[list[HeldOutFace], dict]:
+    """At most ``limit`` of the held-out ``faces`` (None: all of them), drawn without
+    replacement by ``seed`` and kept in their order, and how they were drawn: ``{"faces",
+    "held_out_faces", "limit", "seed", "about"}``, ``about`` in words ("10 of 23 held-out
+    faces (a seeded sample, seed 42)")."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"a sample holds at least one face; got a limit of {limit}")
+    total = len(faces)
+    if limit is None or total <= limit:
+        chosen, about = list(faces), f"all {total:,} held-out faces"
+    else:
+        drawn = np.sort(np.random.default_rng(seed).choice(total, limit, replace=False))
+        chosen = [faces[i] for i in drawn]
+        about = f"{limit:,} of {total:,} held-out faces (a seeded sample, seed {seed})"
+    sample = {"faces": len(chosen), "held_out_faces": total, "limit": limit, "seed": seed}
+    return chosen, {**sample, "about": about}
+
+
 def run_engine(
     engine: Engine,
     faces: Sequence[Case],
@@ -222,7 +242,8 @@ def summarise(run: EngineRun, faces: Sequence[Case], labels: Sequence[str]) -> d
     """A run's figures: ``evaluation`` (evaluate_predictions over the faces it answered),
     ``accuracy_all`` over all held-out faces (refusals and "unknown" are misses),
     ``closed_set_accuracy`` (the best candidate, before the engine's threshold), the
-    ``open_set`` unknown count, refusals with reasons, and durations."""
+    ``open_set`` unknown count, refusals with reasons, and durations. A run on a sample of
+    the faces (``describe["sample"]``, sample_faces) is summarised over its sample."""
     scale = SCALES[run.name]
     summary = {
         "name": run.name,
@@ -234,6 +255,9 @@ def summarise(run: EngineRun, faces: Sequence[Case], labels: Sequence[str]) -> d
     }
     if run.reason:
         return summary
+    if "sample" in run.describe:  # a run on a sample of the faces (sample_faces): its figures
+        faces = [face for face in faces if face.face_id in run.answers]
+        summary["held_out_faces"] = len(faces)
     answers = [run.answers[face.face_id] for face in faces]
     answered = [(face, a) for face, a in zip(faces, answers, strict=True) if a["score"] is not None]
     evaluation = evaluate_predictions(

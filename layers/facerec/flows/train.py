@@ -39,7 +39,17 @@ from facerec.core.metrics import render_markdown
 from facerec.core.records import ModelRecord
 from facerec.core.settings import TrainOptions
 from facerec.engines.base import Engine
-from facerec.engines.classifier import FaceClassifier, cross_validate, holdout_split, select_c
+from facerec.engines.classifier import (
+    C_GRID,
+    FaceClassifier,
+    LinearClassifier,
+    OneVsRestSVM,
+    best_c,
+    choose_classifier,
+    cross_validate,
+    holdout_split,
+    select_c,
+)
 from facerec.engines.facenet import FaceNetEngine, TrainedModel, library_versions
 from facerec.engines.gallery import Gallery
 from facerec.engines.nearest import NearestEngine
@@ -52,6 +62,7 @@ from facerec.flows.evaluate import (
     held_out_faces,
     hybrid_curve,
     run_engine,
+    sample_faces,
     summarise,
 )
 from facerec.storage.ports import (
@@ -107,7 +118,8 @@ def gather(catalog: Catalog, crop_method: str) -> TrainingSet:
 def fit(
     training_set: TrainingSet, options: TrainOptions, analysis: dict, strangers=None
 ) -> tuple[TrainedModel, np.ndarray]:
-    """Split, (select C,) cross-validate, fit and calibrate "unknown" for both engines:
+    """Split, (select C,) cross-validate, fit (the classifier options.classifier names, by
+    fit_classifier) and calibrate "unknown" for both engines:
     leave-one-person-out, or on ``strangers`` (S, D) unit vectors of faces of people never
     enrolled (NotEnoughData below openset.min_stranger_faces(options.far)). Returns the model
     and the held-out indices into ``training_set``."""
@@ -116,13 +128,8 @@ def fit(
         strangers = check_strangers(strangers, options.far, X.shape[1])
     train_index, test_index = holdout_split(y, options.test_size, options.seed)
     started = time.perf_counter()
-    C, c_table = (
-        select_c(X[train_index], y[train_index], options.seed)
-        if options.select_c
-        else (options.C, None)
-    )
-    cv = cross_validate(X[train_index], y[train_index], C, options.seed)
-    classifier = FaceClassifier(C=C, random_state=options.seed).fit(X[train_index], y[train_index])
+    kind = choose_classifier(options.classifier, len(np.unique(y[train_index])))
+    classifier, C, c_table, cv = fit_classifier(kind, X[train_index], y[train_index], options)
     open_set = OpenSetIdentifier(far=options.far, random_state=options.seed).fit(
         X[train_index], y[train_index], training_set.face_ids[train_index], strangers
     )
@@ -146,14 +153,13 @@ def fit(
         + "-"
         + hashlib.sha256(trained_on).hexdigest()[:8],
         "created_at": created.isoformat(timespec="seconds"),
-        "engine": "facenet-svc",
+        "engine": f"facenet-{kind}",
         "labels": classifier.classes_.tolist(),
         "classifier": {
-            "kind": "SVC",
-            "kernel": "linear",
+            **CLASSIFIER_DESCRIPTIONS[kind],
+            "choice": options.classifier,
             "C": C,
             "c_selection": c_table,
-            "probabilities": "sigmoid calibration, reported only",
         },
         "cv": cv,
         "open_set": {
@@ -174,6 +180,41 @@ def fit(
         "libraries": library_versions(),
     }
     return TrainedModel(classifier, metadata, open_set), test_index
+
+
+CLASSIFIER_DESCRIPTIONS = {
+    "svc": {
+        "kind": "SVC",
+        "kernel": "linear",
+        "probabilities": "sigmoid calibration per class, reported only",
+    },
+    "ovr": {
+        "kind": "one-vs-rest SVMs",
+        "kernel": "linear",
+        "negatives": "each person's 50 nearest people's faces and 256 others (OneVsRestSVM)",
+        "probabilities": "sigmoid calibration of the top decision, reported only",
+    },
+}
+
+
+def fit_classifier(
+    kind: str, X: np.ndarray, y: np.ndarray, options: TrainOptions
+) -> tuple[LinearClassifier, float, list[dict] | None, dict]:
+    """(classifier, its C, the C selection table or None, its cross-validation) of ``kind``
+    ("svc" or "ovr") on ``X`` (N, D) and ``y`` (N,). The SVC is cross-validated as the
+    thesis did (up to 10 folds, apart from its calibration); OneVsRestSVM reports the folds
+    its probability was calibrated on, so cross-validation costs no extra fit."""
+    if kind == "svc":
+        C, table = select_c(X, y, options.seed) if options.select_c else (options.C, None)
+        classifier = FaceClassifier(C=C, random_state=options.seed).fit(X, y)
+        return classifier, C, table, cross_validate(X, y, C, options.seed)
+    if options.select_c:
+        fitted = {C: OneVsRestSVM(C=C, random_state=options.seed).fit(X, y) for C in C_GRID}
+        table = [{"C": C, **model.cv_} for C, model in fitted.items()]
+        C = best_c(table)
+        return fitted[C], C, table, fitted[C].cv_
+    classifier = OneVsRestSVM(C=options.C, random_state=options.seed).fit(X, y)
+    return classifier, options.C, None, classifier.cv_
 
 
 def held_out(
@@ -244,25 +285,30 @@ def evaluate_rekognition(
     collection: FaceCollection,
     face_index: FaceIndex,
     claims: IndexClaims,
+    max_faces: int | None = None,
 ) -> EngineRun:
     """Rekognition on the model's held-out faces in the deployment's collection, which the
     enrolment chain filled with every labelled crop: the held-out crops' own FaceIds never
     match, so the gallery is the training part, as for FaceNet; a training crop missing from
     the collection is a gallery refusal with its reason. Closed set (min similarity 0), as
-    FaceNet is evaluated."""
-    training, faces = held_out(model, training_set, read_crop)
+    FaceNet is evaluated. One SearchFacesByImage call per face searched: at most
+    ``max_faces`` of them (None: all), a sample seeded by the model's split seed
+    (flows.evaluate.sample_faces), which ``describe["sample"]`` records."""
+    training, every_face = held_out(model, training_set, read_crop)
+    faces, sample = sample_faces(every_face, max_faces, model.metadata["split"]["seed"])
     collection_id = collection.collection_id
     gallery = collection_gallery(
         collection_id,
         indexed_crops(face_index, collection_id),
         {str(training_set.crop_keys[i]): str(training_set.labels[i]) for i in training},
-        [face.crop_key for face in faces],
+        [face.crop_key for face in every_face],  # every held-out FaceId, searched or not
         lambda crop_key: not_indexed_reason(claims, collection_id, crop_key),
     )
     engine = RekognitionEngine(collection, gallery, 0.0, gallery.exclude)
     refused = [{"crop_key": key, "reason": why} for key, why in sorted(gallery.refused.items())]
     run = run_engine(engine, faces, refused)
     run.describe["excluded_face_ids"] = len(gallery.exclude)
+    run.describe["sample"] = sample
     return run
 
 
@@ -480,6 +526,7 @@ def publish(
             metadata[f"{name}_evaluation"] = {
                 "accuracy": figures[name]["accuracy_all"],
                 "faces": figures[name]["held_out_faces"],
+                "sample": runs[name].describe.get("sample"),
             }
     if "hybrid" in figures:
         hybrid = figures["hybrid"]

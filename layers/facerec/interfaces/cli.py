@@ -18,10 +18,12 @@ from pathlib import Path
 
 from facerec.core.errors import FaceRecError, ModelIntegrityError, WorkspaceError
 from facerec.core.settings import (
+    CLASSIFIER_CHOICES,
     CROP_METHODS,
     DEFAULT_CROP_METHOD,
     DEFAULT_PRECISION,
     PRECISIONS,
+    SVC_MAX_PEOPLE,
     TrainOptions,
 )
 
@@ -132,6 +134,7 @@ def cmd_train(app: App, args) -> int:
             test_size=args.test_size,
             seed=args.seed,
             far=args.far,
+            classifier=args.classifier,
         ),
         args.strangers,
         lambda path, reason: skipped.append(path),
@@ -598,10 +601,19 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--quiet", action="store_true", help="print only problems and the summary")
     ingest.set_defaults(run=cmd_ingest)
 
-    train = commands.add_parser("train", help="train the SVC on the enrolled faces")
+    train = commands.add_parser("train", help="train the classifier on the enrolled faces")
     defaults = TrainOptions()
     train.add_argument(
-        "--C", type=float, default=defaults.C, help=f"SVC regularisation (default {defaults.C:g})"
+        "--classifier",
+        choices=CLASSIFIER_CHOICES,
+        default=defaults.classifier,
+        help=(
+            "svc: the thesis's one-vs-one SVC; ovr: one linear SVM per person, for thousands "
+            f"of people; auto (default): the SVC up to {SVC_MAX_PEOPLE} people"
+        ),
+    )
+    train.add_argument(
+        "--C", type=float, default=defaults.C, help=f"SVM regularisation (default {defaults.C:g})"
     )
     train.add_argument(
         "--select-c",

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
 
 from facerec.core.errors import NotEnoughData
+from facerec.engines import classifier as classifier_module
 from facerec.engines.classifier import (
     C_GRID,
     FaceClassifier,
@@ -48,6 +51,38 @@ def test_label_comes_from_the_svc_decision_not_the_probabilities():
     probe, _ = clusters({"x": 200}, spread=3.0, seed=9)
     svc = SVC(kernel="linear", C=model.C).fit(X, y)
     np.testing.assert_array_equal(model.predict(probe), svc.predict(probe))
+
+
+@pytest.fixture(scope="module")
+def many_classes():
+    """FaceClassifier and scikit-learn's calibrated SVC on 25 people x 6 faces (300 pairs),
+    and 400 probes spread everywhere (votes often tied)."""
+    X, y = clusters({f"p{n:02d}": 6 for n in range(25)}, spread=1.0, seed=4)
+    ours = FaceClassifier(C=10.0, random_state=0).fit(X, y)
+    splitter = StratifiedKFold(3, shuffle=True, random_state=0)
+    theirs = CalibratedClassifierCV(SVC(kernel="linear", C=10.0), cv=splitter, ensemble=False)
+    probe, _ = clusters({"x": 400}, spread=4.0, seed=5)
+    return ours, theirs.fit(X, y), probe
+
+
+def test_votes_over_many_classes_answer_as_scikit_learn(many_classes):
+    ours, theirs, probe = many_classes
+    assert ours.coef_.shape[0] == 25 * 24 // 2
+    svc = theirs.calibrated_classifiers_[0].estimator
+    np.testing.assert_array_equal(ours.predict(probe), svc.predict(probe))
+    assert len(set(ours.predict(probe))) > 10  # the probes reach many of the people
+    np.testing.assert_allclose(ours.predict_proba(probe), theirs.predict_proba(probe), atol=1e-12)
+
+
+@pytest.mark.parametrize("block", [1, 299, 1000])
+def test_votes_in_blocks_equal_votes_at_once(many_classes, monkeypatch, block):
+    """PAIR_BLOCK (faces x pairs) decisions at a time: 1 and 299 (fewer than one face's 300
+    pairs: a face per block), 1000 (3 faces, the last block short) answer as one block."""
+    ours, _, probe = many_classes
+    at_once = ours.predict(probe), ours.predict_proba(probe)
+    monkeypatch.setattr(classifier_module, "PAIR_BLOCK", block)
+    np.testing.assert_array_equal(ours.predict(probe), at_once[0])
+    np.testing.assert_array_equal(ours.predict_proba(probe), at_once[1])
 
 
 def test_too_few_photos_is_a_clear_error():

@@ -3,6 +3,8 @@ loaded, and the library-version warning."""
 
 from __future__ import annotations
 
+import io
+import json
 import pickle
 import warnings
 
@@ -13,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
 
 from facerec.core.errors import ModelIntegrityError
-from facerec.engines.classifier import FaceClassifier
+from facerec.engines.classifier import FaceClassifier, OneVsRestSVM
 from facerec.engines.facenet import ModelVersionWarning, TrainedModel, library_versions
 from facerec.engines.openset import OpenSetIdentifier
 
@@ -64,6 +66,58 @@ def test_the_classifiers_arrays_answer_as_scikit_learns_svc_and_calibration(clas
     svc = theirs.calibrated_classifiers_[0].estimator
     np.testing.assert_array_equal(ours.predict(probe), svc.predict(probe))
     np.testing.assert_allclose(ours.predict_proba(probe), theirs.predict_proba(probe), atol=1e-12)
+
+
+def test_a_one_vs_rest_model_round_trips_as_itself():
+    X, y = _data(7, seed=20)
+    fitted = OneVsRestSVM(C=2.0, neighbours=3, background=10, random_state=5).fit(X, y)
+    model = TrainedModel(
+        fitted,
+        {"model_id": "m2", "libraries": library_versions()},
+        OpenSetIdentifier().fit(X.astype(np.float32), y),
+    )
+    loaded = TrainedModel.from_bytes(model.to_bytes())
+    assert type(loaded.classifier) is OneVsRestSVM
+    assert loaded.classifier.get_params() == fitted.get_params()
+    probe = np.random.default_rng(3).normal(size=(300, 16))
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+    np.testing.assert_array_equal(
+        loaded.classifier.decision_function(probe), fitted.decision_function(probe)
+    )
+    first, again = model.identify(probe), loaded.identify(probe)
+    for field in ("labels", "candidates", "scores", "probabilities"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(first, field), field)
+
+
+def _rewrite_document(data: bytes, change) -> bytes:
+    """The artifact ``data`` with ``change(document)`` applied to its JSON document."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+        arrays = dict(saved)
+    document = json.loads(str(arrays.pop("document")))
+    change(document)
+    buffer = io.BytesIO()
+    np.savez(buffer, document=np.array(json.dumps(document)), **arrays)
+    return buffer.getvalue()
+
+
+def test_an_artifact_from_before_the_classifier_type_loads_as_the_svc():
+    model = _model(library_versions(), classes=4)
+    older = _rewrite_document(model.to_bytes(), lambda document: document.pop("classifier_type"))
+    loaded = TrainedModel.from_bytes(older)
+    assert type(loaded.classifier) is FaceClassifier
+    probe = np.random.default_rng(4).normal(size=(50, 16))
+    np.testing.assert_array_equal(
+        loaded.classifier.predict_proba(probe), model.classifier.predict_proba(probe)
+    )
+
+
+def test_an_unknown_classifier_type_is_refused():
+    data = _rewrite_document(
+        _model(library_versions()).to_bytes(),
+        lambda document: document.update(classifier_type="Pipeline"),
+    )
+    with pytest.raises(ModelIntegrityError, match=r"m1/model\.npz is not a model artifact"):
+        TrainedModel.from_bytes(data, "m1/model.npz")
 
 
 class _RunsACommand:

@@ -135,7 +135,14 @@ DELETED = {
     "quarantined": 3,
     "models": ["m1", "m3", "m4"],
     "current_model": True,
-    "retrain_options": {"C": 3.0, "select_c": False, "test_size": 0.2, "seed": 7, "far": 0.02},
+    "retrain_options": {
+        "C": 3.0,
+        "select_c": False,
+        "test_size": 0.2,
+        "seed": 7,
+        "far": 0.02,
+        "classifier": "auto",  # a model trained before the choice existed: chosen again
+    },
     "photo_records": 4,  # a, b, none, bad
     "face_records": 3,
 }
