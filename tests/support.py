@@ -456,14 +456,20 @@ def deploy_gallery(cloud: Cloud, local, model) -> dict[str, str]:
 
 
 def run_workflow(
-    definition: dict, state: dict, invoke: Callable[[str, dict], dict]
+    definition: dict,
+    state: dict,
+    invoke: Callable[[str, dict], dict],
+    execution: str = "execution-1",
 ) -> tuple[str, dict]:
     """Run a state machine ``definition`` (Amazon States Language, as synthesized) from
     ``state``, as Step Functions would for the states these workflows use: a Lambda Task
     calls ``invoke(function ARN, state)`` (the answer becomes the state, or an error goes to
     the first Catch naming States.ALL or its type, under its ResultPath), Choice (IsPresent,
-    BooleanEquals), Pass, Succeed and Fail. Retries are Lambda's and the service's, not
-    simulated here. -> (SUCCEEDED or FAILED, the final state or {Error, Cause})."""
+    BooleanEquals), Pass (its Parameters, under its ResultPath), Succeed and Fail. The
+    execution is named ``execution`` (``$$.Execution.Name``). Retries are Lambda's and the
+    service's, not simulated here. -> (SUCCEEDED or FAILED, the final state or {Error,
+    Cause})."""
+    context = {"Execution": {"Name": execution}}
     name = definition["StartAt"]
     while True:
         current = definition["States"][name]
@@ -488,15 +494,47 @@ def run_workflow(
                     for catcher in current.get("Catch", [])
                     if {"States.ALL", type(error).__name__} & set(catcher["ErrorEquals"])
                 )
-                path = catcher.get("ResultPath", "$").removeprefix("$.")
-                state = {**state, path: {"Error": type(error).__name__, "Cause": str(error)}}
+                caught = {"Error": type(error).__name__, "Cause": str(error)}
+                state = _placed(state, catcher.get("ResultPath", "$"), caught)
                 name = catcher["Next"]
                 continue
-        elif kind != "Pass":
+        elif kind == "Pass":
+            if "Parameters" in current:
+                result = _parameters(current["Parameters"], state, context)
+                state = _placed(state, current.get("ResultPath", "$"), result)
+        else:
             raise NotImplementedError(f"state type {kind} ({name})")
         if current.get("End"):
             return "SUCCEEDED", state
         name = current["Next"]
+
+
+def _placed(state: dict, result_path: str | None, result: dict) -> dict:
+    """``state`` with ``result`` at a ResultPath: ``$`` (the result replaces the state),
+    ``$.name`` (a top-level field) or None (the result is discarded)."""
+    if result_path is None:
+        return state
+    if result_path == "$":
+        return result
+    return {**state, result_path.removeprefix("$."): result}
+
+
+def _parameters(template: dict, state: dict, context: dict) -> dict:
+    """A Parameters object: a ``name.$`` field takes the value at its path, ``$.a.b`` in the
+    state or ``$$.a.b`` in the context object (no intrinsic functions); other fields as
+    written."""
+    built = {}
+    for field, value in template.items():
+        if not field.endswith(".$"):
+            built[field] = value
+            continue
+        if not value.startswith(("$.", "$$.")):
+            raise NotImplementedError(f"path or intrinsic function {value}")
+        root, path = (context, value[3:]) if value.startswith("$$.") else (state, value[2:])
+        for part in path.split("."):
+            root = root[part]
+        built[field.removesuffix(".$")] = root
+    return built
 
 
 def _choice_holds(rule: dict, state: dict) -> bool:

@@ -1,8 +1,9 @@
 """Training step 1: the training lock, then every labelled face's embedding, as one object in
 the models bucket.
 
-First input: ``{"seed": 42, "test_size": 0.25}`` (both optional; also ``C``, ``select_c``
-and ``far``, the false-accept rate of the "unknown" threshold: core.settings.TrainOptions).
+First input: ``{"seed": 42, "test_size": 0.25}`` (both optional; also ``C``, ``select_c``,
+``classifier`` ("auto", "svc" or "ovr") and ``far``, the false-accept rate of the "unknown"
+threshold: core.settings.TrainOptions).
 The workflow's Begin state adds ``execution``: ``{"name": <execution name>, "lease_seconds":
 <the state machine's timeout>}``. The execution's name is the run's id and the owner of the
 training lock (one training at a time: storage.aws.DynamoCatalog.lock_training), which the

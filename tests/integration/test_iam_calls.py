@@ -9,6 +9,7 @@ is the one the role names."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import io
 import json
@@ -20,8 +21,13 @@ import pytest
 from botocore.stub import ANY, Stubber
 from PIL import Image
 
+from facerec.engines.classifier import OneVsRestSVM
+from facerec.flows.evaluate import sample_faces
+from facerec.flows.train import load_model
 from facerec.storage.rekognition import external_image_id
+from facerec.vision.images import decode_image, encode_png
 from tests import support
+from tests.handlers.test_training_steps import held_out_crops
 from tests.iam import (
     CallChecker,
     Deployment,
@@ -35,6 +41,7 @@ from tests.support import (
     api_event,
     b64,
     cloud_environment,
+    copy_gallery,
     deploy_gallery,
     index_params,
     indexed_response,
@@ -56,6 +63,8 @@ FORGET = "functions.forget.request.handler"
 FORGET_GROUP_FACES = "functions.forget.group_faces.handler"
 FORGET_PERSON = "functions.forget.person.handler"
 FORGET_RETRAIN = "functions.forget.retrain.handler"
+GATHER = "functions.training.gather.handler"
+EVALUATE_REKOGNITION = "functions.training.evaluate_rekognition.handler"
 
 
 @pytest.fixture(scope="module")
@@ -419,6 +428,104 @@ def test_the_forget_request_and_workflow_call_only_what_their_roles_allow(
     assert Request("states:StartExecution", forget_machine) in cloud.checker.requests(FORGET)
     assert Request("states:StopExecution", f"{executions}:old-run") in cloud.checker.requests(
         FORGET_RETRAIN
+    )
+
+
+def test_the_training_machine_runs_one_vs_rest_on_a_sample_of_searches(
+    cloud, enrolled, synthesized
+):
+    """The synthesized training state machine end to end, scaled down: the sample set's 5
+    people (no model yet), the one-vs-rest SVMs forced, Rekognition searched for a seeded
+    sample of 10 of the held-out faces, each step as the function its Task invokes."""
+    local, _, _ = enrolled
+    face_ids = copy_gallery(cloud, local)  # crop key -> FaceId
+    searched_faces = 10
+    cloud.app.settings = dataclasses.replace(
+        cloud.app.settings, rekognition_evaluation_faces=searched_faces, report_timed_photos=3
+    )
+    definition = state_machine_definition(synthesized, "training")
+    steps = [
+        cloud.handlers_by_arn[state["Resource"]]
+        for state in definition["States"].values()
+        if state.get("Resource") in cloud.handlers_by_arn
+    ]
+    assert len(steps) == 6
+    held_out, searched = [], []
+
+    def invoke(arn: str, state: dict) -> dict:
+        """The Task's function; Rekognition's answers are queued once the split is known."""
+        if cloud.handlers_by_arn.get(arn) == EVALUATE_REKOGNITION:
+            models = cloud.app.stores.models
+            model = load_model(models, state["model_key"], state["model_sha256"])
+            held_out[:] = held_out_crops(model)
+            searched[:] = sample_faces(held_out, searched_faces, state["seed"])[0]
+            queue_sampled_searches(cloud, face_ids, held_out, searched)
+        return as_function(cloud, arn, state)
+
+    request = {"seed": 42, "test_size": 0.25, "classifier": "ovr"}
+    status, output = run_workflow(definition, request, invoke, execution="training-1")
+    assert status == "SUCCEEDED", output
+    # a step whose call its role refused, or an unqueued search, fails it: WriteReport's
+    # failure is caught and kept here
+    assert "report_error" not in output, output["report_error"]
+    # Begin: the execution's name, and the lock's lease is the state machine's timeout
+    lease = definition["TimeoutSeconds"]
+    assert output["execution"] == {"name": "training-1", "lease_seconds": lease}
+    assert output["run_id"] == "training-1" and output["people"] == 5
+
+    record = cloud.app.catalog.current_model()  # the published model, through its pointer
+    assert output["promoted"] is True and record.model_id == output["model_id"]
+    model = load_model(cloud.app.stores.models, record.artifact_key, record.sha256)
+    assert isinstance(model.classifier, OneVsRestSVM)
+    assert model.metadata["classifier"]["kind"] == "one-vs-rest SVMs"
+    assert model.metadata["classifier"]["choice"] == "ovr"
+
+    # exactly the sampled crops were searched, in order, each once; every answer right (the
+    # crop's own FaceId excluded)
+    cloud.stubber.assert_no_pending_responses()
+    rekognition = output["rekognition"]
+    assert len(searched) == rekognition["faces"] == searched_faces
+    assert rekognition["held_out_faces"] == len(held_out) > searched_faces
+    assert rekognition["accuracy"] == 1.0
+
+    # each step ran as its own function; the catalog was read by Query, never scanned: the
+    # one Scan is EvaluateRekognition's of the face index table (the collection's FaceIds)
+    for step in steps:
+        assert cloud.checker.requests(step), step
+    scans = {
+        (step, r.resource)
+        for step in steps
+        for r in cloud.checker.requests(step)
+        if r.action == "dynamodb:Scan"
+    }
+    where = cloud.checker.where
+    assert scans == {(EVALUATE_REKOGNITION, where.table(support.ENV["FACE_INDEX_TABLE"]))}
+    queried = {r.resource for r in cloud.checker.requests(GATHER) if r.action == "dynamodb:Query"}
+    assert queried == {where.table(support.ENV["CATALOG_TABLE"], "gsi3")}
+    assert len(json.dumps(output)) < 4096  # keys and summaries, whatever the faces
+
+
+def queue_sampled_searches(
+    cloud, face_ids: dict[str, str], held_out: list[str], searched: list[str]
+) -> None:
+    """What Rekognition answers for each crop ``searched`` (in that order, each call expecting
+    that crop's pixels and room for every held-out FaceId): the crop's own FaceId first, which
+    must not count, then a training face of the same person. Then DescribeCollection."""
+    collection = support.ENV["COLLECTION_ID"]
+    training = [key for key in face_ids if key not in held_out]
+    for key in searched:
+        crop = encode_png(decode_image(cloud.get(support.ENV["FACES_BUCKET"], key)))
+        person = key.split("/")[0]
+        same = next(other for other in training if other.split("/")[0] == person)
+        cloud.stubber.add_response(
+            "search_faces_by_image",
+            search_response([(face_ids[key], 99.99), (face_ids[same], 97.25)]),
+            {**search_params(1 + len(held_out), collection), "Image": {"Bytes": crop}},
+        )
+    cloud.stubber.add_response(
+        "describe_collection",
+        {"FaceCount": len(face_ids), "FaceModelVersion": "7.0"},
+        {"CollectionId": collection},
     )
 
 
