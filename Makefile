@@ -6,7 +6,7 @@ CACHE := .cache
 STAMP := $(VENV)/.installed
 CDK := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=1 npx --no-install cdk
 
-.PHONY: setup demo test test-fast lint bench bench-open-set bench-far bench-scale bench-load bench-memory synth deploy clean
+.PHONY: setup demo test test-fast lint bench bench-open-set bench-far bench-scale bench-train-scale bench-load bench-memory synth deploy clean
 
 # Fetches the weights and sample set, then converts the networks to ONNX once (about a
 # minute and a half) and checks them against TensorFlow; every later run only checks the
@@ -46,6 +46,11 @@ bench-open-set: setup
 
 bench-scale: setup
 	$(BIN)/python bench/scale.py
+
+# The FaceNet engine's classifiers side by side and `facerec train`'s steps at 100 to 10,000
+# people (LFW dev-train and synthetic people drawn like them; about 50 minutes).
+bench-train-scale: setup
+	$(BIN)/python bench/train_scale.py
 
 # The calibrated "unknown" threshold's real false-accept rate on LFW strangers, both crops
 # (about 15 minutes to embed the first time, cached in /tmp; then about 5 minutes).

@@ -231,6 +231,12 @@ def held_out(
     )
 
 
+# Held-out faces the local engines answer per call: one call per face cost 4.3 ms a face and
+# engine at 10,000 people (the nearest face reads its 97,000-face gallery for each), 283 s
+# of a 617 s training (bench/TRAINING_SCALE.md).
+EVALUATION_BATCH = 256
+
+
 def local_engines(model: TrainedModel) -> dict[str, Engine]:
     """FaceNet and the nearest face as a model answers with them: the nearest face's gallery
     is the model's training part (``model.open_set``), so it sees what FaceNet sees."""
@@ -272,10 +278,12 @@ def evaluate(
     read_crop: Callable[[str], bytes],
     engines: Mapping[str, Engine] | None = None,
 ) -> dict[str, EngineRun]:
-    """Each engine (default: ``local_engines(model)``) on the model's held-out faces."""
+    """Each engine (default: ``local_engines(model)``, asked EVALUATION_BATCH faces at a time)
+    on the model's held-out faces; given ``engines`` are asked face by face."""
     _, faces = held_out(model, training_set, read_crop)
+    batch = EVALUATION_BATCH if engines is None else 1
     engines = local_engines(model) if engines is None else engines
-    return {name: run_engine(engine, faces) for name, engine in engines.items()}
+    return {name: run_engine(engine, faces, batch_size=batch) for name, engine in engines.items()}
 
 
 def evaluate_rekognition(
@@ -337,7 +345,7 @@ def compare_with_current(
     trained = set(current.open_set.gallery_.ids.tolist())
     new = [face for face in faces if face.truth not in known]
     common = [face for face in faces if face.truth in known and face.face_id not in trained]
-    current_run = run_engine(FaceNetEngine(lambda: current), common)
+    current_run = run_engine(FaceNetEngine(lambda: current), common, batch_size=EVALUATION_BATCH)
 
     def right(answers: Mapping[str, dict], cases: Sequence[HeldOutFace]) -> set[str]:
         return {
