@@ -34,6 +34,19 @@ PAIR_BLOCK = 4_000_000  # decisions (faces x pairs or people) held at once: 32 M
 class LinearClassifier(Estimator):
     """A fitted linear classifier saved and loaded as plain arrays (FITTED_ARRAYS)."""
 
+    def _checked(self, X, y, folds: int):
+        """(X (N, D) float64, y (N,), a seeded stratified splitter of ``folds`` folds, fewer
+        when a person has fewer photos); ValueError for mismatched or non-finite samples,
+        NotEnoughData below 2 people or 2 photos of one of them."""
+        from sklearn.model_selection import StratifiedKFold
+
+        X, y = as_samples(X), np.asarray(y)
+        if len(X) != len(y):
+            raise ValueError(f"{len(X)} samples but {len(y)} labels")
+        require_photos_per_class(y, 2, "train a classifier with calibrated probabilities")
+        folds = min(folds, min(Counter(y).values()))
+        return X, y, StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted state as plain arrays (no object dtype: saved without pickle)."""
         self.require_fitted("coef_")
@@ -69,15 +82,9 @@ class FaceClassifier(LinearClassifier):
 
     def fit(self, X, y):
         from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.model_selection import StratifiedKFold
         from sklearn.svm import SVC
 
-        X, y = as_samples(X), np.asarray(y)
-        if len(X) != len(y):
-            raise ValueError(f"{len(X)} samples but {len(y)} labels")
-        require_photos_per_class(y, 2, "train a classifier with calibrated probabilities")
-        folds = min(self.calibration_folds, min(Counter(y).values()))
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+        X, y, splitter = self._checked(X, y, self.calibration_folds)
         # ensemble=False: one SVC fitted on all of X, calibrated on out-of-fold decisions.
         calibrated = CalibratedClassifierCV(
             SVC(kernel="linear", C=self.C), cv=splitter, ensemble=False
@@ -177,15 +184,9 @@ class OneVsRestSVM(LinearClassifier):
 
     def fit(self, X, y):
         from sklearn.calibration import _SigmoidCalibration
-        from sklearn.model_selection import StratifiedKFold
 
-        X, y = as_samples(X), np.asarray(y)
-        if len(X) != len(y):
-            raise ValueError(f"{len(X)} samples but {len(y)} labels")
-        require_photos_per_class(y, 2, "train a classifier with calibrated probabilities")
+        X, y, splitter = self._checked(X, y, self.folds)
         self.classes_, codes = np.unique(y, return_inverse=True)
-        folds = min(self.folds, int(np.bincount(codes).min()))
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
         top = np.empty(len(X))
         right = np.zeros(len(X), dtype=bool)
         scores = []
@@ -195,7 +196,7 @@ class OneVsRestSVM(LinearClassifier):
             right[test] = best == codes[test]
             scores.append(float(right[test].mean()))
         self.cv_ = {
-            "folds": folds,
+            "folds": splitter.n_splits,
             "mean": float(np.mean(scores)),
             "std": float(np.std(scores)),
             "scores": scores,
